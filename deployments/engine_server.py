@@ -1,0 +1,69 @@
+"""EngineServer: one engine replica. Voices are multiplexed (cached per replica, and requests for a
+voice are routed to replicas that have it loaded); synthesis runs off the event loop so the
+replica keeps answering status calls while it speaks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ray
+from ray import serve
+
+from engines.base import EngineOptions, TTSEngine
+from engines.registry import load_engine_class
+from speechcore.audio.pcm import PcmChunk
+from speechcore.config.app_args import EngineArgs, EngineUserConfig
+from speechcore.config.paths import ServerPaths
+from speechcore.engine_types import EngineInfo, SynthesisRequest
+
+_LOGGER = logging.getLogger("ray.serve")
+MAX_VOICES_PER_REPLICA = 8
+_DONE = object()
+
+
+def _replica_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "cuda" if ray.get_runtime_context().get_accelerator_ids().get("GPU") else "cpu"
+
+
+class EngineServer:
+    def __init__(self, args: dict[str, Any], engine_cls: type[TTSEngine] | None = None):
+        self.args = EngineArgs.model_validate(args)
+        options = EngineOptions(threads=self.args.threads, device=_replica_device(self.args.device))
+        cls = engine_cls or load_engine_class(self.args.engine)
+        self.engine = cls.create(ServerPaths.at(self.args.root), options)
+        _LOGGER.info("engine %s ready on %s with %d thread(s)", self.args.engine, options.device, options.threads)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        config = EngineUserConfig.model_validate(user_config or {})
+        if config.model is not None:
+            self.engine.select_model(config.model)
+
+    async def describe(self) -> EngineInfo:
+        return await asyncio.to_thread(self.engine.info)
+
+    async def select_model(self, model: str) -> None:
+        await asyncio.to_thread(self.engine.select_model, model)
+
+    @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
+    async def _voice(self, voice: str) -> Any:
+        return await asyncio.to_thread(self.engine.load_voice, voice)
+
+    async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
+        """Streams the chunks of one request. Cancelling the call (client gone, stop) ends it
+        after the chunk being computed."""
+        voice = await self._voice(request.voice)
+        chunks = self.engine.synthesize(voice, request)
+        try:
+            while (chunk := await asyncio.to_thread(next, chunks, _DONE)) is not _DONE:
+                yield chunk
+        finally:
+            # After a cancellation the worker thread may still be inside next(); the generator
+            # then cannot be closed here and is dropped when that call returns.
+            with contextlib.suppress(ValueError):
+                chunks.close()

@@ -1,0 +1,64 @@
+"""HandleEngineClient: the core's EngineClient over a Serve application handle. Only
+serialisable values cross: SynthesisRequest in, PcmChunk out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from ray import serve
+from ray.serve.exceptions import RayServeException
+from ray.serve.handle import DeploymentHandle
+
+from speechcore.audio.pcm import PcmChunk
+from speechcore.engine_client import EngineUnavailable
+from speechcore.engine_types import EngineInfo, SynthesisRequest
+
+
+class HandleEngineClient:
+    """Reaches the engine application `app_name`. The handle is looked up once, off the event
+    loop; `describe()` answers from the last good description when replicas are slow to answer."""
+
+    def __init__(self, app_name: str, describe_timeout_s: float):
+        self.app_name = app_name
+        self.describe_timeout_s = describe_timeout_s
+        self._handle: DeploymentHandle | None = None
+        self._last_info: EngineInfo | None = None
+
+    async def _get_handle(self) -> DeploymentHandle:
+        if self._handle is None:
+            try:
+                self._handle = await asyncio.to_thread(serve.get_app_handle, self.app_name)
+            except RayServeException as exc:
+                raise EngineUnavailable(f"engine application {self.app_name!r} is not deployed") from exc
+        return self._handle
+
+    async def describe(self) -> EngineInfo:
+        handle = await self._get_handle()
+        try:
+            info: EngineInfo = await asyncio.wait_for(handle.describe.remote(), self.describe_timeout_s)
+        except TimeoutError as exc:
+            if self._last_info is not None:
+                return self._last_info
+            raise EngineUnavailable(f"engine application {self.app_name!r} has no replica answering yet") from exc
+        self._last_info = info
+        return info
+
+    async def is_serving(self) -> bool:
+        """Whether the application has a running replica, asked of the Serve controller (so it
+        never waits behind a generation)."""
+        status = await asyncio.to_thread(serve.status)
+        app = status.applications.get(self.app_name)
+        if app is None:
+            return False
+        return any(d.replica_states.get("RUNNING", 0) > 0 for d in app.deployments.values())
+
+    async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
+        handle = await self._get_handle()
+        stream = handle.options(stream=True, multiplexed_model_id=request.voice).synthesize.remote(request)
+        async for chunk in stream:
+            yield chunk
+
+    async def select_model(self, model: str) -> None:
+        handle = await self._get_handle()
+        await handle.select_model.remote(model)

@@ -1,0 +1,30 @@
+"""IngressServer: the `alltalk` application's HTTP ingress. It builds the core SpeechService with
+handle-backed engine clients and serves the FastAPI app of the AllTalk API.
+Runs in the ingress process: must not import torch or any engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from speechcore.api import create_app
+from speechcore.config.app_args import IngressArgs
+from speechcore.config.paths import ServerPaths
+from speechcore.config.store import SettingsStore
+from speechcore.service import SpeechService
+
+from .handles import HandleEngineClient
+
+
+class IngressServer:
+    def __init__(self, args: dict[str, Any]):
+        self.args = IngressArgs.model_validate(args)
+        engines = {name: HandleEngineClient(app, self.args.describe_timeout_s)
+                   for name, app in self.args.engines.items()}
+        settings = SettingsStore(ServerPaths.at(self.args.root))
+        self.service = SpeechService(settings, engines, self.args.engines_supported or list(engines),
+                                     self.args.default_engine)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self.service)

@@ -1,0 +1,1 @@
+"""Plain-Python TTS engines behind one protocol (engines/base.py). No Ray, no FastAPI."""

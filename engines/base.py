@@ -1,0 +1,48 @@
+"""The engine protocol every backend implements, and the options every engine is built with."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from speechcore.audio.pcm import PcmChunk
+from speechcore.config.paths import ServerPaths
+from speechcore.engine_types import EngineInfo, SynthesisRequest
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Knobs shared by engines; each engine uses the ones that apply to it."""
+
+    threads: int = 1
+    """CPU threads one synthesis may use (onnxruntime intra-op threads for Piper)."""
+
+    device: str = "cpu"
+    """`cpu` or `cuda`: chosen explicitly, never guessed from what the process can see."""
+
+
+class TTSEngine(Protocol):
+    """A loaded engine. Voices are loaded separately so that a server can cache them per replica
+    (for Piper a voice is an ONNX session; for XTTS it will be conditioning latents)."""
+
+    name: str
+
+    @classmethod
+    def create(cls, paths: ServerPaths, options: EngineOptions) -> "TTSEngine": ...
+
+    def info(self) -> EngineInfo:
+        """Identity, models, voices (scanned now) and capabilities."""
+        ...
+
+    def load_voice(self, voice: str) -> Any:
+        """Loads a voice listed by info(); raises UnknownVoice otherwise."""
+        ...
+
+    def synthesize(self, voice: Any, request: SynthesisRequest) -> Iterator[PcmChunk]:
+        """Speaks request.text with a loaded voice, one chunk per sentence or smaller."""
+        ...
+
+    def select_model(self, model: str) -> None:
+        """Switches to one of info().models; raises UnknownModel otherwise."""
+        ...

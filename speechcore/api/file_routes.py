@@ -1,0 +1,40 @@
+"""Generated files (§6B.2, §6B.3): only files directly inside the output folder are served."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from ..errors import ContractError
+from .deps import Service
+
+router = APIRouter(tags=["files"])
+_CACHE_SECONDS = 7 * 24 * 3600
+
+
+def _existing(service: Service, filename: str) -> Path:
+    path = service.find_output(filename)
+    if path is None:
+        raise ContractError(404, {"detail": "File not found"})
+    return path
+
+
+def _media_type(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+@router.get("/audio/{filename}")
+async def audio(service: Service, filename: str) -> FileResponse:
+    path = _existing(service, filename)
+    return FileResponse(path, media_type=_media_type(path))
+
+
+@router.get("/audiocache/{filename}")
+async def audio_cache(service: Service, filename: str) -> FileResponse:
+    """The same file as a download that browsers may cache for a week."""
+    path = _existing(service, filename)
+    return FileResponse(path, media_type=_media_type(path), filename=path.name,
+                        headers={"Cache-Control": f"public, max-age={_CACHE_SECONDS}"})

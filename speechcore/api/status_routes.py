@@ -1,0 +1,39 @@
+"""Status endpoints (§2): readiness, voices, RVC voices, current settings."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+
+from .deps import Service
+
+router = APIRouter(tags=["status"])
+
+
+@router.get("/api/ready", response_class=PlainTextResponse)
+async def ready(service: Service) -> PlainTextResponse:
+    """`Ready` while the default engine has a replica that can serve, `Unloaded` otherwise."""
+    return PlainTextResponse("Ready" if await service.ready() else "Unloaded")
+
+
+@router.get("/api/voices")
+async def voices(service: Service) -> dict[str, object]:
+    return await service.voices()
+
+
+@router.get("/api/rvcvoices")
+async def rvc_voices(service: Service) -> dict[str, object]:
+    # Both keys: the public docs name `voices`, the real clients read `rvcvoices`.
+    found = service.rvc_voices()
+    return {"status": "success", "voices": found, "rvcvoices": found}
+
+
+@router.get("/api/currentsettings")
+async def current_settings(service: Service) -> dict[str, object]:
+    return await service.current_settings()
+
+
+@router.get("/settings-json")
+async def settings_json(service: Service) -> dict[str, object]:
+    """The whole `confignew.json` as loaded."""
+    return service.settings.config.model_dump(mode="json", by_alias=True)

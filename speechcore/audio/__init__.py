@@ -1,0 +1,1 @@
+"""Audio values and encodings; numpy and codec libraries only."""

@@ -1,0 +1,43 @@
+"""The `args` of each Serve application in serve_config.yaml, validated before anything starts."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngressArgs(_Args):
+    """Args of the `alltalk` application (the HTTP ingress)."""
+
+    root: str = Field(description="Server root: confignew.json, models/, voices/, outputs/, system/ "
+                                  "(an AllTalk install works). Absolute on a cluster.")
+    engines: dict[str, str] = Field(description="Live engines: engine name -> Serve application name.")
+    default_engine: str = Field("piper", description="Current engine when tts_engines.json names none that is live.")
+    engines_supported: list[str] = Field(default_factory=list,
+                                         description="Engines this build can run; filled in by the builder.")
+    describe_timeout_s: float = Field(2.0, gt=0, description="How long status calls wait for an engine replica.")
+
+    @model_validator(mode="after")
+    def _default_is_live(self) -> "IngressArgs":
+        if self.default_engine not in self.engines:
+            raise ValueError(f"default_engine {self.default_engine!r} is not in engines {sorted(self.engines)}")
+        return self
+
+
+class EngineArgs(_Args):
+    """Args of an engine application (`piper`, later `vits`, `xtts`)."""
+
+    engine: str = Field(description="Engine name from the registry, e.g. 'piper'.")
+    root: str = Field(description="Server root (models/ and voices/ are read on the replica's node).")
+    threads: int = Field(1, ge=1, le=64, description="CPU threads one synthesis may use.")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
+                        description="auto = cuda when the replica was given a GPU share, else cpu.")
+
+
+class EngineUserConfig(_Args):
+    """`user_config` of an engine deployment: what a rolling update may change."""
+
+    model: str | None = Field(None, description="Model to serve; None keeps the engine's default.")

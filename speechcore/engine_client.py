@@ -1,0 +1,32 @@
+"""EngineClient: how the generation service reaches an engine. The ingress implements it over
+Serve deployment handles; tests implement it over an in-process engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from .audio.pcm import PcmChunk
+from .engine_types import EngineInfo, SynthesisRequest
+
+
+class EngineUnavailable(RuntimeError):
+    """No replica of the engine can answer right now."""
+
+
+class EngineClient(Protocol):
+    async def describe(self) -> EngineInfo:
+        """Identity, models, voices and capabilities; raises EngineUnavailable."""
+        ...
+
+    async def is_serving(self) -> bool:
+        """Whether a replica can serve now (cheap; never waits behind a generation)."""
+        ...
+
+    def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
+        """Audio for the request, in order, one chunk per sentence or smaller."""
+        ...
+
+    async def select_model(self, model: str) -> None:
+        """Makes every replica serve `model`; raises UnknownModel or EngineError."""
+        ...

@@ -1,0 +1,62 @@
+"""Values and errors shared by engines and the ingress. They cross deployment handles, so they are
+plain dataclasses and exception classes that both sides can import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """One piece of text to speak with one voice; engines use the knobs they support."""
+
+    text: str
+    voice: str
+    language: str = "en"
+    speed: float = 1.0
+    temperature: float = 0.75
+    repetition_penalty: float = 10.0
+    pitch: float = 0.0
+
+
+@dataclass(frozen=True)
+class EngineCapabilities:
+    """What an engine really does (the `*_capable` keys of `/api/currentsettings`)."""
+
+    streaming: bool = False
+    multivoice: bool = True
+    multimodel: bool = True
+    languages: bool = False
+    generationspeed: bool = False
+    temperature: bool = False
+    repetitionpenalty: bool = False
+    pitch: bool = False
+    lowvram: bool = False
+    deepspeed: bool = False
+    deepspeed_available: bool = False
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """An engine replica's answer to "what are you": identity, models, voices, capabilities."""
+
+    engine: str
+    manufacturer_name: str
+    audio_format: str
+    models: list[str]
+    current_model: str | None
+    voices: list[str]
+    default_voice: str
+    capabilities: EngineCapabilities = field(default_factory=EngineCapabilities)
+
+
+class EngineError(RuntimeError):
+    """Synthesis failed inside the engine."""
+
+
+class UnknownVoice(EngineError):
+    """The requested voice does not exist for this engine (a client error)."""
+
+
+class UnknownModel(EngineError):
+    """The requested model does not exist for this engine (a client error)."""

@@ -1,0 +1,251 @@
+"""SpeechService: everything the HTTP API does, without HTTP and without Ray. Engines are reached
+through EngineClient; settings come from the SettingsStore; files go to the OutputStore."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .audio.pcm import PcmChunk
+from .audio.wav import write_wav
+from .cancellation import GenerationStopped, StopRegistry, until_stopped
+from .config.alltalk import ConfigFileError, write_json_model
+from .config.engine_settings import ModelSettings
+from .config.store import SettingsStore
+from .contract import GenerateForm, GenerateParams, merge_defaults, validate_generate
+from .engine_client import EngineClient, EngineUnavailable
+from .engine_types import EngineError, EngineInfo, SynthesisRequest, UnknownModel, UnknownVoice
+from .errors import ContractError
+from .storage import OutputStore
+from .text.filtering import filter_text
+
+
+class SpeechService:
+    """The server's behaviour behind the AllTalk API.
+
+    Args:
+        settings: the loaded settings files of the server root.
+        engines: live engines by name (the ones deployed next to this ingress).
+        engines_supported: every engine this build can run (`engines_available`).
+        default_engine: used when `tts_engines.json` names an engine that is not live.
+    """
+
+    def __init__(self, settings: SettingsStore, engines: Mapping[str, EngineClient],
+                 engines_supported: Sequence[str], default_engine: str):
+        if default_engine not in engines:
+            raise ValueError(f"default engine {default_engine!r} is not among the live engines {sorted(engines)}")
+        self.settings = settings
+        self.engines = dict(engines)
+        self.engines_supported = list(engines_supported)
+        self.default_engine = default_engine
+        self.stops = StopRegistry()
+        self._model_change = asyncio.Lock()
+
+    # ----- engines and their descriptions
+
+    @property
+    def current_engine(self) -> str:
+        loaded = self.settings.engines.engine_loaded
+        return loaded if loaded in self.engines else self.default_engine
+
+    def _client(self, engine: str | None) -> EngineClient:
+        name = engine or self.current_engine
+        client = self.engines.get(name)
+        if client is None:
+            raise ContractError(400, {"status": "error", "message": f"Engine {name!r} is not running here; "
+                                      f"live engines: {', '.join(sorted(self.engines))}"})
+        return client
+
+    async def info(self, engine: str | None = None) -> EngineInfo:
+        try:
+            return await self._client(engine).describe()
+        except EngineUnavailable as exc:
+            raise ContractError(503, {"status": "error", "message": str(exc)}, {"Retry-After": "5"}) from exc
+
+    def model_settings(self, info: EngineInfo) -> ModelSettings:
+        try:
+            return self.settings.model_settings(info)
+        except (ConfigFileError, ValueError) as exc:
+            raise ContractError(500, {"status": "error", "message": str(exc)}) from exc
+
+    async def ready(self) -> bool:
+        try:
+            return await self._client(None).is_serving()
+        except EngineUnavailable:
+            return False
+
+    # ----- status
+
+    async def voices(self) -> dict[str, object]:
+        info = await self.info()
+        if not info.capabilities.multivoice:
+            return {"status": "error", "message": f"The {info.engine} engine does not support multiple voices."}
+        return {"status": "success", "voices": info.voices or ["No Voices Found"]}
+
+    def rvc_voices(self) -> list[str]:
+        """`Disabled`, then every `.pth` under models/rvc_voices (relative, sorted) when RVC is on."""
+        folder = self.settings.paths.rvc_voices
+        if not self.settings.config.rvc_settings.rvc_enabled or not folder.is_dir():
+            return ["Disabled"]
+        found = []
+        for dirpath, _dirs, files in os.walk(folder):  # does not follow symlinked folders
+            for name in files:
+                if name.endswith(".pth"):
+                    found.append((Path(dirpath) / name).relative_to(folder).as_posix())
+        return ["Disabled", *sorted(found)]
+
+    async def current_settings(self) -> dict[str, object]:
+        info = await self.info()
+        ms = self.model_settings(info)
+        caps, s = info.capabilities, ms.settings
+        return {
+            "engines_available": self.engines_supported,
+            "current_engine_loaded": info.engine,
+            "models_available": [{"name": m} for m in info.models],
+            "current_model_loaded": info.current_model,
+            "manufacturer_name": ms.model_details.manufacturer_name or info.manufacturer_name,
+            "audio_format": info.audio_format,
+            "deepspeed_capable": caps.deepspeed,
+            "deepspeed_available": caps.deepspeed_available,
+            "deepspeed_enabled": s.deepspeed_enabled and caps.deepspeed_available,
+            "generationspeed_capable": caps.generationspeed,
+            "generationspeed_set": s.generationspeed_set,
+            "lowvram_capable": caps.lowvram,
+            "lowvram_enabled": s.lowvram_enabled and caps.lowvram,
+            "pitch_capable": caps.pitch,
+            "pitch_set": s.pitch_set,
+            "repetitionpenalty_capable": caps.repetitionpenalty,
+            "repetitionpenalty_set": s.repetitionpenalty_set,
+            "streaming_capable": caps.streaming,
+            "temperature_capable": caps.temperature,
+            "temperature_set": s.temperature_set,
+            "ttsengines_installed": s.engine_installed,
+            "languages_capable": caps.languages,
+            "multivoice_capable": caps.multivoice,
+            "multimodel_capable": caps.multimodel,
+        }
+
+    # ----- generation
+
+    async def generate(self, form: GenerateForm) -> dict[str, object]:
+        """`/api/tts-generate` in standard mode: validate, filter, synthesize, store, answer."""
+        info = await self.info(form.engine)
+        config = self.settings.config
+        params = merge_defaults(form, config.api_def, config.rvc_settings, self.model_settings(info).settings)
+        problems = validate_generate(params, config.api_def.api_max_characters)
+        if problems:
+            raise ContractError(400, {"error": "\n".join(problems)})
+        if params.narrator_enabled != "false":
+            raise ContractError.generate_failure(501, "Narrator mode is not available in this version; "
+                                                 "send narrator_enabled=false")
+        text = filter_text(params.text_input, params.text_filtering, config.api_def.allowed_filter)
+        if not text.strip():
+            raise ContractError.generate_failure(400, "text_input has nothing left to speak after text filtering")
+        self._check_voice(info, params.character_voice_gen)
+        request = self._synthesis_request(text, params.character_voice_gen, params)
+        chunks = await self._synthesize_all(form.engine, request)
+        path = await asyncio.to_thread(self._store_wav, params, chunks)
+        return {"status": "generate-success", "output_file_path": str(path), **self._urls(path.name)}
+
+    @staticmethod
+    def _check_voice(info: EngineInfo, voice: str) -> None:
+        if voice not in info.voices:
+            raise ContractError.generate_failure(
+                400, f"Voice {voice!r} is not a voice of the {info.engine} engine (see /api/voices)")
+
+    @staticmethod
+    def _synthesis_request(text: str, voice: str, params: GenerateParams) -> SynthesisRequest:
+        return SynthesisRequest(text=text, voice=voice, language=params.language, speed=params.speed,
+                                temperature=params.temperature, repetition_penalty=params.repetition_penalty,
+                                pitch=params.pitch)
+
+    async def _synthesize_all(self, engine: str | None, request: SynthesisRequest) -> list[PcmChunk]:
+        client = self._client(engine)
+        with self.stops.track() as stop:
+            try:
+                return [chunk async for chunk in until_stopped(aiter(client.synthesize(request)), stop)]
+            except GenerationStopped as exc:
+                raise ContractError.generate_failure(409, "Generation was stopped by /api/stop-generation") from exc
+            except UnknownVoice as exc:
+                raise ContractError.generate_failure(400, str(exc)) from exc
+            except EngineUnavailable as exc:
+                raise ContractError.generate_failure(503, str(exc)) from exc
+            except EngineError as exc:
+                raise ContractError.generate_failure(500, f"TTS generation failed: {exc}") from exc
+
+    def _outputs(self) -> OutputStore:
+        return OutputStore(self.settings.paths.outputs(self.settings.config.output_folder))
+
+    def _store_wav(self, params: GenerateParams, chunks: list[PcmChunk]) -> Path:
+        if not chunks:
+            raise ContractError.generate_failure(500, "TTS generation failed: the engine produced no audio")
+        rate = chunks[0].sample_rate
+        return self._outputs().write_new(params.output_file_name, "wav", params.output_file_timestamp,
+                                         lambda out: write_wav(out, rate, chunks))
+
+    def _urls(self, name: str) -> dict[str, str]:
+        api = self.settings.config.api_def
+        prefix = f"http://{api.api_legacy_ip_address}:{api.api_port_number}" if api.api_use_legacy_api else ""
+        return {"output_file_url": f"{prefix}/audio/{name}", "output_cache_url": f"{prefix}/audiocache/{name}"}
+
+    def find_output(self, name: str) -> Path | None:
+        return self._outputs().find(name)
+
+    # ----- control
+
+    def stop_all(self) -> int:
+        return self.stops.stop_all()
+
+    def reload_config(self) -> None:
+        try:
+            self.settings.reload()
+        except ConfigFileError as exc:
+            raise ContractError(400, {"status": "error", "message": str(exc)}) from exc
+
+    async def reload_model(self, tts_method: str | None) -> dict[str, object]:
+        info = await self.info()
+        if tts_method is None or tts_method not in info.models:
+            return {"status": "error", "message": f"Invalid TTS method {tts_method!r}: the {info.engine} engine's "
+                                                  f"models are {', '.join(info.models) or 'none'}"}
+        if self._model_change.locked():
+            return {"status": "model-is currently changing"}
+        async with self._model_change:
+            try:
+                await self._client(None).select_model(tts_method)
+            except (UnknownModel, EngineError, EngineUnavailable) as exc:
+                return {"status": "model-failure", "message": str(exc)}
+        return {"status": "model-success"}
+
+    async def reload_engine(self, engine: str | None) -> dict[str, object]:
+        if engine is None or engine not in self.engines_supported:
+            return {"status": "error", "message": f"Invalid TTS engine {engine!r}: available engines are "
+                                                  f"{', '.join(self.engines_supported)}"}
+        if engine not in self.engines:
+            return {"status": "error", "message": f"The {engine} engine is not deployed on this server"}
+        info = await self.info(engine)
+        engines_file = self.settings.engines.model_copy(update={
+            "engine_loaded": engine, "selected_model": info.current_model or engine})
+        await asyncio.to_thread(write_json_model, self.settings.paths.engines_file, engines_file)
+        self.settings.engines = engines_file
+        return {"status": "engine-success"}
+
+    async def set_deepspeed(self, value: bool) -> dict[str, object]:
+        info = await self.info()
+        if not (info.capabilities.deepspeed and info.capabilities.deepspeed_available):
+            return {"status": "error", "message": f"The {info.engine} engine does not support DeepSpeed, "
+                                                  "or DeepSpeed is not available on its replicas"}
+        enabled = self.model_settings(info).settings.deepspeed_enabled
+        if enabled == value:
+            return {"status": "success", "message": f"DeepSpeed is already {'enabled' if value else 'disabled'}"}
+        raise ContractError(501, {"status": "error", "message": "Switching DeepSpeed is not available yet"})
+
+    async def set_lowvram(self, value: bool) -> dict[str, object]:
+        info = await self.info()
+        if not info.capabilities.lowvram:
+            return {"status": "error", "message": f"The {info.engine} engine does not support LowVRAM"}
+        enabled = self.model_settings(info).settings.lowvram_enabled
+        if enabled == value:
+            return {"status": "success", "message": f"LowVRAM is already {'enabled' if value else 'disabled'}"}
+        raise ContractError(501, {"status": "error", "message": "Switching LowVRAM is not available yet"})
