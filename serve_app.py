@@ -119,8 +119,10 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None,
 def stop_embedded() -> None:
     import ray
 
-    serve.shutdown()
-    ray.shutdown()
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         _LOGGER.error("could not start: %s", exc)
         return 1
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
         stop_embedded()
 
 

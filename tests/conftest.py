@@ -1,0 +1,98 @@
+"""Two ways to reach the same API, so every contract test runs against both:
+- `asgi`: the FastAPI app in this process over an in-process Piper engine (no Ray; fast);
+- `serve`: the real embedded server (local Ray, Serve, HTTP on 127.0.0.1), one per test session.
+Both use the real bundled Piper voice and a fresh server root folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from fastapi.testclient import TestClient
+
+from engines.base import EngineOptions
+from engines.piper import PiperEngine
+from speechcore.api import create_app
+from speechcore.config.paths import ServerPaths
+from speechcore.config.store import SettingsStore
+from speechcore.service import SpeechService
+from tests.support import InProcessEngineClient
+
+SERVE_PORT = 7871
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Server:
+    kind: str
+    client: httpx.Client
+    root: Path
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    def write_config(self, config: dict) -> None:
+        """Writes confignew.json and has the server re-read it."""
+        (self.root / "confignew.json").write_text(json.dumps(config))
+        assert self.client.get("/api/reload_config").status_code == 200
+
+
+@pytest.fixture(scope="session")
+def asgi_server(tmp_path_factory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("asgi-root")
+    paths = ServerPaths.at(root)
+    engine = PiperEngine.create(paths, EngineOptions(threads=1))
+    service = SpeechService(SettingsStore(paths), {"piper": InProcessEngineClient(engine)}, ["piper"], "piper")
+    with TestClient(create_app(service)) as client:
+        yield Server("asgi", client, root)
+
+
+def _ray_processes() -> list[psutil.Process]:
+    names = ("raylet", "gcs_server", "ray::", "dashboard", "log_monitor")
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if any(n in " ".join(proc.cmdline()) for n in names):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+@pytest.fixture(scope="session")
+def serve_server(tmp_path_factory) -> Iterator[Server]:
+    import serve_app
+
+    root = tmp_path_factory.mktemp("serve-root")
+    serve_app.start_embedded(serve_app.DEFAULT_CONFIG, root, "127.0.0.1", SERVE_PORT, num_cpus=2, timeout_s=240)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{SERVE_PORT}", timeout=120) as client:
+            yield Server("serve", client, root)
+    finally:
+        serve_app.stop_embedded()
+        deadline = time.monotonic() + 20
+        while _ray_processes() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        leftover = _ray_processes()
+        assert not leftover, f"Ray processes left behind: {[p.cmdline()[:2] for p in leftover]}"
+
+
+@pytest.fixture(params=["asgi", pytest.param("serve", marks=pytest.mark.serve)])
+def server(request) -> Iterator[Server]:
+    """The API under test; each test leaves the server's settings as it found them."""
+    srv: Server = request.getfixturevalue(f"{request.param}_server")
+    config = srv.root / "confignew.json"
+    before = config.read_bytes() if config.exists() else None
+    yield srv
+    if before is None:
+        config.unlink(missing_ok=True)
+    else:
+        config.write_bytes(before)
+    srv.client.get("/api/reload_config")
