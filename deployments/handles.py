@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from ray import serve
-from ray.serve.exceptions import RayServeException
+from ray.serve.exceptions import BackPressureError, RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from speechcore.audio.pcm import PcmChunk
@@ -56,8 +56,11 @@ class HandleEngineClient:
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         handle = await self._get_handle()
         stream = handle.options(stream=True, multiplexed_model_id=request.voice).synthesize.remote(request)
-        async for chunk in stream:
-            yield chunk
+        try:
+            async for chunk in stream:
+                yield chunk
+        except BackPressureError as exc:
+            raise EngineUnavailable(f"the {self.app_name} engine is at its queue limit; retry shortly") from exc
 
     async def select_model(self, model: str) -> None:
         handle = await self._get_handle()

@@ -171,7 +171,7 @@ class SpeechService:
             except UnknownVoice as exc:
                 raise ContractError.generate_failure(400, str(exc)) from exc
             except EngineUnavailable as exc:
-                raise ContractError.generate_failure(503, str(exc)) from exc
+                raise ContractError(503, {"status": "generate-failure", "error": str(exc)}, {"Retry-After": "2"}) from exc
             except EngineError as exc:
                 raise ContractError.generate_failure(500, f"TTS generation failed: {exc}") from exc
 

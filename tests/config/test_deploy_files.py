@@ -1,0 +1,67 @@
+"""serve_config.yaml and cluster.yaml are valid for the Ray they will meet, and build without a cluster."""
+
+import copy
+import importlib
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import ray
+import yaml
+from pydantic import ValidationError
+from ray.serve import Application
+from ray.serve.schema import ServeDeploySchema
+
+import serve_app
+
+PROJECT = Path(__file__).resolve().parents[2]
+SERVE_CONFIG = yaml.safe_load((PROJECT / "serve_config.yaml").read_text())
+
+
+def builder(import_path: str):
+    module, _, attr = import_path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def test_serve_config_validates_against_serves_schema():
+    schema = ServeDeploySchema.model_validate(SERVE_CONFIG)
+    assert [app.name for app in schema.applications] == ["alltalk", "piper"]
+    assert schema.applications[0].route_prefix == "/"
+    assert schema.applications[1].route_prefix is None
+
+
+@pytest.mark.parametrize("app", SERVE_CONFIG["applications"], ids=lambda a: a["name"])
+def test_each_application_builds_and_its_overrides_name_real_deployments(app, tmp_path):
+    built = builder(app["import_path"])({**app["args"], "root": str(tmp_path)})
+    assert isinstance(built, Application)
+    assert [d["name"] for d in app["deployments"]] == [built._bound_deployment.name]
+
+
+def test_bad_args_fail_at_build_time(tmp_path):
+    with pytest.raises(ValidationError, match="default_engine"):
+        serve_app.build_ingress_app({"root": str(tmp_path), "engines": {"piper": "piper"}, "default_engine": "xtts"})
+    with pytest.raises(ValidationError, match="extra"):
+        serve_app.build_engine_app({"engine": "piper", "root": str(tmp_path), "thread": 2})
+    with pytest.raises(ValueError, match="unknown engine"):
+        serve_app.build_engine_app({"engine": "espeak", "root": str(tmp_path)})
+
+
+def test_prepare_config_fills_root_address_and_drops_gpus_without_a_gpu(tmp_path):
+    raw = copy.deepcopy(SERVE_CONFIG)
+    raw["applications"][1]["deployments"][0]["ray_actor_options"]["num_gpus"] = 0.5
+    prepared = serve_app.prepare_config(raw, tmp_path, "127.0.0.1", 9999, gpus=0)
+    assert prepared.http_options.port == 9999
+    assert all(app.args["root"] == str(tmp_path) for app in prepared.applications)
+    assert prepared.applications[1].deployments[0].ray_actor_options.num_gpus == 0
+    with_gpu = serve_app.prepare_config(raw, tmp_path, "127.0.0.1", 9999, gpus=1)
+    assert with_gpu.applications[1].deployments[0].ray_actor_options.num_gpus == 0.5
+
+
+def test_cluster_yaml_validates_against_the_launcher_schema_in_the_ray_wheel():
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    config = yaml.safe_load((PROJECT / "cluster.yaml").read_text())
+    jsonschema.validate(config, schema)
+    types = config["available_node_types"]
+    assert config["head_node_type"] in types
+    assert any(t["node_config"]["InstanceType"].startswith("g") for t in types.values()), "a GPU worker type"

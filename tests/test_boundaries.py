@@ -1,0 +1,31 @@
+"""Import direction, checked in fresh interpreters: the ingress never loads torch, onnxruntime or
+an engine; the core and the engines never load Ray or FastAPI."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def loaded_after_import(module: str) -> set[str]:
+    code = f"import sys, {module}; print('\\n'.join(sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
+    return set(result.stdout.split())
+
+
+def test_the_ingress_loads_no_model_code():
+    loaded = loaded_after_import("deployments.ingress")
+    assert not {"torch", "onnxruntime", "piper", "engines"} & loaded
+
+
+@pytest.mark.parametrize("module", ["speechcore.service", "speechcore.config.store", "engines.piper", "engines.registry"])
+def test_core_and_engines_load_no_ray(module):
+    assert "ray" not in loaded_after_import(module)
+
+
+@pytest.mark.parametrize("module", ["speechcore.service", "engines.piper"])
+def test_core_service_and_engines_load_no_web_framework(module):
+    assert not {"fastapi", "starlette"} & loaded_after_import(module)
