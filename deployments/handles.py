@@ -4,15 +4,34 @@ serialisable values cross: SynthesisRequest in, PcmChunk out."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 
 from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from speechcore.audio.pcm import PcmChunk
 from speechcore.engine_client import EngineUnavailable
-from speechcore.engine_types import EngineInfo, SynthesisRequest
+from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
+
+
+@contextlib.contextmanager
+def engine_errors(app_name: str) -> Iterator[None]:
+    """Ray's wrappers turned back into the core's errors: the engine's own EngineError (with its
+    message, not a remote traceback), EngineUnavailable for full queues and lost replicas."""
+    try:
+        yield
+    except RayTaskError as exc:
+        cause = exc.cause
+        if isinstance(cause, EngineError):
+            raise type(cause)(*cause.args) from None
+        raise EngineError(f"{type(cause).__name__}: {cause}") from None
+    except BackPressureError as exc:
+        raise EngineUnavailable(f"the {app_name} engine is at its queue limit; retry shortly") from exc
+    except (ActorDiedError, ActorUnavailableError) as exc:
+        raise EngineUnavailable(f"a replica of the {app_name} engine was lost; retry shortly") from exc
 
 
 class HandleEngineClient:
@@ -36,7 +55,8 @@ class HandleEngineClient:
     async def describe(self) -> EngineInfo:
         handle = await self._get_handle()
         try:
-            info: EngineInfo = await asyncio.wait_for(handle.describe.remote(), self.describe_timeout_s)
+            with engine_errors(self.app_name):
+                info: EngineInfo = await asyncio.wait_for(handle.describe.remote(), self.describe_timeout_s)
         except TimeoutError as exc:
             if self._last_info is not None:
                 return self._last_info
@@ -57,11 +77,13 @@ class HandleEngineClient:
         handle = await self._get_handle()
         stream = handle.options(stream=True, multiplexed_model_id=request.voice).synthesize.remote(request)
         try:
-            async for chunk in stream:
-                yield chunk
-        except BackPressureError as exc:
-            raise EngineUnavailable(f"the {self.app_name} engine is at its queue limit; retry shortly") from exc
+            with engine_errors(self.app_name):
+                async for chunk in stream:
+                    yield chunk
+        finally:
+            stream.cancel()  # a consumer that stops early (stop request, client gone) ends the replica's work
 
     async def select_model(self, model: str) -> None:
         handle = await self._get_handle()
-        await handle.select_model.remote(model)
+        with engine_errors(self.app_name):
+            await handle.select_model.remote(model)

@@ -80,3 +80,29 @@ def test_deepspeed_and_lowvram_need_a_boolean(server, path, params):
     response = server.client.post(path, params=params)
     assert response.status_code == 422
     assert isinstance(response.json()["detail"], list)
+
+
+def test_stop_generation_cancels_a_generation_in_flight_and_no_file_is_left(server):
+    import re
+    import threading
+    import time
+
+    before = set(server.outputs.iterdir()) if server.outputs.exists() else set()
+    long_text = " ".join(["This is one of many sentences that make a long generation."] * 30)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(
+        response=server.client.post("/api/tts-generate", data={"text_input": long_text})))
+    worker.start()
+    stopped = 0
+    deadline = time.monotonic() + 30
+    while worker.is_alive() and not stopped and time.monotonic() < deadline:
+        message = server.client.put("/api/stop-generation").json()["message"]
+        stopped = int(re.search(r"\((\d+) in progress\)", message).group(1))
+        time.sleep(0.05)
+    worker.join(60)
+    assert stopped == 1
+    response = result["response"]
+    assert response.status_code == 409
+    assert response.json()["status"] == "generate-failure"
+    after = set(server.outputs.iterdir()) if server.outputs.exists() else set()
+    assert after == before

@@ -1,0 +1,45 @@
+"""The ingress's view of an engine application, through real Serve handles."""
+
+import asyncio
+
+import pytest
+
+from deployments.handles import HandleEngineClient
+from speechcore.engine_client import EngineUnavailable
+from speechcore.engine_types import SynthesisRequest, UnknownVoice
+
+pytestmark = pytest.mark.serve
+
+
+def collect(client, request):
+    async def run():
+        return [chunk async for chunk in client.synthesize(request)]
+    return asyncio.run(run())
+
+
+def test_chunks_stream_one_per_sentence_at_the_voice_rate(serve_server):
+    request = SynthesisRequest(text="One sentence here. Another one there. And a third.", voice="en_US-joe-medium.onnx")
+    chunks = collect(HandleEngineClient("piper", 5), request)
+    assert len(chunks) == 3
+    assert {c.sample_rate for c in chunks} == {22050}
+
+
+def test_an_engine_error_arrives_as_itself_with_its_message(serve_server):
+    with pytest.raises(UnknownVoice) as caught:
+        collect(HandleEngineClient("piper", 5), SynthesisRequest(text="Hi.", voice="missing.onnx"))
+    assert "missing.onnx" in str(caught.value)
+    assert "Traceback" not in str(caught.value) and "ray::" not in str(caught.value)
+
+
+def test_describe_and_serving_state(serve_server):
+    client = HandleEngineClient("piper", 5)
+    info = asyncio.run(client.describe())
+    assert info.engine == "piper" and "en_US-joe-medium.onnx" in info.voices
+    assert asyncio.run(client.is_serving()) is True
+
+
+def test_an_application_that_is_not_deployed_is_unavailable(serve_server):
+    client = HandleEngineClient("xtts", 5)
+    assert asyncio.run(client.is_serving()) is False
+    with pytest.raises(EngineUnavailable):
+        asyncio.run(client.describe())
