@@ -20,7 +20,7 @@ from .handles import HandleEngineClient
 class IngressServer:
     def __init__(self, args: dict[str, Any]):
         self.args = IngressArgs.model_validate(args)
-        engines = {name: HandleEngineClient(app, self.args.describe_timeout_s)
+        engines = {name: HandleEngineClient(app, self.args.describe_timeout_s, self.args.describe_max_age_s)
                    for name, app in self.args.engines.items()}
         settings = SettingsStore(ServerPaths.at(self.args.root))
         self.service = SpeechService(settings, engines, self.args.engines_supported or list(engines),
