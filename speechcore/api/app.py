@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..errors import ContractError
+from ..generation import GenerationService
 from ..service import SpeechService
 from . import control_routes, file_routes, generate_routes, page_routes, status_routes
 
@@ -18,6 +19,7 @@ def create_app(service: SpeechService) -> FastAPI:
     app = FastAPI(title="AllTalk-compatible TTS server on Ray Serve", version="0.1.0",
                   description="The AllTalk v2 HTTP API, served by Ray Serve deployments.")
     app.state.service = service
+    app.state.generation = GenerationService(service)
     for module in (status_routes, control_routes, generate_routes, file_routes, page_routes):
         app.include_router(module.router)
     _install_error_handlers(app)

@@ -1,4 +1,4 @@
-"""How routes reach the service: it lives on the app, set once by create_app."""
+"""How routes reach the services: they live on the app, set once by create_app."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..generation import GenerationService
 from ..service import SpeechService
 
 
@@ -13,4 +14,9 @@ def _service(request: Request) -> SpeechService:
     return request.app.state.service
 
 
+def _generation(request: Request) -> GenerationService:
+    return request.app.state.generation
+
+
 Service = Annotated[SpeechService, Depends(_service)]
+Generation = Annotated[GenerationService, Depends(_generation)]

@@ -80,7 +80,8 @@ class AllTalkConfig(_Section):
     """The whole `confignew.json`."""
 
     output_folder: str = Field("outputs", description="Where generated files go (relative to the root, or absolute).")
-    transcode_audio_format: str = Field("Disabled", description="Post-generation transcode target.")
+    transcode_audio_format: str = Field("Disabled", description="Post-generation transcode target: Disabled, "
+                                        "aac, flac, mp3, opus, wav, vorbis (or ogg, m4a).")
     delete_output_wavs: str = Field("Disabled", description="Output retention, e.g. '7 Days'.")
     gradio_interface: bool = True
     gradio_port_number: int = 7852
@@ -88,6 +89,14 @@ class AllTalkConfig(_Section):
     rvc_settings: RvcSettings = Field(default_factory=RvcSettings)
     debugging: dict[str, bool] = Field(default_factory=dict)
     tgwui: dict[str, object] = Field(default_factory=dict)
+
+    @field_validator("transcode_audio_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        allowed = ("disabled", "aac", "flac", "mp3", "opus", "wav", "vorbis", "ogg", "m4a")
+        if value.lower() not in allowed:
+            raise ValueError(f"must be one of Disabled, {', '.join(allowed[1:])}")
+        return value
 
 
 class ConfigFileError(ValueError):

@@ -150,12 +150,6 @@ def test_text_that_filters_to_nothing_is_a_clear_400(server):
     assert response.json()["status"] == "generate-failure"
 
 
-def test_narrator_mode_answers_a_clear_not_yet(server):
-    response = generate(server, text_input='*He smiled.* "Hello there."', narrator_enabled="true")
-    assert response.status_code == 501
-    assert response.json()["status"] == "generate-failure"
-
-
 def test_audio_and_audiocache_headers(server):
     name = Path(generate(server, text_input="Headers.").json()["output_file_path"]).name
     audio = server.client.get(f"/audio/{name}")

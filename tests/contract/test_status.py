@@ -1,5 +1,7 @@
 """§2 status endpoints: status codes, content types and JSON keys."""
 
+from tests.conftest import BUNDLED_VOICE, SECOND_VOICE
+
 CURRENT_SETTINGS_KEYS = {
     "engines_available", "current_engine_loaded", "models_available", "current_model_loaded",
     "manufacturer_name", "audio_format", "deepspeed_capable", "deepspeed_available", "deepspeed_enabled",
@@ -17,10 +19,10 @@ def test_ready_is_the_bare_word_with_a_content_type(server):
     assert response.headers["content-type"].startswith("text/plain")
 
 
-def test_voices_lists_the_bundled_piper_voice(server):
+def test_voices_lists_the_bundled_voice_and_installed_ones_sorted(server):
     response = server.client.get("/api/voices")
     assert response.status_code == 200
-    assert response.json() == {"status": "success", "voices": ["en_US-joe-medium.onnx"]}
+    assert response.json() == {"status": "success", "voices": [BUNDLED_VOICE, SECOND_VOICE]}
 
 
 def test_rvcvoices_answers_both_keys_and_only_disabled_while_rvc_is_off(server):
@@ -57,6 +59,7 @@ def test_currentsettings_has_exactly_the_24_keys_with_true_values(server):
     assert body["manufacturer_name"] == "Piper"
     assert body["audio_format"] == "wav"
     assert body["generationspeed_capable"] is True
+    assert body["streaming_capable"] is True
     assert body["deepspeed_capable"] is False and body["deepspeed_available"] is False
     assert body["lowvram_capable"] is False and body["lowvram_enabled"] is False
     assert body["generationspeed_set"] == 1

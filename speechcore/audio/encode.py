@@ -1,0 +1,122 @@
+"""Encoding PCM chunks into the API's formats with PyAV (FFmpeg in process, no subprocess).
+AudioEncoder is one encoder per response: bytes come out as chunks go in, so encoded audio can
+be streamed while the engine still speaks."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+
+import av
+import numpy as np
+
+from .formats import AudioFormat
+from .pcm import PcmChunk
+from .wav import streaming_wav_header
+
+
+class _Sink(io.RawIOBase):
+    """A non-seekable output that hands over what the muxer has written so far."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self._parts = b"".join(self._parts), []
+        return data
+
+
+def _frame(chunk: PcmChunk) -> av.AudioFrame:
+    samples = np.frombuffer(chunk.pcm, dtype="<i2").reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+    frame.sample_rate = chunk.sample_rate
+    return frame
+
+
+class AudioEncoder:
+    """Encodes mono PCM at `input_rate` into `fmt`. With `seekable=False` the output is written
+    for streaming (no seeking back to fix headers); with `seekable=True` call `finish()` once and
+    get a complete file."""
+
+    def __init__(self, fmt: AudioFormat, input_rate: int, seekable: bool = False):
+        self.fmt = fmt
+        self.input_rate = input_rate
+        self._out: _Sink | io.BytesIO = io.BytesIO() if seekable else _Sink()
+        self._container = av.open(self._out, mode="w", format=fmt.container, options=fmt.container_options)
+        rate = fmt.rate or input_rate
+        self._stream = self._container.add_stream(fmt.codec, rate=rate, options=fmt.codec_options)
+        self._stream.layout = fmt.layout
+        if fmt.bit_rate:
+            self._stream.bit_rate = fmt.bit_rate
+        codec = self._stream.codec_context
+        self._resampler = av.AudioResampler(format=codec.format.name, layout=fmt.layout, rate=rate,
+                                            frame_size=codec.frame_size or None)
+
+    def _encode(self, frame: av.AudioFrame | None) -> None:
+        for resampled in self._resampler.resample(frame):
+            for packet in self._stream.encode(resampled):
+                self._container.mux(packet)
+
+    def write(self, chunk: PcmChunk) -> bytes:
+        """Encodes one chunk; returns the bytes ready to send (often empty for a while)."""
+        if chunk.sample_rate != self.input_rate:
+            raise ValueError(f"chunk at {chunk.sample_rate} Hz in a {self.input_rate} Hz stream")
+        if chunk.frames:
+            self._encode(_frame(chunk))
+        return self._out.take() if isinstance(self._out, _Sink) else b""
+
+    def finish(self) -> bytes:
+        """Flushes the encoder and closes the container; returns the rest (or the whole file)."""
+        self._encode(None)
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        return self._out.take() if isinstance(self._out, _Sink) else self._out.getvalue()
+
+
+def encode_whole(fmt: AudioFormat, chunks: list[PcmChunk]) -> bytes:
+    """A complete file in `fmt` (headers with real sizes and durations)."""
+    encoder = AudioEncoder(fmt, chunks[0].sample_rate, seekable=True)
+    for chunk in chunks:
+        encoder.write(chunk)
+    return encoder.finish()
+
+
+class WavStream:
+    """A WAV stream of unknown length: the 44-byte header, then raw PCM as it comes (§5.1)."""
+
+    def __init__(self, input_rate: int):
+        self.input_rate = input_rate
+        self._header: bytes | None = streaming_wav_header(input_rate)
+
+    def write(self, chunk: PcmChunk) -> bytes:
+        header, self._header = self._header or b"", None
+        return header + chunk.pcm
+
+    def finish(self) -> bytes:
+        return self._header or b""
+
+
+def stream_encoder(fmt: AudioFormat, input_rate: int) -> AudioEncoder | WavStream:
+    """The streaming encoder for a response in `fmt`."""
+    return WavStream(input_rate) if fmt.name == "wav" else AudioEncoder(fmt, input_rate)
+
+
+def resample(chunks: Iterable[PcmChunk], rate: int) -> PcmChunk:
+    """All chunks (any rates) joined into one mono chunk at `rate`, with FFmpeg's resampler."""
+    parts: list[bytes] = []
+    for chunk in chunks:
+        if chunk.sample_rate == rate:
+            parts.append(chunk.pcm)
+            continue
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        for frame in [*resampler.resample(_frame(chunk)), *resampler.resample(None)]:
+            parts.append(frame.to_ndarray().astype("<i2").tobytes())
+    return PcmChunk(b"".join(parts), rate)
