@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 
 from ..errors import ContractError
 from ..generation import GenerationService
+from ..openai_speech import OpenAISpeechService
 from ..service import SpeechService
-from . import control_routes, file_routes, generate_routes, page_routes, status_routes
+from . import control_routes, file_routes, generate_routes, openai_routes, page_routes, status_routes
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -20,7 +21,8 @@ def create_app(service: SpeechService) -> FastAPI:
                   description="The AllTalk v2 HTTP API, served by Ray Serve deployments.")
     app.state.service = service
     app.state.generation = GenerationService(service)
-    for module in (status_routes, control_routes, generate_routes, file_routes, page_routes):
+    app.state.openai = OpenAISpeechService(service)
+    for module in (status_routes, control_routes, generate_routes, openai_routes, file_routes, page_routes):
         app.include_router(module.router)
     _install_error_handlers(app)
     return app

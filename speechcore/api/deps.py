@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..generation import GenerationService
+from ..openai_speech import OpenAISpeechService
 from ..service import SpeechService
 
 
@@ -18,5 +19,10 @@ def _generation(request: Request) -> GenerationService:
     return request.app.state.generation
 
 
+def _openai(request: Request) -> OpenAISpeechService:
+    return request.app.state.openai
+
+
 Service = Annotated[SpeechService, Depends(_service)]
 Generation = Annotated[GenerationService, Depends(_generation)]
+OpenAI = Annotated[OpenAISpeechService, Depends(_openai)]

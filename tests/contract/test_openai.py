@@ -1,0 +1,117 @@
+"""§6 `POST /v1/audio/speech` through the official `openai` package, and the voice map (§3.7)."""
+
+import json
+
+import openai
+import pytest
+
+from tests.conftest import BUNDLED_VOICE, SECOND_VOICE
+from tests.support import decode_audio
+
+TEXT = "The official client asks for speech in every format."
+EXPECTED = {  # response_format: (codec, sample rate, content type)
+    "wav": ("pcm_s16le", 22050, "audio/wav"),
+    "mp3": ("mp3float", 22050, "audio/mpeg"),
+    "opus": ("opus", 48000, "audio/ogg"),
+    "aac": ("aac", 22050, "audio/aac"),
+    "flac": ("flac", 22050, "audio/flac"),
+    "ogg": ("vorbis", 22050, "audio/ogg"),
+    "m4a": ("aac", 22050, "audio/mp4"),
+}
+
+
+@pytest.fixture
+def sdk(server):
+    return openai.OpenAI(api_key="not-needed", base_url=f"{server.client.base_url}/v1", http_client=server.client,
+                         max_retries=0)
+
+
+def files(server):
+    return set(server.outputs.iterdir()) if server.outputs.exists() else set()
+
+
+@pytest.mark.parametrize("fmt", list(EXPECTED))
+def test_every_format_decodes_with_a_plausible_duration(server, sdk, fmt):
+    before = files(server)
+    response = sdk.audio.speech.with_raw_response.create(model="tts-1", voice="alloy", input=TEXT, response_format=fmt)
+    codec, rate, content_type = EXPECTED[fmt]
+    assert response.headers["content-type"] == content_type
+    audio = decode_audio(response.content)
+    assert (audio.codec, audio.sample_rate) == (codec, rate)
+    assert 2.0 < audio.duration_s < 8.0
+    assert files(server) == before, "the OpenAI endpoint leaves no files behind"
+
+
+def test_pcm_is_raw_16_bit_mono_at_24_khz(sdk):
+    data = sdk.audio.speech.create(model="tts-1", voice="nova", input=TEXT, response_format="pcm").content
+    assert len(data) % 2 == 0
+    assert 2.0 < len(data) / 2 / 24000 < 8.0
+
+
+def test_streamed_formats_decode(server, sdk):
+    for fmt in ("mp3", "wav", "opus"):
+        with sdk.audio.speech.with_streaming_response.create(model="tts-1", voice="echo", input=TEXT,
+                                                             response_format=fmt, extra_body={"stream_format": "audio"}) as r:
+            data = b"".join(r.iter_bytes())
+        assert 2.0 < decode_audio(data).duration_s < 8.5, fmt
+
+
+def test_sse_stream_carries_base64_audio(server):
+    response = server.client.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": TEXT,
+                                                           "response_format": "mp3", "stream_format": "sse"})
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1]["type"] == "speech.audio.done"
+    import base64
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    assert decode_audio(audio).duration_s > 2
+
+
+def test_any_engine_voice_works_too(sdk):
+    data = sdk.audio.speech.create(model="tts-1", voice=SECOND_VOICE, input=TEXT, response_format="wav").content
+    assert decode_audio(data).duration_s > 2
+
+
+@pytest.mark.parametrize("kwargs,param", [
+    ({"voice": "bob"}, "voice"),
+    ({"voice": "../../etc/passwd"}, "voice"),
+    ({"speed": 5.0}, "speed"),
+    ({"speed": 0.1}, "speed"),
+    ({"input": "x" * 4097}, "input"),
+    ({"response_format": "wma"}, "response_format"),
+])
+def test_bad_requests_are_400_json_and_leave_no_file(server, sdk, kwargs, param):
+    before = files(server)
+    args = {"model": "tts-1", "voice": "alloy", "input": TEXT, **kwargs}
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.audio.speech.create(**args)
+    assert caught.value.status_code == 400
+    error = caught.value.response.json()["error"]
+    assert error["param"] == param and error["message"]
+    assert files(server) == before
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"model": "tts-1", "voice": "alloy"}'])
+def test_malformed_bodies_are_400_not_422(server, body):
+    response = server.client.post("/v1/audio/speech", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "message" in response.json()["error"]
+
+
+def test_voice_list_and_voice_map_round_trip(server, sdk):
+    body = server.client.get("/v1/audio/voices").json()
+    assert body["voices"] == [BUNDLED_VOICE, SECOND_VOICE]
+    assert set(body["aliases"]) == {"alloy", "echo", "fable", "nova", "onyx", "shimmer"}
+    new_map = {name: (SECOND_VOICE if name == "onyx" else BUNDLED_VOICE) for name in body["aliases"]}
+    response = server.client.put("/api/openai-voicemap", json=new_map)
+    assert response.status_code == 200 and "message" in response.json()
+    assert server.client.get("/v1/audio/voices").json()["aliases"]["onyx"] == SECOND_VOICE
+    saved = json.loads((server.root / "system/tts_engines/piper/model_settings.json").read_text())
+    assert saved["openai_voices"]["onyx"] == SECOND_VOICE
+    server.client.put("/api/openai-voicemap", json=body["aliases"])
+
+
+def test_voice_map_needs_all_six_names_and_safe_values(server):
+    assert server.client.put("/api/openai-voicemap", json={"alloy": "x"}).status_code == 422
+    evil = {name: "../../etc/passwd" for name in ("alloy", "echo", "fable", "nova", "onyx", "shimmer")}
+    assert server.client.put("/api/openai-voicemap", json=evil).status_code == 400
