@@ -120,3 +120,10 @@ def resample(chunks: Iterable[PcmChunk], rate: int) -> PcmChunk:
         for frame in [*resampler.resample(_frame(chunk)), *resampler.resample(None)]:
             parts.append(frame.to_ndarray().astype("<i2").tobytes())
     return PcmChunk(b"".join(parts), rate)
+
+
+def decoded_duration(path: str) -> float:
+    """Seconds of audio in a file of any supported format, by decoding it."""
+    with av.open(path) as container:
+        stream = container.streams.audio[0]
+        return sum(frame.samples for frame in container.decode(stream)) / stream.rate
