@@ -115,15 +115,19 @@ class GenerationService:
 
     # ----- /api/tts-generate
 
-    async def generate(self, form: GenerateForm) -> dict[str, object]:
-        hub = self.hub
-        info = await hub.info(form.engine)
-        config = hub.settings.config
-        params = merge_defaults(form, config.api_def, config.rvc_settings, hub.model_settings(info).settings)
+    async def _prepare(self, form: GenerateForm) -> tuple[EngineInfo, GenerateParams]:
+        """Defaults merged and every field validated (all failures reported together)."""
+        info = await self.hub.info(form.engine)
+        config = self.hub.settings.config
+        params = merge_defaults(form, config.api_def, config.rvc_settings, self.hub.model_settings(info).settings)
         problems = validate_generate(params, config.api_def.api_max_characters)
         if problems:
             raise ContractError(400, {"error": "\n".join(problems)})
-        client = hub.client(form.engine)
+        return info, params
+
+    async def generate(self, form: GenerateForm) -> dict[str, object]:
+        info, params = await self._prepare(form)
+        client = self.hub.client(form.engine)
         with engine_errors(generate_failure):
             if params.narrator_enabled == "false":
                 self._refuse_rvc(params.rvccharacter_voice_gen)
@@ -135,10 +139,30 @@ class GenerationService:
                                        params.output_file_timestamp, suffix)
         return {"status": "generate-success", "output_file_path": str(path), **self._urls(path.name)}
 
-    async def _standard(self, info: EngineInfo, client: EngineClient, params: GenerateParams) -> list[PcmChunk]:
+    async def generate_stream(self, form: GenerateForm) -> AsyncIterator[bytes]:
+        """`streaming=true`: the standard-mode request (filtering, speed, ...) answered as the
+        streaming endpoint's WAV stream instead of a file. Narrator mode is not streamed."""
+        info, params = await self._prepare(form)
+        if params.narrator_enabled != "false":
+            raise generate_failure(400, "streaming=true works in standard mode only; send narrator_enabled=false "
+                                        "or leave streaming out")
+        self._refuse_rvc(params.rvccharacter_voice_gen)
+        text = self._filtered(params)
+        self._check_voice(info, params.character_voice_gen, generate_failure)
+        with engine_errors(generate_failure):
+            language = await self._language(params.language, text)
+            request = self._request(text, params.character_voice_gen, language, params)
+            first, rest = await start_stream(self.hub.runner.stream(self.hub.client(form.engine), request))
+        return encode_stream(first, rest, AUDIO_FORMATS["wav"])
+
+    def _filtered(self, params: GenerateParams) -> str:
         text = filter_text(params.text_input, params.text_filtering, self.hub.settings.config.api_def.allowed_filter)
         if not text.strip():
             raise generate_failure(400, "text_input has nothing left to speak after text filtering")
+        return text
+
+    async def _standard(self, info: EngineInfo, client: EngineClient, params: GenerateParams) -> list[PcmChunk]:
+        text = self._filtered(params)
         self._check_voice(info, params.character_voice_gen, generate_failure)
         language = await self._language(params.language, text)
         return await self.hub.runner.collect(client, self._request(text, params.character_voice_gen, language, params))

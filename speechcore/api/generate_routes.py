@@ -14,9 +14,12 @@ from .deps import Generation
 router = APIRouter(tags=["generation"])
 
 
-@router.post("/api/tts-generate")
-async def tts_generate(generation: Generation, form: Annotated[GenerateForm, Form()]) -> dict[str, object]:
-    """Speaks `text_input` into a file under the output folder and answers its URLs."""
+@router.post("/api/tts-generate", response_model=None)
+async def tts_generate(generation: Generation, form: Annotated[GenerateForm, Form()]) -> dict[str, object] | StreamingResponse:
+    """Speaks `text_input` into a file under the output folder and answers its URLs; with
+    `streaming=true` (standard mode) answers the audio itself as a WAV stream."""
+    if form.streaming:
+        return StreamingResponse(await generation.generate_stream(form), media_type="audio/wav")
     return await generation.generate(form)
 
 

@@ -153,3 +153,18 @@ def test_streaming_first_audio_arrives_well_before_the_whole_generation(serve_se
     assert len(first) > 44, "the first bytes carry audio, not only the header"
     assert decode_audio(first + rest).duration_s > 6
     assert first_audio < 0.5 * whole, (first_audio, whole)
+
+
+def test_streaming_true_on_tts_generate_returns_the_stream_with_its_options(server):
+    normal = server.client.get("/api/tts-generate-streaming", params=stream_params())
+    fast = server.client.post("/api/tts-generate", data={"text_input": SIX_SENTENCES, "streaming": "true", "speed": "2"})
+    assert fast.status_code == 200
+    assert fast.headers["content-type"] == "audio/wav"
+    assert fast.content[:4] == b"RIFF"
+    assert decode_audio(fast.content).duration_s < 0.7 * decode_audio(normal.content).duration_s
+
+
+def test_streaming_true_still_validates_first(server):
+    response = server.client.post("/api/tts-generate", data={"text_input": "x", "streaming": "true", "speed": "9"})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("speed:")
