@@ -24,7 +24,9 @@ class IngressServer:
                    for name, app in self.args.engines.items()}
         settings = SettingsStore(ServerPaths.at(self.args.root))
         self.service = SpeechService(settings, engines, self.args.engines_supported or list(engines),
-                                     self.args.default_engine)
+                                     self.args.default_engine, self.args.narrator_concurrency)
+        # Language models load on first use; do it now rather than in the first `auto` request.
+        self.service.detector.detect("warm up")
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.service)

@@ -19,6 +19,8 @@ class IngressArgs(_Args):
     engines_supported: list[str] = Field(default_factory=list,
                                          description="Engines this build can run; filled in by the builder.")
     describe_timeout_s: float = Field(2.0, gt=0, description="How long status calls wait for an engine replica.")
+    narrator_concurrency: int = Field(4, ge=1, le=64, description="Narrator segments of one request "
+                                                                   "synthesized at once (spread over replicas).")
     describe_max_age_s: float = Field(1.0, ge=0, description="How long an engine's voice and model list is reused "
                                                              "before it is asked again.")
 
