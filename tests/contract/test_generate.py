@@ -169,3 +169,15 @@ def test_audio_and_audiocache_headers(server):
 def test_missing_or_escaping_files_are_404(server, path):
     (server.root / "confignew.json").write_text("{}")
     assert server.client.get(path).status_code == 404
+
+
+def test_auto_language_that_cannot_be_detected_is_the_contracts_400(server):
+    before = outputs(server)
+    response = generate(server, text_input="12345 67890", language="auto")
+    assert response.status_code == 400
+    assert response.json() == {"status": "generate-failure", "error": "Could not detect language"}
+    assert outputs(server) == before
+
+
+def test_auto_language_with_words_generates(server):
+    assert generate(server, text_input="Bonjour tout le monde, comment allez-vous?", language="auto").status_code == 200
