@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import logging
+import math
 import os
 import signal
 import sys
@@ -64,11 +66,34 @@ def build_engine_app(args: dict[str, Any]) -> Application:
 # ----- the embedded server
 
 
-def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: float) -> ServeDeploySchema:
-    """serve_config.yaml made concrete for this machine: absolute server root in every
+def available_engines(root: Path) -> list[str]:
+    """Engines the embedded server starts by default: Piper always; VITS and XTTS when coqui-tts
+    is installed and `models/<engine>/` holds a model folder."""
+    coqui = importlib.util.find_spec("TTS") is not None
+    found = ["piper"]
+    for engine in ("vits", "xtts"):
+        folder = ServerPaths.at(root).engine_models(engine)
+        if coqui and folder.is_dir() and any(p.is_dir() for p in folder.iterdir()):
+            found.append(engine)
+    return found
+
+
+def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: float,
+                   engines: list[str] | None = None) -> ServeDeploySchema:
+    """serve_config.yaml made concrete for this machine: only the engine applications of
+    `engines` (all when None) and an ingress that knows just those, absolute server root in every
     application's args, the listen address, and no GPU requests where the cluster has none."""
     config = copy.deepcopy(raw)
     config["http_options"] = {**config.get("http_options", {}), "host": host, "port": port}
+    if engines is not None:
+        config["applications"] = [app for app in config.get("applications", [])
+                                  if app.get("args", {}).get("engine", engines[0]) in engines]
+        for app in config["applications"]:
+            args = app.get("args", {})
+            if "engines" in args:
+                args["engines"] = {name: target for name, target in args["engines"].items() if name in engines}
+                if args.get("default_engine") not in args["engines"]:
+                    args["default_engine"] = next(iter(args["engines"]))
     for app in config.get("applications", []):
         app.setdefault("args", {})["root"] = str(root)
         for deployment in app.get("deployments", []):
@@ -97,10 +122,26 @@ def _wait_until_running(names: list[str], timeout_s: float) -> None:
     raise TimeoutError(f"applications not running after {timeout_s:.0f} s: {last}")
 
 
-def start_embedded(config_path: Path, root: Path, host: str, port: int | None,
+def required_cpus(config: ServeDeploySchema) -> float:
+    """Logical CPUs the deployments ask for at their initial replica counts."""
+    total = 0.0
+    for app in config.applications:
+        for deployment in app.deployments:
+            options = deployment.ray_actor_options
+            cpus = options.num_cpus if options and options.num_cpus is not None else 1
+            replicas = deployment.num_replicas if isinstance(deployment.num_replicas, int) else 1
+            autoscaling = deployment.autoscaling_config
+            if isinstance(autoscaling, dict):
+                replicas = max(autoscaling.get("min_replicas", 1), autoscaling.get("initial_replicas") or 1)
+            total += cpus * replicas
+    return total
+
+
+def start_embedded(config_path: Path, root: Path, host: str, port: int | None, engines: list[str] | None = None,
                    num_cpus: int | None = None, timeout_s: float = 300) -> int:
-    """Starts local Ray and Serve, deploys the config, waits until every application runs.
-    Returns the port. The caller stops everything with `stop_embedded()`."""
+    """Starts local Ray and Serve, deploys the config (with the `engines` given, or those that
+    `available_engines` finds), waits until every application runs. Returns the port. The
+    caller stops everything with `stop_embedded()`."""
     import ray
 
     paths = ServerPaths.at(root)
@@ -108,8 +149,13 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None,
     raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     # Replicas and the build task import this project: put it on their path.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
+    engines = engines or available_engines(paths.root)
+    _LOGGER.info("engines: %s", ", ".join(engines))
+    planned = prepare_config(raw, paths.root, host, port, 0, engines)
+    # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
+    num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
     ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
-    config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0))
+    config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines)
     serve.start(http_options={"host": host, "port": port})
     serve.context._get_global_client().deploy_apps(config)
     _wait_until_running([app.name for app in config.applications], timeout_s)
@@ -133,14 +179,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=None,
                         help="listen port (default: api_def.api_port_number of confignew.json, else 7851)")
-    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
+    parser.add_argument("--engines", default=None,
+                        help="comma-separated engines to run, e.g. piper,xtts (default: piper, plus vits/xtts when "
+                             "coqui-tts is installed and models/<engine>/ holds a model)")
+    parser.add_argument("--num-cpus", type=int, default=None,
+                        help="logical CPUs for the local Ray (default: enough for every replica)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         _LOGGER.info("starting local Ray and Serve (server root %s)", args.root.resolve())
-        port = start_embedded(args.config, args.root, args.host, args.port, args.num_cpus)
+        engines = args.engines.split(",") if args.engines else None
+        port = start_embedded(args.config, args.root, args.host, args.port, engines, args.num_cpus)
         _LOGGER.info("ready: http://%s:%d/ (Ctrl-C stops)", args.host, port)
         while True:
             time.sleep(3600)

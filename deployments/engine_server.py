@@ -25,29 +25,29 @@ MAX_VOICES_PER_REPLICA = 8
 _DONE = object()
 
 
-def _replica_device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    return "cuda" if ray.get_runtime_context().get_accelerator_ids().get("GPU") else "cpu"
+def _replica_options(args: EngineArgs) -> EngineOptions:
+    """Device and GPU share from what Serve gave this replica (num_gpus in serve_config.yaml)."""
+    gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    device = args.device if args.device != "auto" else ("cuda" if gpu_share > 0 else "cpu")
+    return EngineOptions(threads=args.threads, device=device, gpu_share=gpu_share)
 
 
 class EngineServer:
     def __init__(self, args: dict[str, Any], engine_cls: type[TTSEngine] | None = None):
         self.args = EngineArgs.model_validate(args)
-        options = EngineOptions(threads=self.args.threads, device=_replica_device(self.args.device))
+        options = _replica_options(self.args)
         cls = engine_cls or load_engine_class(self.args.engine)
         self.engine = cls.create(ServerPaths.at(self.args.root), options)
         _LOGGER.info("engine %s ready on %s with %d thread(s)", self.args.engine, options.device, options.threads)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         config = EngineUserConfig.model_validate(user_config or {})
-        if config.model is not None:
-            self.engine.select_model(config.model)
+        self.engine.select_model(config.model)
 
     async def describe(self) -> EngineInfo:
         return await asyncio.to_thread(self.engine.info)
 
-    async def select_model(self, model: str) -> None:
+    async def select_model(self, model: str | None) -> None:
         await asyncio.to_thread(self.engine.select_model, model)
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)

@@ -21,6 +21,9 @@ class EngineOptions:
     device: str = "cpu"
     """`cpu` or `cuda`: chosen explicitly, never guessed from what the process can see."""
 
+    gpu_share: float = 0.0
+    """The fraction of one GPU this replica was given (caps the CUDA memory it may take)."""
+
 
 class TTSEngine(Protocol):
     """A loaded engine. Voices are loaded separately so that a server can cache them per replica
@@ -43,6 +46,7 @@ class TTSEngine(Protocol):
         """Speaks request.text with a loaded voice, one chunk per sentence or smaller."""
         ...
 
-    def select_model(self, model: str) -> None:
-        """Switches to one of info().models; raises UnknownModel otherwise."""
+    def select_model(self, model: str | None) -> None:
+        """Loads one of info().models (None: the first), then serves it; raises UnknownModel,
+        or EngineError when loading fails (the previous model keeps serving)."""
         ...

@@ -92,6 +92,6 @@ class PiperEngine:
         for chunk in voice.synthesize(request.text, syn_config=syn_config):
             yield PcmChunk(chunk.audio_int16_bytes, chunk.sample_rate)
 
-    def select_model(self, model: str) -> None:
-        if model != MODEL_NAME:
+    def select_model(self, model: str | None) -> None:
+        if model not in (None, MODEL_NAME):
             raise UnknownModel(f"Piper has one model, {MODEL_NAME!r}; got {model!r}")

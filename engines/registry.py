@@ -8,6 +8,8 @@ from .base import TTSEngine
 
 ENGINE_CLASSES: dict[str, str] = {
     "piper": "engines.piper:PiperEngine",
+    "vits": "engines.vits:VitsEngine",
+    "xtts": "engines.xtts:XttsEngine",
 }
 
 

@@ -34,6 +34,8 @@ class EngineCapabilities:
     lowvram: bool = False
     deepspeed: bool = False
     deepspeed_available: bool = False
+    cuda: bool = False
+    """The replica runs on a GPU (LowVRAM and DeepSpeed only apply then)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class EngineError(RuntimeError):
 
 class UnknownVoice(EngineError):
     """The requested voice does not exist for this engine (a client error)."""
+
+
+class UnsupportedLanguage(EngineError):
+    """The engine cannot speak the requested language (a client error)."""
 
 
 class UnknownModel(EngineError):

@@ -16,7 +16,7 @@ from .audio.wav import write_wav
 from .cancellation import GenerationStopped
 from .contract import GenerateForm, GenerateParams, merge_defaults, rvc_voice_off, validate_generate
 from .engine_client import EngineClient, EngineUnavailable
-from .engine_types import EngineError, EngineInfo, SynthesisRequest, UnknownVoice
+from .engine_types import EngineError, EngineInfo, SynthesisRequest, UnknownVoice, UnsupportedLanguage
 from .errors import ContractError
 from .safe_paths import unsafe_reason
 from .service import SpeechService
@@ -50,7 +50,7 @@ def engine_errors(shape: ErrorShape) -> Iterator[None]:
         yield
     except GenerationStopped as exc:
         raise shape(409, "Generation was stopped by /api/stop-generation") from exc
-    except (UnknownVoice, LanguageNotDetected) as exc:
+    except (UnknownVoice, UnsupportedLanguage, LanguageNotDetected) as exc:
         raise shape(400, str(exc)) from exc
     except EngineUnavailable as exc:
         error = shape(503, str(exc))

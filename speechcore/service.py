@@ -117,7 +117,7 @@ class SpeechService:
             "generationspeed_capable": caps.generationspeed,
             "generationspeed_set": s.generationspeed_set,
             "lowvram_capable": caps.lowvram,
-            "lowvram_enabled": s.lowvram_enabled and caps.lowvram,
+            "lowvram_enabled": s.lowvram_enabled and caps.lowvram and caps.cuda,  # forced off without CUDA
             "pitch_capable": caps.pitch,
             "pitch_set": s.pitch_set,
             "repetitionpenalty_capable": caps.repetitionpenalty,
@@ -191,7 +191,10 @@ class SpeechService:
         info = await self.info()
         if not info.capabilities.lowvram:
             return {"status": "error", "message": f"The {info.engine} engine does not support LowVRAM"}
-        enabled = self.model_settings(info).settings.lowvram_enabled
+        enabled = self.model_settings(info).settings.lowvram_enabled and info.capabilities.cuda
         if enabled == value:
             return {"status": "success", "message": f"LowVRAM is already {'enabled' if value else 'disabled'}"}
-        raise ContractError(501, {"status": "error", "message": "Switching LowVRAM is not available yet"})
+        if not info.capabilities.cuda:
+            # As AllTalk: without CUDA the switch is accepted and LowVRAM stays off.
+            return {"status": "lowvram-success", "message": ""}
+        raise ContractError(501, {"status": "error", "message": "Switching LowVRAM on GPU replicas is not available yet"})

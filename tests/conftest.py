@@ -104,3 +104,42 @@ def server(request) -> Iterator[Server]:
     else:
         config.write_bytes(before)
     srv.client.get("/api/reload_config")
+
+
+@pytest.fixture(scope="session")
+def coqui_root(tmp_path_factory) -> Path:
+    """A server root with tiny Coqui models (two VITS, one XTTS) and XTTS reference voices of
+    real speech (spoken by the bundled Piper voice)."""
+    pytest.importorskip("TTS", reason="the coqui extra is not installed")
+    from tests.coqui_models import build_tiny_vits, build_tiny_xtts
+
+    root = make_root(tmp_path_factory, "coqui-root")
+    build_tiny_vits(root / "models" / "vits" / "tiny-vctk")
+    build_tiny_vits(root / "models" / "vits" / "tiny-single", speakers=None, sample_rate=22050)
+    build_tiny_xtts(root / "models" / "xtts" / "tiny-xtts")
+    voices = root / "voices"
+    speak_reference(voices / "female_01.wav", "This is a reference recording for voice cloning.")
+    speak_reference(voices / "male_01.wav", "Another speaker reads a short sentence.")
+    speak_reference(voices / "xtts_multi_voice_sets" / "narrators" / "one.wav", "The first narrator.")
+    speak_reference(voices / "xtts_multi_voice_sets" / "narrators" / "two.wav", "The second narrator.")
+    (voices / "xtts_latents").mkdir()
+    (voices / "xtts_latents" / "saved.json").write_text(json.dumps({
+        "gpt_cond_latent": [[[0.01 * ((i + j) % 7) for j in range(64)] for i in range(8)]],
+        "speaker_embedding": [[[0.001 * (i % 11)] for i in range(512)]]}))
+    return root
+
+
+def speak_reference(path: Path, text: str) -> None:
+    import wave
+
+    from engines.piper import BUNDLED_VOICE
+    from speechcore.engine_types import SynthesisRequest
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = PiperEngine(Path("/nonexistent"), EngineOptions(threads=1))
+    chunks = list(engine.synthesize(engine.load_voice(BUNDLED_VOICE), SynthesisRequest(text=text, voice=BUNDLED_VOICE)))
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(chunks[0].sample_rate)
+        wav.writeframes(b"".join(c.pcm for c in chunks))

@@ -1,6 +1,5 @@
 """serve_config.yaml and cluster.yaml are valid for the Ray they will meet, and build without a cluster."""
 
-import copy
 import importlib
 import json
 from pathlib import Path
@@ -26,9 +25,16 @@ def builder(import_path: str):
 
 def test_serve_config_validates_against_serves_schema():
     schema = ServeDeploySchema.model_validate(SERVE_CONFIG)
-    assert [app.name for app in schema.applications] == ["alltalk", "piper"]
+    assert [app.name for app in schema.applications] == ["alltalk", "piper", "vits", "xtts"]
     assert schema.applications[0].route_prefix == "/"
-    assert schema.applications[1].route_prefix is None
+    assert all(app.route_prefix is None for app in schema.applications[1:])
+
+
+def test_coqui_engines_declare_fractional_gpus():
+    gpus = {app.name: app.deployments[0].ray_actor_options.num_gpus
+            for app in ServeDeploySchema.model_validate(SERVE_CONFIG).applications}
+    assert (gpus["vits"], gpus["xtts"]) == (0.25, 0.5)
+    assert not gpus["piper"] and not gpus["alltalk"]
 
 
 @pytest.mark.parametrize("app", SERVE_CONFIG["applications"], ids=lambda a: a["name"])
@@ -48,14 +54,27 @@ def test_bad_args_fail_at_build_time(tmp_path):
 
 
 def test_prepare_config_fills_root_address_and_drops_gpus_without_a_gpu(tmp_path):
-    raw = copy.deepcopy(SERVE_CONFIG)
-    raw["applications"][1]["deployments"][0]["ray_actor_options"]["num_gpus"] = 0.5
-    prepared = serve_app.prepare_config(raw, tmp_path, "127.0.0.1", 9999, gpus=0)
+    prepared = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0)
     assert prepared.http_options.port == 9999
     assert all(app.args["root"] == str(tmp_path) for app in prepared.applications)
-    assert prepared.applications[1].deployments[0].ray_actor_options.num_gpus == 0
-    with_gpu = serve_app.prepare_config(raw, tmp_path, "127.0.0.1", 9999, gpus=1)
-    assert with_gpu.applications[1].deployments[0].ray_actor_options.num_gpus == 0.5
+    assert all(not app.deployments[0].ray_actor_options.num_gpus for app in prepared.applications)
+    with_gpu = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=1)
+    assert with_gpu.applications[3].deployments[0].ray_actor_options.num_gpus == 0.5
+
+
+def test_prepare_config_keeps_only_the_chosen_engines(tmp_path):
+    prepared = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["piper", "xtts"])
+    assert [app.name for app in prepared.applications] == ["alltalk", "piper", "xtts"]
+    assert prepared.applications[0].args["engines"] == {"piper": "piper", "xtts": "xtts"}
+    only_xtts = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["xtts"])
+    assert only_xtts.applications[0].args["default_engine"] == "xtts"
+    assert serve_app.required_cpus(prepared) == pytest.approx(0.25 + 1 + 1)
+
+
+def test_the_embedded_server_finds_coqui_engines_by_their_model_folders(tmp_path):
+    assert serve_app.available_engines(tmp_path) == ["piper"]
+    (tmp_path / "models" / "xtts" / "some-model").mkdir(parents=True)
+    assert serve_app.available_engines(tmp_path) == ["piper", "xtts"]
 
 
 def test_cluster_yaml_validates_against_the_launcher_schema_in_the_ray_wheel():

@@ -1,0 +1,63 @@
+"""What the Coqui engines share: torch device set-up, reference audio loading, model folders."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from speechcore.engine_types import EngineError, UnknownModel
+
+from .base import EngineOptions
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def torch_device(options: EngineOptions) -> torch.device:
+    """The device the options name, with CPU threads and the GPU memory share applied."""
+    torch.set_num_threads(options.threads)
+    if options.device != "cuda":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise EngineError("device 'cuda' was requested but this replica sees no CUDA device")
+    if 0 < options.gpu_share < 1:
+        torch.cuda.set_per_process_memory_fraction(options.gpu_share)
+    return torch.device("cuda")
+
+
+def load_reference_audio(path: Path, sample_rate: int) -> torch.Tensor:
+    """Mono float audio at `sample_rate`, shape (1, samples), clipped to [-1, 1] (FFmpeg through PyAV)."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    parts = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    if not parts:
+        raise EngineError(f"{path.name} holds no audio")
+    return torch.from_numpy(np.clip(np.concatenate(parts), -1.0, 1.0)).unsqueeze(0)
+
+
+class ModelFolders:
+    """Models as folders of `root` that hold `required` files, named `<prefix> - <folder>`."""
+
+    def __init__(self, root: Path, prefix: str, required: tuple[str, ...], any_of: tuple[str, ...] = ()):
+        self.root, self.prefix, self.required, self.any_of = root, prefix, required, any_of
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(f"{self.prefix} - {d.name}" for d in self.root.iterdir() if d.is_dir() and self._complete(d))
+
+    def _complete(self, folder: Path) -> bool:
+        has_required = all((folder / name).is_file() for name in self.required)
+        return has_required and (not self.any_of or any((folder / name).is_file() for name in self.any_of))
+
+    def folder(self, name: str) -> Path:
+        """The folder of a listed model name; raises UnknownModel for anything else."""
+        if name not in self.names():
+            raise UnknownModel(f"{name!r} is not a model in {self.root.name}/ (models: {', '.join(self.names()) or 'none'})")
+        return self.root / name.removeprefix(f"{self.prefix} - ")

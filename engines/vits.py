@@ -1,0 +1,122 @@
+"""VitsEngine: Coqui VITS models (coqui-tts). Models are folders of `models/vits/` with a
+`config.json` and weights; voices are the model's speakers (`speaker_ids.json` beside it), or
+`default` for a single-speaker model. Synthesis goes sentence by sentence, so it streams."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from TTS.tts.configs.vits_config import VitsConfig
+from TTS.tts.models.vits import Vits
+
+from speechcore.audio.pcm import PcmChunk
+from speechcore.config.paths import ServerPaths
+from speechcore.engine_types import EngineCapabilities, EngineError, EngineInfo, SynthesisRequest, UnknownVoice
+from speechcore.text.sentences import split_sentences
+
+from .base import EngineOptions
+from .coqui_common import ModelFolders, torch_device
+
+_LOGGER = logging.getLogger(__name__)
+WEIGHT_FILES = ("model_file.pth", "model.pth", "model_file.pth.tar")
+SINGLE_SPEAKER = "default"
+
+
+@dataclass(frozen=True)
+class LoadedVits:
+    name: str
+    model: Vits
+    sample_rate: int
+    speakers: list[str]
+    """Speaker names in file order; empty for a single-speaker model."""
+
+
+def load_vits(name: str, folder: Path, device: torch.device) -> LoadedVits:
+    """Loads a VITS folder through coqui-tts. The speakers file is always the one in the folder
+    (configs saved by training point at wherever training ran)."""
+    config = VitsConfig()
+    config.load_json(str(folder / "config.json"))
+    speakers_file = folder / "speaker_ids.json"
+    speakers: list[str] = []
+    if speakers_file.is_file():
+        config.model_args.speakers_file = str(speakers_file)
+        config.model_args.use_speaker_embedding = True
+        speakers = list(json.loads(speakers_file.read_text(encoding="utf-8")))
+    weights = next(folder / w for w in WEIGHT_FILES if (folder / w).is_file())
+    model = Vits(config)
+    model.load_checkpoint(config, checkpoint_path=str(weights), eval=True)  # torch.load(weights_only=True)
+    model.to(device)
+    return LoadedVits(name, model, config.audio.sample_rate, speakers)
+
+
+class VitsEngine:
+    name = "vits"
+
+    def __init__(self, models: ModelFolders, options: EngineOptions):
+        self.models = models
+        self.device = torch_device(options)
+        self._loaded: LoadedVits | None = None
+        self._load_lock = threading.Lock()
+
+    @classmethod
+    def create(cls, paths: ServerPaths, options: EngineOptions) -> "VitsEngine":
+        return cls(ModelFolders(paths.engine_models("vits"), "vits", ("config.json",), WEIGHT_FILES), options)
+
+    def select_model(self, model: str | None) -> None:
+        names = self.models.names()
+        name = model or (names[0] if names else None)
+        if name is None:
+            raise EngineError(f"no VITS models in {self.models.root} (a folder with config.json and model_file.pth)")
+        folder = self.models.folder(name)
+        with self._load_lock:
+            _LOGGER.info("loading VITS model %s on %s", name, self.device)
+            try:
+                loaded = load_vits(name, folder, self.device)
+            except Exception as exc:
+                raise EngineError(f"could not load {name}: {type(exc).__name__}: {exc}") from exc
+            self._loaded = loaded  # one assignment: requests in flight keep the model they started with
+
+    def _current(self) -> LoadedVits:
+        if self._loaded is None:
+            self.select_model(None)
+        assert self._loaded is not None
+        return self._loaded
+
+    def info(self) -> EngineInfo:
+        names = self.models.names()
+        if self._loaded is None and names:
+            try:
+                self.select_model(None)
+            except EngineError as exc:
+                _LOGGER.error("%s", exc)
+        loaded = self._loaded
+        voices = (loaded.speakers or [SINGLE_SPEAKER]) if loaded else []
+        return EngineInfo(
+            engine=self.name, manufacturer_name="Coqui", audio_format="wav", models=names,
+            current_model=loaded.name if loaded else None, voices=voices,
+            default_voice=voices[0] if voices else SINGLE_SPEAKER,
+            capabilities=EngineCapabilities(streaming=True, lowvram=True, cuda=self.device.type == "cuda"))
+
+    def load_voice(self, voice: str) -> str:
+        loaded = self._current()
+        known = loaded.speakers or [SINGLE_SPEAKER]
+        if voice not in known:
+            raise UnknownVoice(f"Voice {voice!r} is not a speaker of {loaded.name} (speakers: {', '.join(known[:10])}"
+                               f"{', ...' if len(known) > 10 else ''})")
+        return voice
+
+    def synthesize(self, voice: str, request: SynthesisRequest) -> Iterator[PcmChunk]:
+        loaded = self._current()
+        speaker = voice if loaded.speakers else None
+        if speaker is not None and speaker not in loaded.speakers:
+            raise UnknownVoice(f"Voice {voice!r} is not a speaker of {loaded.name}")
+        for sentence in split_sentences(request.text):
+            with torch.inference_mode():
+                wav = loaded.model.synthesize(sentence, speaker=speaker)["wav"]
+            yield PcmChunk.from_float(wav.reshape(-1), loaded.sample_rate)

@@ -1,0 +1,216 @@
+"""XttsEngine: Coqui XTTS v2 (coqui-tts). Models are folders of `models/xtts/` with config.json,
+model.pth and vocab.json; voices are reference WAVs in `voices/`, voice sets
+(`voiceset:<folder>` under `voices/xtts_multi_voice_sets/`) and saved latents
+(`latent:<file>.json` under `voices/xtts_latents/`). Conditioning latents are computed once per
+voice and model; speech streams in sub-sentence chunks from `inference_stream`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from TTS.tts.configs.xtts_config import XttsConfig
+from TTS.tts.models.xtts import Xtts
+
+from speechcore.audio.pcm import PcmChunk
+from speechcore.config.paths import ServerPaths
+from speechcore.engine_types import (EngineCapabilities, EngineError, EngineInfo, SynthesisRequest,
+                                     UnknownVoice, UnsupportedLanguage)
+from speechcore.safe_paths import UnsafeName, resolve_inside
+
+from .base import EngineOptions
+from .coqui_common import ModelFolders, load_reference_audio, torch_device
+
+_LOGGER = logging.getLogger(__name__)
+REQUIRED_FILES = ("config.json", "model.pth", "vocab.json")
+VOICE_SETS = "xtts_multi_voice_sets"
+LATENTS = "xtts_latents"
+MAX_SET_FILES = 5
+OUTPUT_RATE = 24_000
+STREAM_CHUNK_TOKENS = 20
+LATENT_CACHE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class LoadedXtts:
+    name: str
+    model: Xtts
+    config: XttsConfig
+
+
+@dataclass(frozen=True)
+class XttsVoice:
+    """Conditioning latents of one voice for one loaded model."""
+
+    model_name: str
+    gpt_cond_latent: torch.Tensor
+    speaker_embedding: torch.Tensor
+
+
+def load_xtts(name: str, folder: Path, device: torch.device, use_deepspeed: bool) -> LoadedXtts:
+    config = XttsConfig()
+    config.load_json(str(folder / "config.json"))
+    model = Xtts(config)
+    # load_checkpoint reads model.pth with torch.load(weights_only=True) and vocab.json beside it.
+    model.load_checkpoint(config, checkpoint_dir=str(folder), eval=True, use_deepspeed=use_deepspeed)
+    model.to(device)
+    return LoadedXtts(name, model, config)
+
+
+def deepspeed_available() -> bool:
+    return torch.cuda.is_available() and importlib.util.find_spec("deepspeed") is not None
+
+
+class XttsEngine:
+    name = "xtts"
+
+    def __init__(self, models: ModelFolders, voices_dir: Path, options: EngineOptions, use_deepspeed: bool = False,
+                 stream_chunk_tokens: int = STREAM_CHUNK_TOKENS):
+        self.models = models
+        self.stream_chunk_tokens = stream_chunk_tokens
+        self.voices_dir = voices_dir
+        self.device = torch_device(options)
+        self.use_deepspeed = use_deepspeed and deepspeed_available()
+        self._loaded: LoadedXtts | None = None
+        self._load_lock = threading.Lock()
+        self._latents: OrderedDict[tuple[str, str, float], XttsVoice] = OrderedDict()
+        self._latents_lock = threading.Lock()
+        self.latents_computed = 0
+
+    @classmethod
+    def create(cls, paths: ServerPaths, options: EngineOptions) -> "XttsEngine":
+        return cls(ModelFolders(paths.engine_models("xtts"), "xtts", REQUIRED_FILES), paths.voices, options)
+
+    # ----- models
+
+    def select_model(self, model: str | None) -> None:
+        names = self.models.names()
+        name = model or (names[0] if names else None)
+        if name is None:
+            raise EngineError(f"no XTTS models in {self.models.root} (a folder with {', '.join(REQUIRED_FILES)})")
+        folder = self.models.folder(name)
+        with self._load_lock:
+            _LOGGER.info("loading XTTS model %s on %s%s", name, self.device, " with DeepSpeed" if self.use_deepspeed else "")
+            try:
+                loaded = load_xtts(name, folder, self.device, self.use_deepspeed)
+            except Exception as exc:
+                raise EngineError(f"could not load {name}: {type(exc).__name__}: {exc}") from exc
+            self._loaded = loaded  # one assignment: requests in flight keep the model they started with
+
+    def _current(self) -> LoadedXtts:
+        if self._loaded is None:
+            self.select_model(None)
+        assert self._loaded is not None
+        return self._loaded
+
+    # ----- voices
+
+    def voices(self) -> list[str]:
+        """Plain WAVs, then voice sets, then saved latents, each sorted (case-sensitive)."""
+        if not self.voices_dir.is_dir():
+            return []
+        wavs = sorted(p.name for p in self.voices_dir.glob("*.wav") if p.is_file())
+        sets_dir = self.voices_dir / VOICE_SETS
+        sets = sorted(f"voiceset:{d.name}" for d in sets_dir.iterdir() if d.is_dir() and any(d.glob("*.wav"))) \
+            if sets_dir.is_dir() else []
+        latents_dir = self.voices_dir / LATENTS
+        latents = sorted(f"latent:{p.name}" for p in latents_dir.glob("*.json")) if latents_dir.is_dir() else []
+        return wavs + sets + latents
+
+    def _voice_files(self, voice: str) -> list[Path]:
+        try:
+            if voice.startswith("voiceset:"):
+                folder = resolve_inside(self.voices_dir / VOICE_SETS, voice.removeprefix("voiceset:"))
+                files = sorted(folder.glob("*.wav"))[:MAX_SET_FILES] if folder.is_dir() else []
+            elif voice.startswith("latent:"):
+                files = [resolve_inside(self.voices_dir / LATENTS, voice.removeprefix("latent:"))]
+            else:
+                files = [resolve_inside(self.voices_dir, voice)]
+        except UnsafeName as exc:
+            raise UnknownVoice(f"Voice {voice!r} is not an XTTS voice: {exc}") from exc
+        if not files or not all(f.is_file() for f in files) or voice not in self.voices():
+            raise UnknownVoice(f"Voice {voice!r} is not an XTTS voice (see /api/voices)")
+        return files
+
+    def load_voice(self, voice: str) -> XttsVoice:
+        """Conditioning latents for `voice`, computed once per voice, model and file version."""
+        files = self._voice_files(voice)
+        loaded = self._current()
+        key = (loaded.name, voice, max(f.stat().st_mtime for f in files))
+        with self._latents_lock:
+            if key in self._latents:
+                self._latents.move_to_end(key)
+                return self._latents[key]
+        computed = self._compute_latents(loaded, voice, files)
+        with self._latents_lock:
+            self._latents[key] = computed
+            self.latents_computed += 1
+            while len(self._latents) > LATENT_CACHE_SIZE:
+                self._latents.popitem(last=False)
+        return computed
+
+    def _compute_latents(self, loaded: LoadedXtts, voice: str, files: list[Path]) -> XttsVoice:
+        model, config = loaded.model, loaded.config
+        if voice.startswith("latent:"):
+            data = json.loads(files[0].read_text(encoding="utf-8"))
+            try:
+                gpt = torch.tensor(data["gpt_cond_latent"], dtype=torch.float32)
+                speaker = torch.tensor(data["speaker_embedding"], dtype=torch.float32)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise UnknownVoice(f"{voice}: not a latent file (needs gpt_cond_latent and speaker_embedding)") from exc
+            gpt = gpt.reshape(1, -1, gpt.shape[-1])
+            speaker = speaker.reshape(1, -1, 1)
+            return XttsVoice(loaded.name, gpt.to(self.device), speaker.to(self.device))
+        rate = config.model_args.input_sample_rate
+        with torch.inference_mode():
+            audios = [load_reference_audio(f, rate)[:, : rate * config.max_ref_len].to(self.device) for f in files]
+            speaker = torch.stack([model.get_speaker_embedding(a, rate) for a in audios]).mean(dim=0)
+            gpt = model.get_gpt_cond_latents(torch.cat(audios, dim=-1), rate, length=config.gpt_cond_len,
+                                             chunk_length=config.gpt_cond_chunk_len)
+        return XttsVoice(loaded.name, gpt, speaker)
+
+    # ----- speech
+
+    def _language(self, loaded: LoadedXtts, language: str) -> str:
+        code = "zh-cn" if language == "zh" else language
+        if code not in loaded.config.languages:
+            raise UnsupportedLanguage(f"{loaded.name} does not speak {language!r} (it speaks {', '.join(loaded.config.languages)})")
+        return code
+
+    def synthesize(self, voice: XttsVoice, request: SynthesisRequest) -> Iterator[PcmChunk]:
+        """Sub-sentence chunks as the model produces them; the caller may stop between chunks."""
+        loaded = self._current()
+        if voice.model_name != loaded.name:  # the model changed since the voice was cached
+            voice = self.load_voice(request.voice)
+        language = self._language(loaded, request.language)
+        # inference_stream runs each step under inference mode itself (steps may run on different threads).
+        stream = loaded.model.inference_stream(
+            request.text, language, voice.gpt_cond_latent, voice.speaker_embedding,
+            stream_chunk_size=self.stream_chunk_tokens, temperature=request.temperature,
+            repetition_penalty=request.repetition_penalty, speed=request.speed, enable_text_splitting=True)
+        for chunk in stream:
+            yield PcmChunk.from_float(chunk.detach().float().cpu().numpy().reshape(-1), OUTPUT_RATE)
+
+    def info(self) -> EngineInfo:
+        names = self.models.names()
+        if self._loaded is None and names:
+            try:
+                self.select_model(None)
+            except EngineError as exc:
+                _LOGGER.error("%s", exc)
+        voices = self.voices()
+        return EngineInfo(
+            engine=self.name, manufacturer_name="Coqui", audio_format="wav", models=names,
+            current_model=self._loaded.name if self._loaded else None, voices=voices,
+            default_voice=voices[0] if voices else "female_01.wav",
+            capabilities=EngineCapabilities(
+                streaming=True, languages=True, generationspeed=True, temperature=True, repetitionpenalty=True,
+                lowvram=True, deepspeed=True, deepspeed_available=deepspeed_available(),
+                cuda=self.device.type == "cuda"))
