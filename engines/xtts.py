@@ -195,8 +195,11 @@ class XttsEngine:
             request.text, language, voice.gpt_cond_latent, voice.speaker_embedding,
             stream_chunk_size=self.stream_chunk_tokens, temperature=request.temperature,
             repetition_penalty=request.repetition_penalty, speed=request.speed, enable_text_splitting=True)
-        for chunk in stream:
-            yield PcmChunk.from_float(chunk.detach().float().cpu().numpy().reshape(-1), OUTPUT_RATE)
+        try:
+            for chunk in stream:
+                yield PcmChunk.from_float(chunk.detach().float().cpu().numpy().reshape(-1), OUTPUT_RATE)
+        except ImportError as exc:  # coqui's text front ends for zh, ja, ko need optional packages
+            raise UnsupportedLanguage(f"{loaded.name} cannot speak {language!r} on this server: {exc}") from exc
 
     def info(self) -> EngineInfo:
         names = self.models.names()

@@ -5,6 +5,7 @@ Both use the real bundled Piper voice and a fresh server root folder."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from engines.base import EngineOptions
 from engines.piper import PiperEngine
+from engines.registry import ENGINE_CLASSES
 from speechcore.api import create_app
 from speechcore.config.paths import ServerPaths
 from speechcore.config.store import SettingsStore
@@ -57,7 +59,8 @@ def asgi_server(tmp_path_factory) -> Iterator[Server]:
     root = make_root(tmp_path_factory, "asgi-root")
     paths = ServerPaths.at(root)
     engine = PiperEngine.create(paths, EngineOptions(threads=1))
-    service = SpeechService(SettingsStore(paths), {"piper": InProcessEngineClient(engine)}, ["piper"], "piper")
+    service = SpeechService(SettingsStore(paths), {"piper": InProcessEngineClient(engine)}, list(ENGINE_CLASSES),
+                            "piper")
     with TestClient(create_app(service)) as client:
         yield Server("asgi", client, root)
 
@@ -78,8 +81,10 @@ def _ray_processes() -> list[psutil.Process]:
 def serve_server(tmp_path_factory) -> Iterator[Server]:
     import serve_app
 
-    root = make_root(tmp_path_factory, "serve-root")
-    serve_app.start_embedded(serve_app.DEFAULT_CONFIG, root, "127.0.0.1", SERVE_PORT, num_cpus=2, timeout_s=240)
+    # With the coqui extra installed, the VITS and XTTS applications run beside Piper.
+    coqui = importlib.util.find_spec("TTS") is not None
+    root = make_coqui_root(tmp_path_factory, "serve-root") if coqui else make_root(tmp_path_factory, "serve-root")
+    serve_app.start_embedded(serve_app.DEFAULT_CONFIG, root, "127.0.0.1", SERVE_PORT, timeout_s=300)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{SERVE_PORT}", timeout=120) as client:
             yield Server("serve", client, root)
@@ -108,12 +113,16 @@ def server(request) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def coqui_root(tmp_path_factory) -> Path:
+    pytest.importorskip("TTS", reason="the coqui extra is not installed")
+    return make_coqui_root(tmp_path_factory, "coqui-root")
+
+
+def make_coqui_root(tmp_path_factory, name: str) -> Path:
     """A server root with tiny Coqui models (two VITS, one XTTS) and XTTS reference voices of
     real speech (spoken by the bundled Piper voice)."""
-    pytest.importorskip("TTS", reason="the coqui extra is not installed")
     from tests.coqui_models import build_tiny_vits, build_tiny_xtts
 
-    root = make_root(tmp_path_factory, "coqui-root")
+    root = make_root(tmp_path_factory, name)
     build_tiny_vits(root / "models" / "vits" / "tiny-vctk")
     build_tiny_vits(root / "models" / "vits" / "tiny-single", speakers=None, sample_rate=22050)
     build_tiny_xtts(root / "models" / "xtts" / "tiny-xtts")

@@ -52,7 +52,7 @@ def test_currentsettings_has_exactly_the_24_keys_with_true_values(server):
     assert response.status_code == 200
     body = response.json()
     assert set(body) == CURRENT_SETTINGS_KEYS
-    assert body["engines_available"] == ["piper"]
+    assert body["engines_available"] == ["piper", "vits", "xtts"]
     assert body["current_engine_loaded"] == "piper"
     assert body["models_available"] == [{"name": "piper"}]
     assert body["current_model_loaded"] == "piper"

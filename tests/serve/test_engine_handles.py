@@ -39,7 +39,7 @@ def test_describe_and_serving_state(serve_server):
 
 
 def test_an_application_that_is_not_deployed_is_unavailable(serve_server):
-    client = HandleEngineClient("xtts", 5)
+    client = HandleEngineClient("parler", 5)
     assert asyncio.run(client.is_serving()) is False
     with pytest.raises(EngineUnavailable):
         asyncio.run(client.describe())

@@ -1,0 +1,105 @@
+"""VITS and XTTS over real HTTP on real Ray Serve, each engine in its own Serve application
+beside Piper (CPU: the launcher turns their GPU shares into num_gpus: 0)."""
+
+import importlib.util
+
+import httpx
+import openai
+import pytest
+
+from tests.support import decode_audio
+
+pytestmark = [pytest.mark.serve,
+              pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="the coqui extra is not installed")]
+
+ENGINES = {  # engine: (model, voices, sample rate)
+    "vits": ("vits - tiny-single", ["default"], 22050),
+    "xtts": ("xtts - tiny-xtts", ["female_01.wav", "male_01.wav", "voiceset:narrators", "latent:saved.json"], 24000),
+}
+
+
+@pytest.fixture(params=list(ENGINES))
+def current(request, serve_server):
+    """Makes the engine current for the test and Piper current again afterwards."""
+    client = serve_server.client
+    assert client.post("/api/enginereload", params={"engine": request.param}).json() == {"status": "engine-success"}
+    yield request.param
+    assert client.post("/api/enginereload", params={"engine": "piper"}).json() == {"status": "engine-success"}
+
+
+def test_current_settings_describe_the_engine(serve_server, current):
+    model, _, _ = ENGINES[current]
+    body = serve_server.client.get("/api/currentsettings").json()
+    assert body["current_engine_loaded"] == current
+    assert body["engines_available"] == ["piper", "vits", "xtts"]
+    assert model in [m["name"] for m in body["models_available"]]
+    assert body["manufacturer_name"] == "Coqui"
+    assert body["streaming_capable"] is True and body["lowvram_capable"] is True
+    assert body["lowvram_enabled"] is False, "no CUDA here"
+    assert body["deepspeed_capable"] is (current == "xtts") and body["deepspeed_available"] is False
+    assert body["temperature_capable"] is (current == "xtts") and body["languages_capable"] is (current == "xtts")
+
+
+def test_reload_selects_a_model_of_the_current_engine(serve_server, current):
+    model, voices, _ = ENGINES[current]
+    client = serve_server.client
+    assert client.post("/api/reload", params={"tts_method": model}).json() == {"status": "model-success"}
+    assert client.get("/api/currentsettings").json()["current_model_loaded"] == model
+    assert client.get("/api/voices").json() == {"status": "success", "voices": voices}
+
+
+def test_generate_stream_and_openai_work_for_the_current_engine(serve_server, current):
+    _, voices, rate = ENGINES[current]
+    client = serve_server.client
+    client.post("/api/reload", params={"tts_method": ENGINES[current][0]})
+    body = client.post("/api/tts-generate", data={"text_input": "Hello there. How are you?",
+                                                   "character_voice_gen": voices[0]}).json()
+    assert body["status"] == "generate-success", body
+    audio = decode_audio(client.get(body["output_file_url"]).content)
+    assert (audio.sample_rate, audio.channels) == (rate, 1) and audio.duration_s > 0.2
+
+    stream = client.get("/api/tts-generate-streaming", params={"text": "One. Two. Three.", "voice": voices[-1],
+                                                               "language": "en", "output_file": "x"})
+    assert stream.status_code == 200 and stream.headers["content-type"] == "audio/wav"
+    assert decode_audio(stream.content).sample_rate == rate
+
+    sdk = openai.OpenAI(api_key="none", base_url=f"{client.base_url}/v1", max_retries=0,
+                        http_client=httpx.Client(timeout=120))
+    mp3 = sdk.audio.speech.create(model="tts-1", voice=voices[0], input="Good morning.", response_format="mp3").content
+    assert decode_audio(mp3).codec == "mp3float"
+
+
+def test_lowvram_without_cuda_is_accepted_and_stays_off(serve_server, current):
+    client = serve_server.client
+    assert client.post("/api/lowvramsetting", params={"new_low_vram_value": "True"}).json() == \
+        {"status": "lowvram-success", "message": ""}
+    assert client.get("/api/currentsettings").json()["lowvram_enabled"] is False
+
+
+def test_deepspeed_needs_cuda(serve_server):
+    client = serve_server.client
+    client.post("/api/enginereload", params={"engine": "xtts"})
+    try:
+        body = client.post("/api/deepspeed", params={"new_deepspeed_value": "True"}).json()
+        assert body["status"] == "error" and "DeepSpeed" in body["message"]
+    finally:
+        client.post("/api/enginereload", params={"engine": "piper"})
+
+
+def test_a_request_can_name_a_live_engine_that_is_not_current(serve_server):
+    client = serve_server.client
+    assert client.get("/api/currentsettings").json()["current_engine_loaded"] == "piper"
+    body = client.post("/api/tts-generate", data={"text_input": "From another engine.", "engine": "vits",
+                                                   "character_voice_gen": "default"}).json()
+    assert body["status"] == "generate-success", body
+    assert decode_audio(client.get(body["output_file_url"]).content).sample_rate == 22050
+
+
+def test_a_language_whose_text_front_end_is_missing_is_a_clear_400(serve_server):
+    response = serve_server.client.post("/api/tts-generate", data={
+        "text_input": "Hello.", "engine": "xtts", "character_voice_gen": "female_01.wav", "language": "zh"})
+    if importlib.util.find_spec("pypinyin") is None:
+        assert response.status_code == 400
+        assert "pypinyin" in response.json()["error"]
+    else:
+        assert response.status_code == 200, "zh is spoken as zh-cn"
