@@ -87,7 +87,7 @@ def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: 
     config["http_options"] = {**config.get("http_options", {}), "host": host, "port": port}
     if engines is not None:
         config["applications"] = [app for app in config.get("applications", [])
-                                  if app.get("args", {}).get("engine", engines[0]) in engines]
+                                  if "engine" not in app.get("args", {}) or app["args"]["engine"] in engines]
         for app in config["applications"]:
             args = app.get("args", {})
             if "engines" in args:

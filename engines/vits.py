@@ -111,12 +111,23 @@ class VitsEngine:
                                f"{', ...' if len(known) > 10 else ''})")
         return voice
 
+    @staticmethod
+    def _language(loaded: LoadedVits, language: str) -> str | None:
+        """Multi-language models (language_ids.json) get the request's language when they have it,
+        else their first; other models ignore the language."""
+        manager = getattr(loaded.model, "language_manager", None)
+        names = list(manager.name_to_id) if manager is not None and manager.num_languages > 1 else []
+        if not names:
+            return None
+        return language if language in names else names[0]
+
     def synthesize(self, voice: str, request: SynthesisRequest) -> Iterator[PcmChunk]:
         loaded = self._current()
         speaker = voice if loaded.speakers else None
         if speaker is not None and speaker not in loaded.speakers:
             raise UnknownVoice(f"Voice {voice!r} is not a speaker of {loaded.name}")
+        language = self._language(loaded, request.language)
         for sentence in split_sentences(request.text):
             with torch.inference_mode():
-                wav = loaded.model.synthesize(sentence, speaker=speaker)["wav"]
+                wav = loaded.model.synthesize(sentence, speaker=speaker, language=language)["wav"]
             yield PcmChunk.from_float(wav.reshape(-1), loaded.sample_rate)

@@ -56,16 +56,20 @@ def _tiny_vocab(path: Path) -> None:
     tokenizer.save(str(path))
 
 
-def build_tiny_xtts(folder: Path, max_audio_tokens: int = 24) -> Path:
+def build_tiny_xtts(folder: Path, max_audio_tokens: int = 24, full_size: bool = False) -> Path:
     """An XTTS folder: config.json, model.pth, vocab.json. `max_audio_tokens` bounds how much audio
-    one sentence can become (random weights rarely emit the stop token)."""
+    one sentence can become (random weights rarely emit the stop token). `full_size` keeps the
+    real XTTS v2 architecture (30 GPT layers, 1024 channels; about 1.8 GB) for speed measurements."""
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
     _tiny_vocab(folder / "vocab.json")
     config = XttsConfig()
-    config.model_args = XttsArgs(gpt_layers=1, gpt_n_model_channels=64, gpt_n_heads=2, decoder_input_dim=64,
-                                 gpt_max_audio_tokens=max_audio_tokens, gpt_max_text_tokens=200,
-                                 gpt_max_prompt_tokens=16)
+    if full_size:
+        config.model_args = XttsArgs(gpt_max_audio_tokens=max_audio_tokens)
+    else:
+        config.model_args = XttsArgs(gpt_layers=1, gpt_n_model_channels=64, gpt_n_heads=2, decoder_input_dim=64,
+                                     gpt_max_audio_tokens=max_audio_tokens, gpt_max_text_tokens=200,
+                                     gpt_max_prompt_tokens=16)
     config.languages = XTTS_LANGUAGES
     model = Xtts(config)
     model.tokenizer = VoiceBpeTokenizer(str(folder / "vocab.json"))
