@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import av
 import numpy as np
@@ -14,6 +17,7 @@ from speechcore.engine_types import EngineError, UnknownModel
 from .base import EngineOptions
 
 _LOGGER = logging.getLogger(__name__)
+M = TypeVar("M")
 
 
 def torch_device(options: EngineOptions) -> torch.device:
@@ -61,3 +65,45 @@ class ModelFolders:
         if name not in self.names():
             raise UnknownModel(f"{name!r} is not a model in {self.root.name}/ (models: {', '.join(self.names()) or 'none'})")
         return self.root / name.removeprefix(f"{self.prefix} - ")
+
+
+class ModelSlot(Generic[M]):
+    """An engine's current model: loaded by name, swapped in with one assignment (requests in
+    flight keep the model they started with); a failed load leaves the current model serving."""
+
+    def __init__(self, folders: ModelFolders, load: Callable[[str, Path], M], kind: str):
+        self.folders, self._load, self.kind = folders, load, kind
+        self._model: M | None = None
+        self._lock = threading.Lock()
+
+    def select(self, name: str | None) -> None:
+        """Loads `name` (None: the first model folder)."""
+        names = self.folders.names()
+        name = name or (names[0] if names else None)
+        if name is None:
+            raise EngineError(f"no {self.kind} models in {self.folders.root} (a folder with "
+                              f"{', '.join(self.folders.required + self.folders.any_of[:1])})")
+        folder = self.folders.folder(name)
+        with self._lock:
+            _LOGGER.info("loading %s model %s", self.kind, name)
+            try:
+                model = self._load(name, folder)
+            except Exception as exc:
+                raise EngineError(f"could not load {name}: {type(exc).__name__}: {exc}") from exc
+            self._model = model
+
+    def current(self) -> M:
+        """The current model, loading the first one on first use."""
+        if self._model is None:
+            self.select(None)
+        assert self._model is not None
+        return self._model
+
+    def current_or_none(self) -> M | None:
+        """Like current(), for descriptions: None (logged) when no model can be loaded."""
+        if self._model is None and self.folders.names():
+            try:
+                self.select(None)
+            except EngineError as exc:
+                _LOGGER.error("%s", exc)
+        return self._model

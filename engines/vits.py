@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +16,11 @@ from TTS.tts.models.vits import Vits
 
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
-from speechcore.engine_types import EngineCapabilities, EngineError, EngineInfo, SynthesisRequest, UnknownVoice
+from speechcore.engine_types import EngineCapabilities, EngineInfo, SynthesisRequest, UnknownVoice
 from speechcore.text.sentences import split_sentences
 
 from .base import EngineOptions
-from .coqui_common import ModelFolders, torch_device
+from .coqui_common import ModelFolders, ModelSlot, torch_device
 
 _LOGGER = logging.getLogger(__name__)
 WEIGHT_FILES = ("model_file.pth", "model.pth", "model_file.pth.tar")
@@ -59,52 +58,27 @@ class VitsEngine:
     name = "vits"
 
     def __init__(self, models: ModelFolders, options: EngineOptions):
-        self.models = models
         self.device = torch_device(options)
-        self._loaded: LoadedVits | None = None
-        self._load_lock = threading.Lock()
+        self.slot = ModelSlot(models, lambda name, folder: load_vits(name, folder, self.device), "VITS")
 
     @classmethod
     def create(cls, paths: ServerPaths, options: EngineOptions) -> "VitsEngine":
         return cls(ModelFolders(paths.engine_models("vits"), "vits", ("config.json",), WEIGHT_FILES), options)
 
     def select_model(self, model: str | None) -> None:
-        names = self.models.names()
-        name = model or (names[0] if names else None)
-        if name is None:
-            raise EngineError(f"no VITS models in {self.models.root} (a folder with config.json and model_file.pth)")
-        folder = self.models.folder(name)
-        with self._load_lock:
-            _LOGGER.info("loading VITS model %s on %s", name, self.device)
-            try:
-                loaded = load_vits(name, folder, self.device)
-            except Exception as exc:
-                raise EngineError(f"could not load {name}: {type(exc).__name__}: {exc}") from exc
-            self._loaded = loaded  # one assignment: requests in flight keep the model they started with
-
-    def _current(self) -> LoadedVits:
-        if self._loaded is None:
-            self.select_model(None)
-        assert self._loaded is not None
-        return self._loaded
+        self.slot.select(model)
 
     def info(self) -> EngineInfo:
-        names = self.models.names()
-        if self._loaded is None and names:
-            try:
-                self.select_model(None)
-            except EngineError as exc:
-                _LOGGER.error("%s", exc)
-        loaded = self._loaded
+        loaded = self.slot.current_or_none()
         voices = (loaded.speakers or [SINGLE_SPEAKER]) if loaded else []
         return EngineInfo(
-            engine=self.name, manufacturer_name="Coqui", audio_format="wav", models=names,
+            engine=self.name, manufacturer_name="Coqui", audio_format="wav", models=self.slot.folders.names(),
             current_model=loaded.name if loaded else None, voices=voices,
             default_voice=voices[0] if voices else SINGLE_SPEAKER,
             capabilities=EngineCapabilities(streaming=True, lowvram=True, cuda=self.device.type == "cuda"))
 
     def load_voice(self, voice: str) -> str:
-        loaded = self._current()
+        loaded = self.slot.current()
         known = loaded.speakers or [SINGLE_SPEAKER]
         if voice not in known:
             raise UnknownVoice(f"Voice {voice!r} is not a speaker of {loaded.name} (speakers: {', '.join(known[:10])}"
@@ -113,8 +87,8 @@ class VitsEngine:
 
     @staticmethod
     def _language(loaded: LoadedVits, language: str) -> str | None:
-        """Multi-language models (language_ids.json) get the request's language when they have it,
-        else their first; other models ignore the language."""
+        """Multi-language models get the request's language when they have it, else their
+        first; other models ignore the language."""
         manager = getattr(loaded.model, "language_manager", None)
         names = list(manager.name_to_id) if manager is not None and manager.num_languages > 1 else []
         if not names:
@@ -122,7 +96,7 @@ class VitsEngine:
         return language if language in names else names[0]
 
     def synthesize(self, voice: str, request: SynthesisRequest) -> Iterator[PcmChunk]:
-        loaded = self._current()
+        loaded = self.slot.current()
         speaker = voice if loaded.speakers else None
         if speaker is not None and speaker not in loaded.speakers:
             raise UnknownVoice(f"Voice {voice!r} is not a speaker of {loaded.name}")

@@ -21,12 +21,12 @@ from TTS.tts.models.xtts import Xtts
 
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
-from speechcore.engine_types import (EngineCapabilities, EngineError, EngineInfo, SynthesisRequest,
+from speechcore.engine_types import (EngineCapabilities, EngineInfo, SynthesisRequest,
                                      UnknownVoice, UnsupportedLanguage)
 from speechcore.safe_paths import UnsafeName, resolve_inside
 
 from .base import EngineOptions
-from .coqui_common import ModelFolders, load_reference_audio, torch_device
+from .coqui_common import ModelFolders, ModelSlot, load_reference_audio, torch_device
 
 _LOGGER = logging.getLogger(__name__)
 REQUIRED_FILES = ("config.json", "model.pth", "vocab.json")
@@ -73,13 +73,12 @@ class XttsEngine:
 
     def __init__(self, models: ModelFolders, voices_dir: Path, options: EngineOptions, use_deepspeed: bool = False,
                  stream_chunk_tokens: int = STREAM_CHUNK_TOKENS):
-        self.models = models
         self.stream_chunk_tokens = stream_chunk_tokens
         self.voices_dir = voices_dir
         self.device = torch_device(options)
         self.use_deepspeed = use_deepspeed and deepspeed_available()
-        self._loaded: LoadedXtts | None = None
-        self._load_lock = threading.Lock()
+        self.slot = ModelSlot(models, lambda name, folder: load_xtts(name, folder, self.device, self.use_deepspeed),
+                              "XTTS")
         self._latents: OrderedDict[tuple[str, str, float], XttsVoice] = OrderedDict()
         self._latents_lock = threading.Lock()
         self.latents_computed = 0
@@ -88,27 +87,8 @@ class XttsEngine:
     def create(cls, paths: ServerPaths, options: EngineOptions) -> "XttsEngine":
         return cls(ModelFolders(paths.engine_models("xtts"), "xtts", REQUIRED_FILES), paths.voices, options)
 
-    # ----- models
-
     def select_model(self, model: str | None) -> None:
-        names = self.models.names()
-        name = model or (names[0] if names else None)
-        if name is None:
-            raise EngineError(f"no XTTS models in {self.models.root} (a folder with {', '.join(REQUIRED_FILES)})")
-        folder = self.models.folder(name)
-        with self._load_lock:
-            _LOGGER.info("loading XTTS model %s on %s%s", name, self.device, " with DeepSpeed" if self.use_deepspeed else "")
-            try:
-                loaded = load_xtts(name, folder, self.device, self.use_deepspeed)
-            except Exception as exc:
-                raise EngineError(f"could not load {name}: {type(exc).__name__}: {exc}") from exc
-            self._loaded = loaded  # one assignment: requests in flight keep the model they started with
-
-    def _current(self) -> LoadedXtts:
-        if self._loaded is None:
-            self.select_model(None)
-        assert self._loaded is not None
-        return self._loaded
+        self.slot.select(model)
 
     # ----- voices
 
@@ -142,7 +122,7 @@ class XttsEngine:
     def load_voice(self, voice: str) -> XttsVoice:
         """Conditioning latents for `voice`, computed once per voice, model and file version."""
         files = self._voice_files(voice)
-        loaded = self._current()
+        loaded = self.slot.current()
         key = (loaded.name, voice, max(f.stat().st_mtime for f in files))
         with self._latents_lock:
             if key in self._latents:
@@ -186,7 +166,7 @@ class XttsEngine:
 
     def synthesize(self, voice: XttsVoice, request: SynthesisRequest) -> Iterator[PcmChunk]:
         """Sub-sentence chunks as the model produces them; the caller may stop between chunks."""
-        loaded = self._current()
+        loaded = self.slot.current()
         if voice.model_name != loaded.name:  # the model changed since the voice was cached
             voice = self.load_voice(request.voice)
         language = self._language(loaded, request.language)
@@ -202,16 +182,11 @@ class XttsEngine:
             raise UnsupportedLanguage(f"{loaded.name} cannot speak {language!r} on this server: {exc}") from exc
 
     def info(self) -> EngineInfo:
-        names = self.models.names()
-        if self._loaded is None and names:
-            try:
-                self.select_model(None)
-            except EngineError as exc:
-                _LOGGER.error("%s", exc)
+        loaded = self.slot.current_or_none()
         voices = self.voices()
         return EngineInfo(
-            engine=self.name, manufacturer_name="Coqui", audio_format="wav", models=names,
-            current_model=self._loaded.name if self._loaded else None, voices=voices,
+            engine=self.name, manufacturer_name="Coqui", audio_format="wav", models=self.slot.folders.names(),
+            current_model=loaded.name if loaded else None, voices=voices,
             default_voice=voices[0] if voices else "female_01.wav",
             capabilities=EngineCapabilities(
                 streaming=True, languages=True, generationspeed=True, temperature=True, repetitionpenalty=True,
