@@ -30,6 +30,7 @@ from deployments.ingress import IngressServer
 from engines.registry import ENGINE_CLASSES
 from speechcore.config.alltalk import AllTalkConfig, read_json_model
 from speechcore.config.app_args import EngineArgs, IngressArgs
+from speechcore.config.engine_settings import EnginesFile
 from speechcore.config.paths import ServerPaths
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -79,10 +80,11 @@ def available_engines(root: Path) -> list[str]:
 
 
 def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: float,
-                   engines: list[str] | None = None) -> ServeDeploySchema:
+                   engines: list[str] | None = None, models: dict[str, str] | None = None) -> ServeDeploySchema:
     """serve_config.yaml made concrete for this machine: only the engine applications of
     `engines` (all when None) and an ingress that knows just those, absolute server root in every
-    application's args, the listen address, and no GPU requests where the cluster has none."""
+    application's args, each engine's chosen model (`models`, from tts_engines.json) in its
+    user_config, the listen address, and no GPU requests where the cluster has none."""
     config = copy.deepcopy(raw)
     config["http_options"] = {**config.get("http_options", {}), "host": host, "port": port}
     if engines is not None:
@@ -96,7 +98,10 @@ def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: 
                     args["default_engine"] = next(iter(args["engines"]))
     for app in config.get("applications", []):
         app.setdefault("args", {})["root"] = str(root)
+        chosen = (models or {}).get(app["args"].get("engine", ""))
         for deployment in app.get("deployments", []):
+            if chosen:
+                deployment["user_config"] = {**(deployment.get("user_config") or {}), "model": chosen}
             actor = deployment.get("ray_actor_options") or {}
             if actor.get("num_gpus") and not gpus:
                 _LOGGER.info("no GPU here: %s/%s runs on the CPU", app["name"], deployment["name"])
@@ -151,11 +156,13 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
     engines = engines or available_engines(paths.root)
     _LOGGER.info("engines: %s", ", ".join(engines))
-    planned = prepare_config(raw, paths.root, host, port, 0, engines)
+    chosen = read_json_model(paths.engines_file, EnginesFile)
+    models = {engine: model for engine in engines if (model := chosen.selected_model_for(engine))}
+    planned = prepare_config(raw, paths.root, host, port, 0, engines, models)
     # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
     num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
     ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
-    config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines)
+    config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, models)
     serve.start(http_options={"host": host, "port": port})
     serve.context._get_global_client().deploy_apps(config)
     _wait_until_running([app.name for app in config.applications], timeout_s)

@@ -18,7 +18,7 @@ from engines.registry import load_engine_class
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.app_args import EngineArgs, EngineUserConfig
 from speechcore.config.paths import ServerPaths
-from speechcore.engine_types import EngineInfo, SynthesisRequest
+from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
 
 _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 8
@@ -40,15 +40,22 @@ class EngineServer:
         self.engine = cls.create(ServerPaths.at(self.args.root), options)
         _LOGGER.info("engine %s ready on %s with %d thread(s)", self.args.engine, options.device, options.threads)
 
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Called by Serve with the deployment's user_config, at start and on every rollout. The
+        model loads off the event loop (requests keep being served) and is swapped in at once. A
+        model that fails to load is logged and the current one keeps serving: rollouts check the
+        model first (check_model), so this only happens when files change underneath."""
         config = EngineUserConfig.model_validate(user_config or {})
-        self.engine.select_model(config.model)
+        try:
+            await asyncio.to_thread(self.engine.select_model, config.model)
+        except EngineError as exc:
+            _LOGGER.error("keeping the current model: %s", exc)
+
+    async def check_model(self, model: str) -> None:
+        await asyncio.to_thread(self.engine.check_model, model)
 
     async def describe(self) -> EngineInfo:
         return await asyncio.to_thread(self.engine.info)
-
-    async def select_model(self, model: str | None) -> None:
-        await asyncio.to_thread(self.engine.select_model, model)
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
     async def _voice(self, voice: str) -> Any:

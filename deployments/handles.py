@@ -14,7 +14,9 @@ from ray.serve.exceptions import BackPressureError, RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from speechcore.audio.pcm import PcmChunk
-from speechcore.engine_client import EngineUnavailable
+
+from .rollout import RolloutBusy, RolloutFailed, ServeRollout
+from speechcore.engine_client import EngineUnavailable, ModelChangeInProgress
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
 
 
@@ -40,8 +42,11 @@ class HandleEngineClient:
     loop. `describe()` reuses a description younger than `describe_max_age_s` (one round trip
     less per generation) and falls back to the last good one when replicas are slow to answer."""
 
-    def __init__(self, app_name: str, describe_timeout_s: float, describe_max_age_s: float = 1.0):
+    def __init__(self, app_name: str, deployment_name: str, rollout: ServeRollout, describe_timeout_s: float,
+                 describe_max_age_s: float = 1.0):
         self.app_name = app_name
+        self.deployment_name = deployment_name
+        self.rollout = rollout
         self.describe_timeout_s = describe_timeout_s
         self.describe_max_age_s = describe_max_age_s
         self._handle: DeploymentHandle | None = None
@@ -90,6 +95,18 @@ class HandleEngineClient:
             stream.cancel()  # a consumer that stops early (stop request, client gone) ends the replica's work
 
     async def select_model(self, model: str) -> None:
+        """Checks on one replica that `model` loads, then rolls it out to every replica through
+        the deployment's user_config (the declarative path), and waits until they all serve it."""
         handle = await self._get_handle()
+        if await self.rollout.is_updating(self.app_name):
+            raise ModelChangeInProgress(f"the {self.app_name} engine is being updated")
         with engine_errors(self.app_name):
-            await handle.select_model.remote(model)
+            await handle.check_model.remote(model)
+        try:
+            await self.rollout.update(self.app_name, self.deployment_name, {"user_config": {"model": model}})
+        except RolloutBusy as exc:
+            raise ModelChangeInProgress(str(exc)) from exc
+        except RolloutFailed as exc:
+            raise EngineError(str(exc)) from exc
+        finally:
+            self._last_info = None

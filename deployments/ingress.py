@@ -15,12 +15,15 @@ from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
 
 from .handles import HandleEngineClient
+from .rollout import ServeRollout
 
 
 class IngressServer:
     def __init__(self, args: dict[str, Any]):
         self.args = IngressArgs.model_validate(args)
-        engines = {name: HandleEngineClient(app, self.args.describe_timeout_s, self.args.describe_max_age_s)
+        rollout = ServeRollout()
+        engines = {name: HandleEngineClient(app, f"tts-{name}", rollout, self.args.describe_timeout_s,
+                                            self.args.describe_max_age_s)
                    for name, app in self.args.engines.items()}
         settings = SettingsStore(ServerPaths.at(self.args.root))
         self.service = SpeechService(settings, engines, self.args.engines_supported or list(engines),

@@ -46,6 +46,10 @@ class TTSEngine(Protocol):
         """Speaks request.text with a loaded voice, one chunk per sentence or smaller."""
         ...
 
+    def check_model(self, model: str) -> None:
+        """Raises what select_model(model) would (UnknownModel, EngineError) without switching."""
+        ...
+
     def select_model(self, model: str | None) -> None:
         """Loads one of info().models (None: the first), then serves it; raises UnknownModel,
         or EngineError when loading fails (the previous model keeps serving)."""

@@ -76,21 +76,30 @@ class ModelSlot(Generic[M]):
         self._model: M | None = None
         self._lock = threading.Lock()
 
-    def select(self, name: str | None) -> None:
-        """Loads `name` (None: the first model folder)."""
+    def _load_named(self, name: str | None) -> tuple[str, M]:
         names = self.folders.names()
         name = name or (names[0] if names else None)
         if name is None:
             raise EngineError(f"no {self.kind} models in {self.folders.root} (a folder with "
                               f"{', '.join(self.folders.required + self.folders.any_of[:1])})")
         folder = self.folders.folder(name)
+        _LOGGER.info("loading %s model %s", self.kind, name)
+        try:
+            return name, self._load(name, folder)
+        except Exception as exc:
+            raise EngineError(f"could not load {name}: {type(exc).__name__}: {exc}") from exc
+
+    def select(self, name: str | None) -> None:
+        """Loads `name` (None: the first model folder) unless it is the current model."""
         with self._lock:
-            _LOGGER.info("loading %s model %s", self.kind, name)
-            try:
-                model = self._load(name, folder)
-            except Exception as exc:
-                raise EngineError(f"could not load {name}: {type(exc).__name__}: {exc}") from exc
+            if self._model is not None and name is not None and getattr(self._model, "name", None) == name:
+                return
+            _name, model = self._load_named(name)
             self._model = model
+
+    def check(self, name: str) -> None:
+        """Loads `name` and discards it: raises what select() would, changes nothing."""
+        self._load_named(name)
 
     def current(self) -> M:
         """The current model, loading the first one on first use."""

@@ -92,6 +92,9 @@ class PiperEngine:
         for chunk in voice.synthesize(request.text, syn_config=syn_config):
             yield PcmChunk(chunk.audio_int16_bytes, chunk.sample_rate)
 
+    def check_model(self, model: str) -> None:
+        self.select_model(model)
+
     def select_model(self, model: str | None) -> None:
         if model not in (None, MODEL_NAME):
             raise UnknownModel(f"Piper has one model, {MODEL_NAME!r}; got {model!r}")

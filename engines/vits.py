@@ -68,6 +68,9 @@ class VitsEngine:
     def select_model(self, model: str | None) -> None:
         self.slot.select(model)
 
+    def check_model(self, model: str) -> None:
+        self.slot.check(model)
+
     def info(self) -> EngineInfo:
         loaded = self.slot.current_or_none()
         voices = (loaded.speakers or [SINGLE_SPEAKER]) if loaded else []

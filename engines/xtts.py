@@ -90,6 +90,9 @@ class XttsEngine:
     def select_model(self, model: str | None) -> None:
         self.slot.select(model)
 
+    def check_model(self, model: str) -> None:
+        self.slot.check(model)
+
     # ----- voices
 
     def voices(self) -> list[str]:

@@ -14,6 +14,10 @@ class EngineUnavailable(RuntimeError):
     """No replica of the engine can answer right now."""
 
 
+class ModelChangeInProgress(RuntimeError):
+    """Another model change of this engine is rolling out."""
+
+
 class EngineClient(Protocol):
     async def describe(self) -> EngineInfo:
         """Identity, models, voices and capabilities; raises EngineUnavailable."""
@@ -28,5 +32,6 @@ class EngineClient(Protocol):
         ...
 
     async def select_model(self, model: str) -> None:
-        """Makes every replica serve `model`; raises UnknownModel or EngineError."""
+        """Makes every replica serve `model` and returns once they do; raises UnknownModel or
+        EngineError (nothing changed), or ModelChangeInProgress."""
         ...

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from .cancellation import StopRegistry
 from .config.alltalk import ConfigFileError, write_json_model
-from .config.engine_settings import ModelSettings
+from .config.engine_settings import EngineEntry, ModelSettings
 from .config.store import SettingsStore
-from .engine_client import EngineClient, EngineUnavailable
+from .engine_client import EngineClient, EngineUnavailable, ModelChangeInProgress
 from .engine_types import EngineError, EngineInfo, UnknownModel
 from .errors import ContractError
 from .storage import OutputStore
@@ -160,9 +160,26 @@ class SpeechService:
         async with self._model_change:
             try:
                 await self.client(None).select_model(tts_method)
+            except ModelChangeInProgress:
+                return {"status": "model-is currently changing"}
             except (UnknownModel, EngineError, EngineUnavailable) as exc:
                 return {"status": "model-failure", "message": str(exc)}
+            await asyncio.to_thread(self._remember_model, info.engine, tts_method)
         return {"status": "model-success"}
+
+    def _remember_model(self, engine: str, model: str) -> None:
+        """The chosen model survives a restart: tts_engines.json records it."""
+        current = self.settings.engines
+        entries = [e.model_copy(update={"selected_model": model}) if e.name == engine else e
+                   for e in current.engines_available]
+        if not any(e.name == engine for e in entries):
+            entries.append(EngineEntry(name=engine, selected_model=model))
+        update: dict[str, object] = {"engines_available": entries}
+        if current.engine_loaded == engine:
+            update["selected_model"] = model
+        engines_file = current.model_copy(update=update)
+        write_json_model(self.settings.paths.engines_file, engines_file)
+        self.settings.engines = engines_file
 
     async def reload_engine(self, engine: str | None) -> dict[str, object]:
         if engine is None or engine not in self.engines_supported:

@@ -124,6 +124,7 @@ def make_coqui_root(tmp_path_factory, name: str) -> Path:
 
     root = make_root(tmp_path_factory, name)
     build_tiny_vits(root / "models" / "vits" / "tiny-vctk")
+    build_tiny_vits(root / "models" / "vits" / "tiny-vctk-22k", sample_rate=22050)  # same speakers, other rate
     build_tiny_vits(root / "models" / "vits" / "tiny-single", speakers=None, sample_rate=22050)
     build_tiny_xtts(root / "models" / "xtts" / "tiny-xtts")
     voices = root / "voices"

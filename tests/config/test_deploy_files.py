@@ -84,3 +84,11 @@ def test_cluster_yaml_validates_against_the_launcher_schema_in_the_ray_wheel():
     types = config["available_node_types"]
     assert config["head_node_type"] in types
     assert any(t["node_config"]["InstanceType"].startswith("g") for t in types.values()), "a GPU worker type"
+
+
+def test_the_chosen_models_go_into_the_engines_user_config(tmp_path):
+    prepared = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0,
+                                        models={"xtts": "xtts - mine"})
+    user_configs = {app.name: app.deployments[0].user_config for app in prepared.applications}
+    assert user_configs["xtts"] == {"model": "xtts - mine"}
+    assert user_configs["vits"] == {"model": None}

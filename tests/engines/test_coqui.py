@@ -33,7 +33,7 @@ def xtts(coqui_root):
 
 def test_vits_lists_models_and_speakers(vits):
     info = vits.info()
-    assert info.models == ["vits - tiny-single", "vits - tiny-vctk"]
+    assert info.models == ["vits - tiny-single", "vits - tiny-vctk", "vits - tiny-vctk-22k"]
     vits.select_model("vits - tiny-vctk")
     info = vits.info()
     assert (info.current_model, info.voices, info.default_voice) == ("vits - tiny-vctk", ["p225", "p226", "p227"], "p225")
@@ -57,6 +57,14 @@ def test_a_single_speaker_vits_model_has_the_default_voice(vits):
     with pytest.raises(UnknownVoice):
         vits.load_voice("p225")
     vits.select_model("vits - tiny-vctk")
+
+
+def test_check_model_loads_without_switching(vits):
+    vits.select_model("vits - tiny-vctk")
+    vits.check_model("vits - tiny-vctk-22k")
+    assert vits.info().current_model == "vits - tiny-vctk"
+    with pytest.raises(UnknownModel):
+        vits.check_model("vits - missing")
 
 
 def test_vits_unknown_speaker_and_model_are_clear_errors(vits):

@@ -1,0 +1,86 @@
+"""ServeRollout: changes to a running deployment made through Serve's declarative API (what
+`serve deploy` does): the controller's current config of every application, with one
+deployment's options changed, is deployed again; Serve then updates the replicas (in place for
+`user_config`, replacing them a few at a time for other options) while they keep serving."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from typing import Any
+
+from ray import serve
+from ray.serve.schema import ServeDeploySchema
+
+_LOGGER = logging.getLogger("ray.serve")
+
+
+class RolloutBusy(RuntimeError):
+    """The deployment is already being updated."""
+
+
+class RolloutFailed(RuntimeError):
+    """The update did not reach a healthy, running state in time."""
+
+
+class ServeRollout:
+    def __init__(self, timeout_s: float = 900.0, poll_s: float = 0.2):
+        self.timeout_s = timeout_s
+        self.poll_s = poll_s
+
+    async def update(self, app: str, deployment: str, options: dict[str, Any]) -> None:
+        """Sets deployment options (`user_config` keys are merged) and waits until every replica
+        runs with them."""
+        await asyncio.to_thread(self._update, app, deployment, options)
+
+    async def is_updating(self, app: str) -> bool:
+        return await asyncio.to_thread(self._is_updating, app)
+
+    @staticmethod
+    def _details() -> dict[str, Any]:
+        return serve.context._get_global_client().get_serve_details()
+
+    def _is_updating(self, app: str) -> bool:
+        details = self._details()["applications"].get(app)
+        return bool(details) and str(details["status"]).endswith("DEPLOYING")
+
+    def _update(self, app: str, deployment: str, options: dict[str, Any]) -> None:
+        details = self._details()
+        apps = details["applications"]
+        if app not in apps:
+            raise RolloutFailed(f"application {app!r} is not deployed")
+        if str(apps[app]["status"]).endswith("DEPLOYING"):
+            raise RolloutBusy(f"application {app!r} is already being updated")
+        configs = [copy.deepcopy(a["deployed_app_config"]) for a in apps.values() if a.get("deployed_app_config")]
+        target = next(c for c in configs if c["name"] == app)
+        entry = next((d for d in target.setdefault("deployments", []) if d["name"] == deployment), None)
+        if entry is None:
+            entry = {"name": deployment}
+            target["deployments"].append(entry)
+        for key, value in options.items():
+            if key == "user_config":
+                entry["user_config"] = {**(entry.get("user_config") or {}), **value}
+            else:
+                entry[key] = value
+        config = ServeDeploySchema.model_validate({"applications": configs, "http_options": details.get("http_options"),
+                                                   "proxy_location": details.get("proxy_location")})
+        before = apps[app]["last_deployed_time_s"]
+        _LOGGER.info("rolling out %s/%s: %s", app, deployment, options)
+        serve.context._get_global_client().deploy_apps(config)
+        self._wait(app, deployment, before)
+
+    def _wait(self, app: str, deployment: str, deployed_before: float) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            details = self._details()["applications"].get(app, {})
+            state = details.get("deployments", {}).get(deployment, {})
+            status = str(state.get("status", ""))
+            if details.get("last_deployed_time_s", 0) > deployed_before and str(details.get("status")).endswith("RUNNING") \
+                    and status.endswith("HEALTHY") and str(state.get("status_trigger")).endswith("CONFIG_UPDATE_COMPLETED"):
+                return
+            if str(details.get("status", "")).endswith("DEPLOY_FAILED") or status.endswith("DEPLOY_FAILED"):
+                raise RolloutFailed(f"{app}/{deployment}: {details.get('message') or state.get('message')}")
+            time.sleep(self.poll_s)
+        raise RolloutFailed(f"{app}/{deployment} did not finish updating within {self.timeout_s:.0f} s")

@@ -1,0 +1,95 @@
+"""Model swaps as rolling redeploys through Serve's declarative API, under load: no request
+fails, each response comes from one model, and after model-success every new response uses the
+new model. Two tiny VITS models with the same speakers but different sample rates make the model
+behind each response visible in its audio."""
+
+import importlib.util
+import json
+import shutil
+import threading
+import time
+
+import pytest
+
+from tests.support import decode_audio
+
+pytestmark = [pytest.mark.serve,
+              pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="the coqui extra is not installed")]
+
+MODEL_16K, MODEL_22K = "vits - tiny-vctk", "vits - tiny-vctk-22k"
+RATE = {MODEL_16K: 16000, MODEL_22K: 22050}
+
+
+@pytest.fixture
+def vits_current(serve_server):
+    client = serve_server.client
+    assert client.post("/api/enginereload", params={"engine": "vits"}).json() == {"status": "engine-success"}
+    assert client.post("/api/reload", params={"tts_method": MODEL_16K}).json() == {"status": "model-success"}
+    yield client
+    client.post("/api/enginereload", params={"engine": "piper"})
+
+
+class LoadLoop:
+    """Clients sending generation requests back to back (bounded in count and time)."""
+
+    def __init__(self, client, clients=2, max_requests=300, max_seconds=90):
+        self.client, self.results, self.stop = client, [], threading.Event()
+        self.deadline = time.monotonic() + max_seconds
+        self.max_requests = max_requests
+        self.threads = [threading.Thread(target=self._run) for _ in range(clients)]
+
+    def _run(self):
+        while not self.stop.is_set() and time.monotonic() < self.deadline and len(self.results) < self.max_requests:
+            sent = time.monotonic()
+            response = self.client.post("/api/tts-generate", data={"text_input": "Load while swapping models.",
+                                                                   "character_voice_gen": "p225"})
+            rate = None
+            if response.status_code == 200:
+                rate = decode_audio(self.client.get(response.json()["output_file_url"]).content).sample_rate
+            self.results.append((sent, time.monotonic(), response.status_code, rate))
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        time.sleep(1.0)
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(1.0)
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(120)
+
+
+def test_swap_under_load_fails_no_request_and_new_requests_use_the_new_model(vits_current, serve_server):
+    client = vits_current
+    with LoadLoop(client) as load:
+        response = client.post("/api/reload", params={"tts_method": MODEL_22K})
+        swapped_at = time.monotonic()
+    assert response.json() == {"status": "model-success"}
+    assert len(load.results) > 5
+    assert [r for r in load.results if r[2] != 200] == [], "no request fails during the swap"
+    assert {r[3] for r in load.results} <= {16000, 22050}
+    after = [r for r in load.results if r[0] > swapped_at]
+    assert after and {r[3] for r in after} == {22050}, "every request sent after model-success uses the new model"
+    assert client.get("/api/currentsettings").json()["current_model_loaded"] == MODEL_22K
+    saved = json.loads((serve_server.root / "system" / "tts_engines" / "tts_engines.json").read_text())
+    assert saved["selected_model"] == MODEL_22K, "the choice survives a restart"
+
+
+def test_a_model_that_fails_to_load_answers_model_failure_and_nothing_fails(vits_current, serve_server):
+    client = vits_current
+    broken = serve_server.root / "models" / "vits" / "tiny-broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    (broken / "model_file.pth").write_bytes(b"not a checkpoint")
+    try:
+        time.sleep(1.1)  # the ingress lists models afresh after a second
+        with LoadLoop(client) as load:
+            response = client.post("/api/reload", params={"tts_method": "vits - tiny-broken"}).json()
+        assert response["status"] == "model-failure" and "tiny-broken" in response["message"]
+        assert [r for r in load.results if r[2] != 200] == []
+        assert {r[3] for r in load.results} == {16000}, "the old model kept serving"
+        assert client.get("/api/currentsettings").json()["current_model_loaded"] == MODEL_16K
+    finally:
+        shutil.rmtree(broken)
