@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import ray
@@ -16,9 +16,12 @@ from ray import serve
 from engines.base import EngineOptions, TTSEngine
 from engines.registry import load_engine_class
 from speechcore.audio.pcm import PcmChunk
+from speechcore.cancellation import GenerationStopped
 from speechcore.config.app_args import EngineArgs, EngineUserConfig
 from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
+
+from .stop_signal import ClusterStopSignal
 
 _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 8
@@ -38,6 +41,7 @@ class EngineServer:
         options = _replica_options(self.args)
         cls = engine_cls or load_engine_class(self.args.engine)
         self.engine = cls.create(ServerPaths.at(self.args.root), options)
+        self.stop_signal = ClusterStopSignal()
         _LOGGER.info("engine %s ready on %s with %d thread(s)", self.args.engine, options.device, options.threads)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -61,13 +65,22 @@ class EngineServer:
     async def _voice(self, voice: str) -> Any:
         return await asyncio.to_thread(self.engine.load_voice, voice)
 
+    def _next(self, chunks: Iterator[PcmChunk]) -> tuple[Any, int]:
+        return next(chunks, _DONE), self.stop_signal.current()
+
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
-        """Streams the chunks of one request. Cancelling the call (client gone, stop) ends it
-        after the chunk being computed."""
+        """Streams the chunks of one request. Cancelling the call (client gone) or a cluster-wide
+        stop ends it after the chunk being computed."""
+        started = await asyncio.to_thread(self.stop_signal.current)
         voice = await self._voice(request.voice)
         chunks = self.engine.synthesize(voice, request)
         try:
-            while (chunk := await asyncio.to_thread(next, chunks, _DONE)) is not _DONE:
+            while True:
+                chunk, epoch = await asyncio.to_thread(self._next, chunks)
+                if epoch != started:
+                    raise GenerationStopped()
+                if chunk is _DONE:
+                    return
                 yield chunk
         finally:
             # After a cancellation the worker thread may still be inside next(); the generator

@@ -14,6 +14,7 @@ from ray.serve.exceptions import BackPressureError, RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from speechcore.audio.pcm import PcmChunk
+from speechcore.cancellation import GenerationStopped
 
 from .rollout import RolloutBusy, RolloutFailed, ServeRollout
 from speechcore.engine_client import EngineUnavailable, ModelChangeInProgress
@@ -28,6 +29,8 @@ def engine_errors(app_name: str) -> Iterator[None]:
         yield
     except RayTaskError as exc:
         cause = exc.cause
+        if isinstance(cause, GenerationStopped):
+            raise GenerationStopped() from None
         if isinstance(cause, EngineError):
             raise type(cause)(*cause.args) from None
         raise EngineError(f"{type(cause).__name__}: {cause}") from None

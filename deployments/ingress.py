@@ -4,6 +4,7 @@ Runs in the ingress process: must not import torch or any engine."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,6 +17,7 @@ from speechcore.service import SpeechService
 
 from .handles import HandleEngineClient
 from .rollout import ServeRollout
+from .stop_signal import ClusterStopSignal
 
 
 class IngressServer:
@@ -26,8 +28,10 @@ class IngressServer:
                                             self.args.describe_max_age_s)
                    for name, app in self.args.engines.items()}
         settings = SettingsStore(ServerPaths.at(self.args.root))
+        stop_signal = ClusterStopSignal()
         self.service = SpeechService(settings, engines, self.args.engines_supported or list(engines),
-                                     self.args.default_engine, self.args.narrator_concurrency)
+                                     self.args.default_engine, self.args.narrator_concurrency,
+                                     broadcast_stop=lambda: asyncio.to_thread(stop_signal.raise_stop))
         # Language models load on first use; do it now rather than in the first `auto` request.
         self.service.detector.detect("warm up")
 

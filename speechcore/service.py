@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from .cancellation import StopRegistry
@@ -30,11 +30,13 @@ class SpeechService:
         engines_supported: every engine this build can run (`engines_available`).
         default_engine: used when `tts_engines.json` names an engine that is not live.
         narrator_concurrency: how many narrator segments of one request are synthesized at once.
+        broadcast_stop: tells every engine replica, wherever it runs, to stop what it is doing.
     """
 
     def __init__(self, settings: SettingsStore, engines: Mapping[str, EngineClient],
                  engines_supported: Sequence[str], default_engine: str, narrator_concurrency: int = 4,
-                 detector: LanguageDetectorService | None = None):
+                 detector: LanguageDetectorService | None = None,
+                 broadcast_stop: Callable[[], Awaitable[object]] | None = None):
         if default_engine not in engines:
             raise ValueError(f"default engine {default_engine!r} is not among the live engines {sorted(engines)}")
         self.settings = settings
@@ -44,6 +46,7 @@ class SpeechService:
         self.narrator_concurrency = narrator_concurrency
         self.detector = detector or LanguageDetectorService()
         self.stops = StopRegistry()
+        self.broadcast_stop = broadcast_stop
         self.runner = SynthesisRunner(self.stops)
         self._model_change = asyncio.Lock()
 
@@ -141,7 +144,11 @@ class SpeechService:
 
     # ----- control
 
-    def stop_all(self) -> int:
+    async def stop_all(self) -> int:
+        """Stops every generation: this process's at once, every engine replica's between chunks.
+        Returns how many generations this process was running."""
+        if self.broadcast_stop is not None:
+            await self.broadcast_stop()
         return self.stops.stop_all()
 
     def reload_config(self) -> None:

@@ -26,7 +26,7 @@ async def reload_engine(service: Service, engine: Annotated[str | None, Query()]
 
 @router.put("/api/stop-generation")
 async def stop_generation(service: Service) -> dict[str, object]:
-    stopped = service.stop_all()
+    stopped = await service.stop_all()
     return {"message": f"Cancelling current TTS generation ({stopped} in progress)."}
 
 

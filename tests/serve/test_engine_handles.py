@@ -5,6 +5,9 @@ import asyncio
 import pytest
 
 from deployments.handles import HandleEngineClient
+from deployments.rollout import ServeRollout
+from deployments.stop_signal import ClusterStopSignal
+from speechcore.cancellation import GenerationStopped
 from speechcore.engine_client import EngineUnavailable
 from speechcore.engine_types import SynthesisRequest, UnknownVoice
 
@@ -19,27 +22,44 @@ def collect(client, request):
 
 def test_chunks_stream_one_per_sentence_at_the_voice_rate(serve_server):
     request = SynthesisRequest(text="One sentence here. Another one there. And a third.", voice="en_US-joe-medium.onnx")
-    chunks = collect(HandleEngineClient("piper", 5), request)
+    chunks = collect(HandleEngineClient("piper", "tts-piper", ServeRollout(), 5), request)
     assert len(chunks) == 3
     assert {c.sample_rate for c in chunks} == {22050}
 
 
 def test_an_engine_error_arrives_as_itself_with_its_message(serve_server):
     with pytest.raises(UnknownVoice) as caught:
-        collect(HandleEngineClient("piper", 5), SynthesisRequest(text="Hi.", voice="missing.onnx"))
+        collect(HandleEngineClient("piper", "tts-piper", ServeRollout(), 5), SynthesisRequest(text="Hi.", voice="missing.onnx"))
     assert "missing.onnx" in str(caught.value)
     assert "Traceback" not in str(caught.value) and "ray::" not in str(caught.value)
 
 
 def test_describe_and_serving_state(serve_server):
-    client = HandleEngineClient("piper", 5)
+    client = HandleEngineClient("piper", "tts-piper", ServeRollout(), 5)
     info = asyncio.run(client.describe())
     assert info.engine == "piper" and "en_US-joe-medium.onnx" in info.voices
     assert asyncio.run(client.is_serving()) is True
 
 
 def test_an_application_that_is_not_deployed_is_unavailable(serve_server):
-    client = HandleEngineClient("parler", 5)
+    client = HandleEngineClient("parler", "tts-parler", ServeRollout(), 5)
     assert asyncio.run(client.is_serving()) is False
     with pytest.raises(EngineUnavailable):
         asyncio.run(client.describe())
+
+
+def test_a_cluster_stop_ends_an_engine_stream_between_chunks(serve_server):
+    text = " ".join(f"This is sentence number {i} of a long text." for i in range(40))
+    client = HandleEngineClient("piper", "tts-piper", ServeRollout(), 5)
+
+    async def run():
+        got = []
+        with pytest.raises(GenerationStopped):
+            async for chunk in client.synthesize(SynthesisRequest(text=text, voice="en_US-joe-medium.onnx")):
+                got.append(chunk)
+                if len(got) == 2:
+                    await asyncio.to_thread(ClusterStopSignal().raise_stop)
+        return got
+
+    got = asyncio.run(run())
+    assert 2 <= len(got) <= 3, "the replica stops within the sentence it was speaking"

@@ -1,0 +1,51 @@
+"""PUT /api/stop-generation stops a streaming and a standard generation running on different
+engine replicas, within one sentence, and leaves no half-written file."""
+
+import importlib.util
+import re
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.support import decode_audio
+
+pytestmark = [pytest.mark.serve,
+              pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="needs the xtts engine too")]
+
+SENTENCE = "This sentence is one of very many in a long story."
+LONG = " ".join([SENTENCE] * 38)  # within the 2000-character limit of /api/tts-generate
+
+
+def test_stop_reaches_a_stream_and_a_standard_generation(serve_server):
+    client = serve_server.client
+    serve_server.outputs.mkdir(exist_ok=True)
+    before = set(serve_server.outputs.iterdir())
+    one_sentence = decode_audio(client.get("/api/tts-generate-streaming", params={
+        "text": SENTENCE, "voice": "en_US-joe-medium.onnx", "language": "en", "output_file": "x"}).content).duration_s
+
+    standard = {}
+    worker = threading.Thread(target=lambda: standard.update(response=client.post(
+        "/api/tts-generate", data={"text_input": LONG, "engine": "xtts", "character_voice_gen": "female_01.wav"})))
+    received = bytearray()
+    with httpx.stream("GET", f"{client.base_url}/api/tts-generate-streaming", timeout=120, params={
+            "text": LONG, "voice": "en_US-joe-medium.onnx", "language": "en", "output_file": "x"}) as stream:
+        chunks = stream.iter_raw()
+        received += next(chunks)
+        worker.start()
+        stopped = []
+        deadline = time.monotonic() + 60
+        while worker.is_alive() and time.monotonic() < deadline:  # until the standard request is stopped too
+            time.sleep(0.5)
+            message = client.put("/api/stop-generation").json()["message"]
+            stopped.append(int(re.search(r"\((\d+) in progress", message).group(1)))
+        for data in chunks:
+            received += data
+    worker.join(60)
+    assert max(stopped) >= 1
+    streamed = decode_audio(bytes(received)).duration_s
+    assert streamed < 6 * one_sentence, f"the stream ended within a sentence or so of the stop ({streamed:.1f} s)"
+    response = standard["response"]
+    assert response.status_code == 409 and response.json()["status"] == "generate-failure", response.text
+    assert set(serve_server.outputs.iterdir()) == before, "no file, half-written or whole, from stopped requests"
