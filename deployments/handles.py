@@ -55,6 +55,7 @@ class HandleEngineClient:
         self._handle: DeploymentHandle | None = None
         self._last_info: EngineInfo | None = None
         self._last_info_at = float("-inf")
+        self._describing: asyncio.Task[EngineInfo] | None = None
 
     async def _get_handle(self) -> DeploymentHandle:
         if self._handle is None:
@@ -65,13 +66,30 @@ class HandleEngineClient:
         return self._handle
 
     async def describe(self) -> EngineInfo:
+        """Concurrent callers share one call to the engine (a burst of requests asks once)."""
         if self._last_info is not None and time.monotonic() - self._last_info_at < self.describe_max_age_s:
             return self._last_info
+        if self._describing is None or self._describing.done():
+            self._describing = asyncio.ensure_future(self._describe())
+        return await asyncio.shield(self._describing)
+
+    async def warm_up(self, attempts: int = 60) -> None:
+        """Fetches the first description in the background, so that status calls and bursts have
+        one to fall back on; the engine may still be starting."""
+        for _ in range(attempts):
+            try:
+                await self.describe()
+                return
+            except (EngineUnavailable, EngineError):
+                await asyncio.sleep(1.0)
+
+    async def _describe(self) -> EngineInfo:
         handle = await self._get_handle()
         try:
             with engine_errors(self.app_name):
                 info: EngineInfo = await asyncio.wait_for(handle.describe.remote(), self.describe_timeout_s)
-        except TimeoutError as exc:
+        except (TimeoutError, EngineUnavailable) as exc:
+            # Replicas busy (slow to answer, or at their queue limit): the last answer is still good.
             if self._last_info is not None:
                 return self._last_info
             raise EngineUnavailable(f"engine application {self.app_name!r} has no replica answering yet") from exc
@@ -94,8 +112,11 @@ class HandleEngineClient:
             with engine_errors(self.app_name):
                 async for chunk in stream:
                     yield chunk
-        finally:
-            stream.cancel()  # a consumer that stops early (stop request, client gone) ends the replica's work
+        except (GeneratorExit, asyncio.CancelledError):
+            # The consumer stopped early (stop request, client gone): end the replica's work too.
+            with contextlib.suppress(Exception):
+                stream.cancel()
+            raise
 
     async def select_model(self, model: str) -> None:
         """Checks on one replica that `model` loads, then rolls it out to every replica through

@@ -21,7 +21,7 @@ from .stop_signal import ClusterStopSignal
 
 
 class IngressServer:
-    def __init__(self, args: dict[str, Any]):
+    async def __init__(self, args: dict[str, Any]):
         self.args = IngressArgs.model_validate(args)
         rollout = ServeRollout()
         engines = {name: HandleEngineClient(app, f"tts-{name}", rollout, self.args.describe_timeout_s,
@@ -33,7 +33,8 @@ class IngressServer:
                                      self.args.default_engine, self.args.narrator_concurrency,
                                      broadcast_stop=lambda: asyncio.to_thread(stop_signal.raise_stop))
         # Language models load on first use; do it now rather than in the first `auto` request.
-        self.service.detector.detect("warm up")
+        await asyncio.to_thread(self.service.detector.detect, "warm up")
+        self._warm_ups = [asyncio.create_task(client.warm_up()) for client in engines.values()]
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.service)

@@ -24,6 +24,7 @@ from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import (EngineCapabilities, EngineInfo, SynthesisRequest,
                                      UnknownVoice, UnsupportedLanguage)
 from speechcore.safe_paths import UnsafeName, resolve_inside
+from speechcore.text.sentences import split_sentences
 
 from .base import EngineOptions
 from .coqui_common import ModelFolders, ModelSlot, load_reference_audio, torch_device
@@ -173,14 +174,16 @@ class XttsEngine:
         if voice.model_name != loaded.name:  # the model changed since the voice was cached
             voice = self.load_voice(request.voice)
         language = self._language(loaded, request.language)
-        # inference_stream runs each step under inference mode itself (steps may run on different threads).
-        stream = loaded.model.inference_stream(
-            request.text, language, voice.gpt_cond_latent, voice.speaker_embedding,
-            stream_chunk_size=self.stream_chunk_tokens, temperature=request.temperature,
-            repetition_penalty=request.repetition_penalty, speed=request.speed, enable_text_splitting=True)
         try:
-            for chunk in stream:
-                yield PcmChunk.from_float(chunk.detach().float().cpu().numpy().reshape(-1), OUTPUT_RATE)
+            # Sentences are split here (coqui's own splitting of long text needs spaCy); each one
+            # streams in chunks. inference_stream runs each step under inference mode itself.
+            for sentence in split_sentences(request.text):
+                stream = loaded.model.inference_stream(
+                    sentence, language, voice.gpt_cond_latent, voice.speaker_embedding,
+                    stream_chunk_size=self.stream_chunk_tokens, temperature=request.temperature,
+                    repetition_penalty=request.repetition_penalty, speed=request.speed, enable_text_splitting=False)
+                for chunk in stream:
+                    yield PcmChunk.from_float(chunk.detach().float().cpu().numpy().reshape(-1), OUTPUT_RATE)
         except ImportError as exc:  # coqui's text front ends for zh, ja, ko need optional packages
             raise UnsupportedLanguage(f"{loaded.name} cannot speak {language!r} on this server: {exc}") from exc
 

@@ -127,7 +127,7 @@ class GenerationService:
 
     async def generate(self, form: GenerateForm) -> dict[str, object]:
         info, params = await self._prepare(form)
-        client = self.hub.client(form.engine)
+        client = self.hub.client(info.engine)
         with engine_errors(generate_failure):
             if params.narrator_enabled == "false":
                 self._refuse_rvc(params.rvccharacter_voice_gen)
@@ -152,7 +152,7 @@ class GenerationService:
         with engine_errors(generate_failure):
             language = await self._language(params.language, text)
             request = self._request(text, params.character_voice_gen, language, params)
-            first, rest = await start_stream(self.hub.runner.stream(self.hub.client(form.engine), request))
+            first, rest = await start_stream(self.hub.runner.stream(self.hub.client(info.engine), request))
         return encode_stream(first, rest, AUDIO_FORMATS["wav"])
 
     def _filtered(self, params: GenerateParams) -> str:
@@ -204,7 +204,7 @@ class GenerationService:
                                    temperature=defaults.temperature_set,
                                    repetition_penalty=defaults.repetitionpenalty_set, pitch=0.0)
         with engine_errors(invalid_value):
-            chunks = await self.hub.runner.collect(self.hub.client(None), request)
+            chunks = await self.hub.runner.collect(self.hub.client(info.engine), request)
         path = await asyncio.to_thread(self._write, chunks, None, "api_preview_voice", False)
         return {"status": "generate-success", "output_file_path": str(path), "output_file_url": f"/audio/{path.name}"}
 
@@ -230,7 +230,7 @@ class GenerationService:
             raise invalid_value(400, "Streaming not supported by current TTS engine")
         request = await self._streaming_request(info, text, voice, language, invalid_value)
         with engine_errors(invalid_value):
-            first, rest = await start_stream(self.hub.runner.stream(self.hub.client(None), request))
+            first, rest = await start_stream(self.hub.runner.stream(self.hub.client(info.engine), request))
         return encode_stream(first, rest, AUDIO_FORMATS["wav"])
 
     async def generate_named(self, text: str, voice: str, language: str, output_file: str) -> dict[str, object]:
@@ -241,7 +241,7 @@ class GenerationService:
         info = await self.hub.info()
         request = await self._streaming_request(info, text, voice, language, detail)
         with engine_errors(detail):
-            chunks = await self.hub.runner.collect(self.hub.client(None), request)
+            chunks = await self.hub.runner.collect(self.hub.client(info.engine), request)
         if not chunks:
             raise detail(500, "TTS generation failed: the engine produced no audio")
         rate = chunks[0].sample_rate

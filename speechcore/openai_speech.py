@@ -103,7 +103,7 @@ class OpenAISpeechService:
                                      temperature=defaults.temperature_set,
                                      repetition_penalty=defaults.repetitionpenalty_set, pitch=defaults.pitch_set)
         fmt = AUDIO_FORMATS[request.response_format]
-        client = self.hub.client(None)
+        client = self.hub.client(info.engine)
         if request.stream_format is None:
             with engine_errors(openai_error):
                 chunks = await self.hub.runner.collect(client, synthesis)

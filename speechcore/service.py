@@ -166,7 +166,7 @@ class SpeechService:
             return {"status": "model-is currently changing"}
         async with self._model_change:
             try:
-                await self.client(None).select_model(tts_method)
+                await self.client(info.engine).select_model(tts_method)
             except ModelChangeInProgress:
                 return {"status": "model-is currently changing"}
             except (UnknownModel, EngineError, EngineUnavailable) as exc:
