@@ -128,7 +128,7 @@ def _wait_until_running(names: list[str], timeout_s: float) -> None:
 
 
 def required_cpus(config: ServeDeploySchema) -> float:
-    """Logical CPUs the deployments ask for at their initial replica counts."""
+    """Logical CPUs the deployments ask for at their largest replica counts."""
     total = 0.0
     for app in config.applications:
         for deployment in app.deployments:
@@ -137,7 +137,7 @@ def required_cpus(config: ServeDeploySchema) -> float:
             replicas = deployment.num_replicas if isinstance(deployment.num_replicas, int) else 1
             autoscaling = deployment.autoscaling_config
             if isinstance(autoscaling, dict):
-                replicas = max(autoscaling.get("min_replicas", 1), autoscaling.get("initial_replicas") or 1)
+                replicas = max(autoscaling.get("max_replicas", 1), autoscaling.get("min_replicas", 1))
             total += cpus * replicas
     return total
 

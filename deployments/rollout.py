@@ -77,8 +77,9 @@ class ServeRollout:
             details = self._details()["applications"].get(app, {})
             state = details.get("deployments", {}).get(deployment, {})
             status = str(state.get("status", ""))
+            settled = status.endswith(("HEALTHY", "UPSCALING", "DOWNSCALING"))  # autoscaling may act meanwhile
             if details.get("last_deployed_time_s", 0) > deployed_before and str(details.get("status")).endswith("RUNNING") \
-                    and status.endswith("HEALTHY") and str(state.get("status_trigger")).endswith("CONFIG_UPDATE_COMPLETED"):
+                    and settled and not str(state.get("status_trigger")).endswith("CONFIG_UPDATE_STARTED"):
                 return
             if str(details.get("status", "")).endswith("DEPLOY_FAILED") or status.endswith("DEPLOY_FAILED"):
                 raise RolloutFailed(f"{app}/{deployment}: {details.get('message') or state.get('message')}")

@@ -68,7 +68,7 @@ def test_prepare_config_keeps_only_the_chosen_engines(tmp_path):
     assert prepared.applications[0].args["engines"] == {"piper": "piper", "xtts": "xtts"}
     only_xtts = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["xtts"])
     assert only_xtts.applications[0].args["default_engine"] == "xtts"
-    assert serve_app.required_cpus(prepared) == pytest.approx(0.25 + 1 + 1)
+    assert serve_app.required_cpus(prepared) == pytest.approx(0.25 + 2 * 1 + 2 * 1), "room for max_replicas"
 
 
 def test_the_embedded_server_finds_coqui_engines_by_their_model_folders(tmp_path):
