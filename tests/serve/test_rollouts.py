@@ -93,3 +93,20 @@ def test_a_model_that_fails_to_load_answers_model_failure_and_nothing_fails(vits
         assert client.get("/api/currentsettings").json()["current_model_loaded"] == MODEL_16K
     finally:
         shutil.rmtree(broken)
+
+
+def test_a_second_reload_while_one_rolls_answers_currently_changing(serve_server):
+    client = serve_server.client
+    assert client.post("/api/enginereload", params={"engine": "xtts"}).json() == {"status": "engine-success"}
+    try:
+        first = {}
+        worker = threading.Thread(target=lambda: first.update(
+            body=client.post("/api/reload", params={"tts_method": "xtts - tiny-xtts"}).json()))
+        worker.start()
+        time.sleep(0.3)
+        second = client.post("/api/reload", params={"tts_method": "xtts - tiny-xtts"}).json()
+        worker.join(120)
+        assert second == {"status": "model-is currently changing"}
+        assert first["body"] == {"status": "model-success"}
+    finally:
+        client.post("/api/enginereload", params={"engine": "piper"})
