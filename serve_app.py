@@ -49,7 +49,7 @@ ENGINE_OPTIONS: dict[str, Any] = {
 
 def build_ingress_app(args: dict[str, Any]) -> Application:
     """The `alltalk` application: the HTTP ingress (deployment `ingress`)."""
-    args = {"engines_supported": list(ENGINE_CLASSES), **args}
+    args = {"engines_supported": list(ENGINE_CLASSES), "engine_import_path": "serve_app:build_engine_app", **args}
     IngressArgs.model_validate(args)
     deployment = serve.deployment(serve.ingress()(IngressServer), name="ingress", **INGRESS_OPTIONS)
     return deployment.bind(args)

@@ -21,6 +21,9 @@ from speechcore.engine_client import EngineUnavailable, ModelChangeInProgress
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
 
 
+SERVING_MAX_AGE_S = 0.5
+
+
 @contextlib.contextmanager
 def engine_errors(app_name: str) -> Iterator[None]:
     """Ray's wrappers turned back into the core's errors: the engine's own EngineError (with its
@@ -56,6 +59,7 @@ class HandleEngineClient:
         self._last_info: EngineInfo | None = None
         self._last_info_at = float("-inf")
         self._describing: asyncio.Task[EngineInfo] | None = None
+        self._serving, self._serving_at = False, float("-inf")
 
     async def _get_handle(self) -> DeploymentHandle:
         if self._handle is None:
@@ -98,12 +102,14 @@ class HandleEngineClient:
 
     async def is_serving(self) -> bool:
         """Whether the application has a running replica, asked of the Serve controller (so it
-        never waits behind a generation)."""
+        never waits behind a generation); the answer is reused for half a second."""
+        if time.monotonic() - self._serving_at < SERVING_MAX_AGE_S:
+            return self._serving
         status = await asyncio.to_thread(serve.status)
         app = status.applications.get(self.app_name)
-        if app is None:
-            return False
-        return any(d.replica_states.get("RUNNING", 0) > 0 for d in app.deployments.values())
+        serving = app is not None and any(d.replica_states.get("RUNNING", 0) > 0 for d in app.deployments.values())
+        self._serving, self._serving_at = serving, time.monotonic()
+        return serving
 
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         handle = await self._get_handle()

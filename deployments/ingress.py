@@ -29,12 +29,27 @@ class IngressServer:
                    for name, app in self.args.engines.items()}
         settings = SettingsStore(ServerPaths.at(self.args.root))
         stop_signal = ClusterStopSignal()
+        self.rollout = rollout
         self.service = SpeechService(settings, engines, self.args.engines_supported or list(engines),
                                      self.args.default_engine, self.args.narrator_concurrency,
-                                     broadcast_stop=lambda: asyncio.to_thread(stop_signal.raise_stop))
+                                     broadcast_stop=lambda: asyncio.to_thread(stop_signal.raise_stop),
+                                     deploy_engine=self.deploy_engine if self.args.engine_import_path else None)
         # Language models load on first use; do it now rather than in the first `auto` request.
         await asyncio.to_thread(self.service.detector.detect, "warm up")
         self._warm_ups = [asyncio.create_task(client.warm_up()) for client in engines.values()]
+
+    async def deploy_engine(self, engine: str) -> HandleEngineClient:
+        """Deploys the application of an engine that is not live (its builder's defaults, the
+        model chosen in tts_engines.json) and returns a client for it."""
+        model = self.service.settings.engines.selected_model_for(engine)
+        await self.rollout.deploy_app({
+            "name": engine, "route_prefix": None, "import_path": self.args.engine_import_path,
+            "args": {"engine": engine, "root": self.args.root},
+            "deployments": [{"name": f"tts-{engine}", "user_config": {"model": model}}]})
+        client = HandleEngineClient(engine, f"tts-{engine}", self.rollout, self.args.describe_timeout_s,
+                                    self.args.describe_max_age_s)
+        await client.warm_up()
+        return client
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.service)

@@ -35,6 +35,10 @@ class ServeRollout:
         runs with them."""
         await asyncio.to_thread(self._update, app, deployment, options)
 
+    async def deploy_app(self, app_config: dict[str, Any]) -> None:
+        """Adds (or replaces) one application beside the running ones and waits until it runs."""
+        await asyncio.to_thread(self._deploy_app, app_config)
+
     async def is_updating(self, app: str) -> bool:
         return await asyncio.to_thread(self._is_updating, app)
 
@@ -70,6 +74,29 @@ class ServeRollout:
         _LOGGER.info("rolling out %s/%s: %s", app, deployment, options)
         serve.context._get_global_client().deploy_apps(config)
         self._wait(app, deployment, before)
+
+    def _deploy_app(self, app_config: dict[str, Any]) -> None:
+        details = self._details()
+        apps = details["applications"]
+        name = app_config["name"]
+        configs = [copy.deepcopy(a["deployed_app_config"]) for n, a in apps.items()
+                   if a.get("deployed_app_config") and n != name]
+        config = ServeDeploySchema.model_validate({"applications": [*configs, app_config],
+                                                   "http_options": details.get("http_options"),
+                                                   "proxy_location": details.get("proxy_location")})
+        before = apps[name]["last_deployed_time_s"] if name in apps else 0.0
+        _LOGGER.info("deploying application %s", name)
+        serve.context._get_global_client().deploy_apps(config)
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            state = self._details()["applications"].get(name, {})
+            status = str(state.get("status", ""))
+            if state.get("last_deployed_time_s", 0) > before and status.endswith("RUNNING"):
+                return
+            if status.endswith("DEPLOY_FAILED"):
+                raise RolloutFailed(f"{name}: {state.get('message')}")
+            time.sleep(self.poll_s)
+        raise RolloutFailed(f"{name} did not start within {self.timeout_s:.0f} s")
 
     def _wait(self, app: str, deployment: str, deployed_before: float) -> None:
         deadline = time.monotonic() + self.timeout_s

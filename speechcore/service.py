@@ -31,12 +31,14 @@ class SpeechService:
         default_engine: used when `tts_engines.json` names an engine that is not live.
         narrator_concurrency: how many narrator segments of one request are synthesized at once.
         broadcast_stop: tells every engine replica, wherever it runs, to stop what it is doing.
+        deploy_engine: starts a supported engine that is not live and returns its client.
     """
 
     def __init__(self, settings: SettingsStore, engines: Mapping[str, EngineClient],
                  engines_supported: Sequence[str], default_engine: str, narrator_concurrency: int = 4,
                  detector: LanguageDetectorService | None = None,
-                 broadcast_stop: Callable[[], Awaitable[object]] | None = None):
+                 broadcast_stop: Callable[[], Awaitable[object]] | None = None,
+                 deploy_engine: Callable[[str], Awaitable[EngineClient]] | None = None):
         if default_engine not in engines:
             raise ValueError(f"default engine {default_engine!r} is not among the live engines {sorted(engines)}")
         self.settings = settings
@@ -47,6 +49,7 @@ class SpeechService:
         self.detector = detector or LanguageDetectorService()
         self.stops = StopRegistry()
         self.broadcast_stop = broadcast_stop
+        self.deploy_engine = deploy_engine
         self.runner = SynthesisRunner(self.stops)
         self._model_change = asyncio.Lock()
 
@@ -192,8 +195,14 @@ class SpeechService:
         if engine is None or engine not in self.engines_supported:
             return {"status": "error", "message": f"Invalid TTS engine {engine!r}: available engines are "
                                                   f"{', '.join(self.engines_supported)}"}
-        if engine not in self.engines:
-            return {"status": "error", "message": f"The {engine} engine is not deployed on this server"}
+        live = self.engines.get(engine)
+        if live is None or not await live.is_serving():
+            if self.deploy_engine is None:
+                return {"status": "error", "message": f"The {engine} engine is not deployed on this server"}
+            try:
+                self.engines[engine] = await self.deploy_engine(engine)
+            except Exception as exc:  # the deployment's own error, reported to the caller
+                return {"status": "error", "message": f"Could not start the {engine} engine: {exc}"}
         info = await self.info(engine)
         engines_file = self.settings.engines.model_copy(update={
             "engine_loaded": engine, "selected_model": info.current_model or engine})

@@ -18,6 +18,8 @@ class IngressArgs(_Args):
     default_engine: str = Field("piper", description="Current engine when tts_engines.json names none that is live.")
     engines_supported: list[str] = Field(default_factory=list,
                                          description="Engines this build can run; filled in by the builder.")
+    engine_import_path: str = Field("", description="Builder of engine applications, for engines deployed on "
+                                                    "demand by /api/enginereload; filled in by the builder.")
     describe_timeout_s: float = Field(2.0, gt=0, description="How long status calls wait for an engine replica.")
     narrator_concurrency: int = Field(4, ge=1, le=64, description="Narrator segments of one request "
                                                                    "synthesized at once (spread over replicas).")

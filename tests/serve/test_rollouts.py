@@ -110,3 +110,20 @@ def test_a_second_reload_while_one_rolls_answers_currently_changing(serve_server
         assert first["body"] == {"status": "model-success"}
     finally:
         client.post("/api/enginereload", params={"engine": "piper"})
+
+
+def test_enginereload_deploys_an_engine_that_is_not_running(serve_server):
+    from ray import serve
+
+    client = serve_server.client
+    serve.delete("vits")
+    assert client.get("/api/ready").text == "Ready", "the default engine is still Piper"
+    try:
+        assert client.post("/api/enginereload", params={"engine": "vits"}).json() == {"status": "engine-success"}
+        assert "vits" in serve.status().applications
+        assert client.get("/api/currentsettings").json()["current_engine_loaded"] == "vits"
+        voice = client.get("/api/voices").json()["voices"][0]
+        body = client.post("/api/tts-generate", data={"text_input": "Back again.", "character_voice_gen": voice}).json()
+        assert body["status"] == "generate-success", body
+    finally:
+        client.post("/api/enginereload", params={"engine": "piper"})
