@@ -114,7 +114,7 @@ def _wait_until_running(names: list[str], timeout_s: float) -> None:
     last = None
     while time.monotonic() < deadline:
         statuses = serve.status().applications
-        states = {name: statuses[name].status if name in statuses else "NOT_STARTED" for name in names}
+        states = {name: statuses[name].status.value if name in statuses else "NOT_STARTED" for name in names}
         if states != last:
             _LOGGER.info("applications: %s", ", ".join(f"{n}={s}" for n, s in states.items()))
             last = states
