@@ -49,3 +49,29 @@ def test_stop_reaches_a_stream_and_a_standard_generation(serve_server):
     response = standard["response"]
     assert response.status_code == 409 and response.json()["status"] == "generate-failure", response.text
     assert set(serve_server.outputs.iterdir()) == before, "no file, half-written or whole, from stopped requests"
+
+
+def test_a_client_that_disconnects_frees_the_engine_replica(serve_server):
+    """With one generation at a time on the Piper replica, a short request sent right after a long
+    stream was abandoned runs at once, instead of waiting for the abandoned stream to finish."""
+    import asyncio
+
+    from deployments.rollout import ServeRollout
+
+    client = serve_server.client
+    params = {"text": " ".join([SENTENCE] * 40), "voice": "en_US-joe-medium.onnx", "language": "en", "output_file": "x"}
+    rollout = ServeRollout()
+    asyncio.run(rollout.update("piper", "tts-piper", {"max_ongoing_requests": 1}))
+    try:
+        start = time.perf_counter()
+        client.get("/api/tts-generate-streaming", params=params)
+        whole_stream = time.perf_counter() - start
+        with httpx.stream("GET", f"{client.base_url}/api/tts-generate-streaming", params=params, timeout=60) as r:
+            next(r.iter_raw())
+        # the connection is closed here, with most of the text unspoken
+        start = time.perf_counter()
+        assert client.post("/api/tts-generate", data={"text_input": "Short."}).status_code == 200
+        short = time.perf_counter() - start
+        assert short < 0.5 * whole_stream, (short, whole_stream)
+    finally:
+        asyncio.run(rollout.update("piper", "tts-piper", {"max_ongoing_requests": 4}))
