@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import json
 import logging
 import math
 import os
@@ -80,11 +81,12 @@ def available_engines(root: Path) -> list[str]:
 
 
 def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: float,
-                   engines: list[str] | None = None, models: dict[str, str] | None = None) -> ServeDeploySchema:
+                   engines: list[str] | None = None, user_configs: dict[str, dict[str, Any]] | None = None
+                   ) -> ServeDeploySchema:
     """serve_config.yaml made concrete for this machine: only the engine applications of
     `engines` (all when None) and an ingress that knows just those, absolute server root in every
-    application's args, each engine's chosen model (`models`, from tts_engines.json) in its
-    user_config, the listen address, and no GPU requests where the cluster has none."""
+    application's args, each engine's saved choices (`user_configs`: model, DeepSpeed, LowVRAM)
+    in its user_config, the listen address, and no GPU requests where the cluster has none."""
     config = copy.deepcopy(raw)
     config["http_options"] = {**config.get("http_options", {}), "host": host, "port": port}
     if engines is not None:
@@ -98,10 +100,10 @@ def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: 
                     args["default_engine"] = next(iter(args["engines"]))
     for app in config.get("applications", []):
         app.setdefault("args", {})["root"] = str(root)
-        chosen = (models or {}).get(app["args"].get("engine", ""))
+        chosen = (user_configs or {}).get(app["args"].get("engine", ""))
         for deployment in app.get("deployments", []):
             if chosen:
-                deployment["user_config"] = {**(deployment.get("user_config") or {}), "model": chosen}
+                deployment["user_config"] = {**(deployment.get("user_config") or {}), **chosen}
             actor = deployment.get("ray_actor_options") or {}
             if actor.get("num_gpus") and not gpus:
                 _LOGGER.info("no GPU here: %s/%s runs on the CPU", app["name"], deployment["name"])
@@ -125,6 +127,25 @@ def _wait_until_running(names: list[str], timeout_s: float) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError(f"applications not running after {timeout_s:.0f} s: {last}")
+
+
+def saved_engine_choices(paths: ServerPaths, engines: list[str]) -> dict[str, dict[str, Any]]:
+    """What earlier runs chose, per engine: the model (tts_engines.json), DeepSpeed and LowVRAM
+    (its model_settings.json)."""
+    chosen = read_json_model(paths.engines_file, EnginesFile)
+    choices: dict[str, dict[str, Any]] = {}
+    for engine in engines:
+        options: dict[str, Any] = {}
+        if model := chosen.selected_model_for(engine):
+            options["model"] = model
+        settings_file = paths.model_settings_file(engine)
+        if settings_file.is_file():
+            saved = json.loads(settings_file.read_text(encoding="utf-8")).get("settings", {})
+            options.update(deepspeed=bool(saved.get("deepspeed_enabled", False)),
+                           lowvram=bool(saved.get("lowvram_enabled", False)))
+        if options:
+            choices[engine] = options
+    return choices
 
 
 def required_cpus(config: ServeDeploySchema) -> float:
@@ -156,13 +177,12 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
     engines = engines or available_engines(paths.root)
     _LOGGER.info("engines: %s", ", ".join(engines))
-    chosen = read_json_model(paths.engines_file, EnginesFile)
-    models = {engine: model for engine in engines if (model := chosen.selected_model_for(engine))}
-    planned = prepare_config(raw, paths.root, host, port, 0, engines, models)
+    user_configs = saved_engine_choices(paths, engines)
+    planned = prepare_config(raw, paths.root, host, port, 0, engines, user_configs)
     # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
     num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
     ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
-    config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, models)
+    config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, user_configs)
     serve.start(http_options={"host": host, "port": port})
     serve.context._get_global_client().deploy_apps(config)
     _wait_until_running([app.name for app in config.applications], timeout_s)

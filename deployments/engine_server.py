@@ -51,6 +51,7 @@ class EngineServer:
         model first (check_model), so this only happens when files change underneath."""
         config = EngineUserConfig.model_validate(user_config or {})
         try:
+            await asyncio.to_thread(self.engine.configure, config.deepspeed, config.lowvram)
             await asyncio.to_thread(self.engine.select_model, config.model)
         except EngineError as exc:
             _LOGGER.error("keeping the current model: %s", exc)

@@ -124,6 +124,16 @@ class HandleEngineClient:
                 stream.cancel()
             raise
 
+    async def configure(self, options: dict[str, object]) -> None:
+        try:
+            await self.rollout.update(self.app_name, self.deployment_name, {"user_config": options})
+        except RolloutBusy as exc:
+            raise ModelChangeInProgress(str(exc)) from exc
+        except RolloutFailed as exc:
+            raise EngineError(str(exc)) from exc
+        finally:
+            self._last_info = None
+
     async def select_model(self, model: str) -> None:
         """Checks on one replica that `model` loads, then rolls it out to every replica through
         the deployment's user_config (the declarative path), and waits until they all serve it."""

@@ -46,6 +46,11 @@ class TTSEngine(Protocol):
         """Speaks request.text with a loaded voice, one chunk per sentence or smaller."""
         ...
 
+    def configure(self, deepspeed: bool, lowvram: bool) -> None:
+        """Applies DeepSpeed and LowVRAM where the engine and the device support them (a no-op
+        otherwise); info() reports what is in effect."""
+        ...
+
     def check_model(self, model: str) -> None:
         """Raises what select_model(model) would (UnknownModel, EngineError) without switching."""
         ...

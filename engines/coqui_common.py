@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -69,12 +70,17 @@ class ModelFolders:
 
 class ModelSlot(Generic[M]):
     """An engine's current model: loaded by name, swapped in with one assignment (requests in
-    flight keep the model they started with); a failed load leaves the current model serving."""
+    flight keep the model they started with); a failed load leaves the current model serving.
+    With LowVRAM the model waits in RAM and sits on `device` only while requests use it."""
 
-    def __init__(self, folders: ModelFolders, load: Callable[[str, Path], M], kind: str):
+    def __init__(self, folders: ModelFolders, load: Callable[[str, Path], M], kind: str,
+                 move: Callable[[M, torch.device], object] | None = None, device: torch.device | None = None):
         self.folders, self._load, self.kind = folders, load, kind
+        self._move, self.device = move, device or torch.device("cpu")
         self._model: M | None = None
         self._lock = threading.Lock()
+        self.lowvram = False
+        self._users = 0
 
     def _load_named(self, name: str | None) -> tuple[str, M]:
         names = self.folders.names()
@@ -95,7 +101,43 @@ class ModelSlot(Generic[M]):
             if self._model is not None and name is not None and getattr(self._model, "name", None) == name:
                 return
             _name, model = self._load_named(name)
+            self._park(model)
             self._model = model
+
+    def reload(self) -> None:
+        """Loads the current model again (after an option that affects loading changed)."""
+        current = getattr(self._model, "name", None)
+        with self._lock:
+            _name, model = self._load_named(current)
+            self._park(model)
+            self._model = model
+
+    def set_lowvram(self, enabled: bool) -> None:
+        with self._lock:
+            self.lowvram = enabled
+            if self._model is not None and self._move is not None and self._users == 0:
+                self._move(self._model, torch.device("cpu") if enabled else self.device)
+
+    def _park(self, model: M) -> None:
+        if self.lowvram and self._move is not None:
+            self._move(model, torch.device("cpu"))
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[M]:
+        """The current model for one request; with LowVRAM it moves to the device for the first
+        user and back to RAM after the last (users may overlap)."""
+        model = self.current()
+        with self._lock:
+            self._users += 1
+            if self.lowvram and self._users == 1 and self._move is not None:
+                self._move(model, self.device)
+        try:
+            yield model
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self.lowvram and self._users == 0 and self._move is not None:
+                    self._move(model, torch.device("cpu"))
 
     def check(self, name: str) -> None:
         """Loads `name` and discards it: raises what select() would, changes nothing."""

@@ -92,6 +92,9 @@ class PiperEngine:
         for chunk in voice.synthesize(request.text, syn_config=syn_config):
             yield PcmChunk(chunk.audio_int16_bytes, chunk.sample_rate)
 
+    def configure(self, deepspeed: bool, lowvram: bool) -> None:
+        """Piper has neither DeepSpeed nor LowVRAM."""
+
     def check_model(self, model: str) -> None:
         self.select_model(model)
 

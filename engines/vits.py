@@ -59,7 +59,8 @@ class VitsEngine:
 
     def __init__(self, models: ModelFolders, options: EngineOptions):
         self.device = torch_device(options)
-        self.slot = ModelSlot(models, lambda name, folder: load_vits(name, folder, self.device), "VITS")
+        self.slot = ModelSlot(models, lambda name, folder: load_vits(name, folder, self.device), "VITS",
+                              move=lambda loaded, device: loaded.model.to(device), device=self.device)
 
     @classmethod
     def create(cls, paths: ServerPaths, options: EngineOptions) -> "VitsEngine":
@@ -67,6 +68,9 @@ class VitsEngine:
 
     def select_model(self, model: str | None) -> None:
         self.slot.select(model)
+
+    def configure(self, deepspeed: bool, lowvram: bool) -> None:
+        self.slot.set_lowvram(lowvram and self.device.type == "cuda")
 
     def check_model(self, model: str) -> None:
         self.slot.check(model)
@@ -78,7 +82,8 @@ class VitsEngine:
             engine=self.name, manufacturer_name="Coqui", audio_format="wav", models=self.slot.folders.names(),
             current_model=loaded.name if loaded else None, voices=voices,
             default_voice=voices[0] if voices else SINGLE_SPEAKER,
-            capabilities=EngineCapabilities(streaming=True, lowvram=True, cuda=self.device.type == "cuda"))
+            capabilities=EngineCapabilities(streaming=True, lowvram=True, cuda=self.device.type == "cuda"),
+            lowvram_enabled=self.slot.lowvram)
 
     def load_voice(self, voice: str) -> str:
         loaded = self.slot.current()
@@ -99,12 +104,12 @@ class VitsEngine:
         return language if language in names else names[0]
 
     def synthesize(self, voice: str, request: SynthesisRequest) -> Iterator[PcmChunk]:
-        loaded = self.slot.current()
-        speaker = voice if loaded.speakers else None
-        if speaker is not None and speaker not in loaded.speakers:
-            raise UnknownVoice(f"Voice {voice!r} is not a speaker of {loaded.name}")
-        language = self._language(loaded, request.language)
-        for sentence in split_sentences(request.text):
-            with torch.inference_mode():
-                wav = loaded.model.synthesize(sentence, speaker=speaker, language=language)["wav"]
-            yield PcmChunk.from_float(wav.reshape(-1), loaded.sample_rate)
+        with self.slot.use() as loaded:
+            speaker = voice if loaded.speakers else None
+            if speaker is not None and speaker not in loaded.speakers:
+                raise UnknownVoice(f"Voice {voice!r} is not a speaker of {loaded.name}")
+            language = self._language(loaded, request.language)
+            for sentence in split_sentences(request.text):
+                with torch.inference_mode():
+                    wav = loaded.model.synthesize(sentence, speaker=speaker, language=language)["wav"]
+                yield PcmChunk.from_float(wav.reshape(-1), loaded.sample_rate)

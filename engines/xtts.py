@@ -79,7 +79,7 @@ class XttsEngine:
         self.device = torch_device(options)
         self.use_deepspeed = use_deepspeed and deepspeed_available()
         self.slot = ModelSlot(models, lambda name, folder: load_xtts(name, folder, self.device, self.use_deepspeed),
-                              "XTTS")
+                              "XTTS", move=lambda loaded, device: loaded.model.to(device), device=self.device)
         self._latents: OrderedDict[tuple[str, str, float], XttsVoice] = OrderedDict()
         self._latents_lock = threading.Lock()
         self.latents_computed = 0
@@ -90,6 +90,15 @@ class XttsEngine:
 
     def select_model(self, model: str | None) -> None:
         self.slot.select(model)
+
+    def configure(self, deepspeed: bool, lowvram: bool) -> None:
+        """DeepSpeed changes how the model loads, so the current model is loaded again."""
+        wanted = deepspeed and deepspeed_available()
+        if wanted != self.use_deepspeed:
+            self.use_deepspeed = wanted
+            if self.slot.current_or_none() is not None:
+                self.slot.reload()
+        self.slot.set_lowvram(lowvram and self.device.type == "cuda")
 
     def check_model(self, model: str) -> None:
         self.slot.check(model)
@@ -170,22 +179,23 @@ class XttsEngine:
 
     def synthesize(self, voice: XttsVoice, request: SynthesisRequest) -> Iterator[PcmChunk]:
         """Sub-sentence chunks as the model produces them; the caller may stop between chunks."""
-        loaded = self.slot.current()
-        if voice.model_name != loaded.name:  # the model changed since the voice was cached
-            voice = self.load_voice(request.voice)
-        language = self._language(loaded, request.language)
-        try:
-            # Sentences are split here (coqui's own splitting of long text needs spaCy); each one
-            # streams in chunks. inference_stream runs each step under inference mode itself.
-            for sentence in split_sentences(request.text):
-                stream = loaded.model.inference_stream(
-                    sentence, language, voice.gpt_cond_latent, voice.speaker_embedding,
-                    stream_chunk_size=self.stream_chunk_tokens, temperature=request.temperature,
-                    repetition_penalty=request.repetition_penalty, speed=request.speed, enable_text_splitting=False)
-                for chunk in stream:
-                    yield PcmChunk.from_float(chunk.detach().float().cpu().numpy().reshape(-1), OUTPUT_RATE)
-        except ImportError as exc:  # coqui's text front ends for zh, ja, ko need optional packages
-            raise UnsupportedLanguage(f"{loaded.name} cannot speak {language!r} on this server: {exc}") from exc
+        with self.slot.use() as loaded:
+            if voice.model_name != loaded.name:  # the model changed since the voice was cached
+                voice = self.load_voice(request.voice)
+            language = self._language(loaded, request.language)
+            try:
+                # Sentences are split here (coqui's own splitting of long text needs spaCy); each
+                # one streams in chunks. inference_stream runs each step under inference mode itself.
+                for sentence in split_sentences(request.text):
+                    stream = loaded.model.inference_stream(
+                        sentence, language, voice.gpt_cond_latent, voice.speaker_embedding,
+                        stream_chunk_size=self.stream_chunk_tokens, temperature=request.temperature,
+                        repetition_penalty=request.repetition_penalty, speed=request.speed,
+                        enable_text_splitting=False)
+                    for chunk in stream:
+                        yield PcmChunk.from_float(chunk.detach().float().cpu().numpy().reshape(-1), OUTPUT_RATE)
+            except ImportError as exc:  # coqui's text front ends for zh, ja, ko need optional packages
+                raise UnsupportedLanguage(f"{loaded.name} cannot speak {language!r} on this server: {exc}") from exc
 
     def info(self) -> EngineInfo:
         loaded = self.slot.current_or_none()
@@ -197,4 +207,5 @@ class XttsEngine:
             capabilities=EngineCapabilities(
                 streaming=True, languages=True, generationspeed=True, temperature=True, repetitionpenalty=True,
                 lowvram=True, deepspeed=True, deepspeed_available=deepspeed_available(),
-                cuda=self.device.type == "cuda"))
+                cuda=self.device.type == "cuda"),
+            deepspeed_enabled=self.use_deepspeed, lowvram_enabled=self.slot.lowvram)

@@ -31,6 +31,10 @@ class EngineClient(Protocol):
         """Audio for the request, in order, one chunk per sentence or smaller."""
         ...
 
+    async def configure(self, options: dict[str, object]) -> None:
+        """Rolls engine options (`deepspeed`, `lowvram`) out to every replica; raises EngineError."""
+        ...
+
     async def select_model(self, model: str) -> None:
         """Makes every replica serve `model` and returns once they do; raises UnknownModel or
         EngineError (nothing changed), or ModelChangeInProgress."""

@@ -50,6 +50,9 @@ class EngineInfo:
     voices: list[str]
     default_voice: str
     capabilities: EngineCapabilities = field(default_factory=EngineCapabilities)
+    deepspeed_enabled: bool = False
+    """What the replica runs with now (not what a settings file asks for)."""
+    lowvram_enabled: bool = False
 
 
 class EngineError(RuntimeError):

@@ -119,11 +119,11 @@ class SpeechService:
             "audio_format": info.audio_format,
             "deepspeed_capable": caps.deepspeed,
             "deepspeed_available": caps.deepspeed_available,
-            "deepspeed_enabled": s.deepspeed_enabled and caps.deepspeed_available,
+            "deepspeed_enabled": info.deepspeed_enabled,
             "generationspeed_capable": caps.generationspeed,
             "generationspeed_set": s.generationspeed_set,
             "lowvram_capable": caps.lowvram,
-            "lowvram_enabled": s.lowvram_enabled and caps.lowvram and caps.cuda,  # forced off without CUDA
+            "lowvram_enabled": info.lowvram_enabled,  # what the replicas run with: always off without CUDA
             "pitch_capable": caps.pitch,
             "pitch_set": s.pitch_set,
             "repetitionpenalty_capable": caps.repetitionpenalty,
@@ -215,19 +215,35 @@ class SpeechService:
         if not (info.capabilities.deepspeed and info.capabilities.deepspeed_available):
             return {"status": "error", "message": f"The {info.engine} engine does not support DeepSpeed, "
                                                   "or DeepSpeed is not available on its replicas"}
-        enabled = self.model_settings(info).settings.deepspeed_enabled
-        if enabled == value:
+        if info.deepspeed_enabled == value:
             return {"status": "success", "message": f"DeepSpeed is already {'enabled' if value else 'disabled'}"}
-        raise ContractError(501, {"status": "error", "message": "Switching DeepSpeed is not available yet"})
+        error = await self._roll_options(info, deepspeed=value)
+        return {"status": "error", "message": error} if error else {"status": "deepspeed-success"}
 
     async def set_lowvram(self, value: bool) -> dict[str, object]:
         info = await self.info()
         if not info.capabilities.lowvram:
             return {"status": "error", "message": f"The {info.engine} engine does not support LowVRAM"}
-        enabled = self.model_settings(info).settings.lowvram_enabled and info.capabilities.cuda
-        if enabled == value:
+        if info.lowvram_enabled == value:
             return {"status": "success", "message": f"LowVRAM is already {'enabled' if value else 'disabled'}"}
         if not info.capabilities.cuda:
             # As AllTalk: without CUDA the switch is accepted and LowVRAM stays off.
             return {"status": "lowvram-success", "message": ""}
-        raise ContractError(501, {"status": "error", "message": "Switching LowVRAM on GPU replicas is not available yet"})
+        error = await self._roll_options(info, lowvram=value)
+        return {"status": "error", "message": error} if error else {"status": "lowvram-success", "message": ""}
+
+    async def _roll_options(self, info: EngineInfo, **options: bool) -> str | None:
+        """Rolls DeepSpeed/LowVRAM out to every replica of the engine (replicas reload as
+        needed) and saves the choice in its model_settings.json; returns an error message."""
+        if self._model_change.locked():
+            return "the engine is being reconfigured; try again when it is done"
+        async with self._model_change:
+            try:
+                await self.client(info.engine).configure(dict(options))
+            except (EngineError, EngineUnavailable, ModelChangeInProgress) as exc:
+                return str(exc)
+        settings = self.model_settings(info)
+        saved = settings.settings.model_copy(update={f"{name}_enabled": value for name, value in options.items()})
+        await asyncio.to_thread(self.settings.save_model_settings, info.engine,
+                                settings.model_copy(update={"settings": saved}))
+        return None

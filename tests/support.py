@@ -42,6 +42,11 @@ class InProcessEngineClient:
     async def select_model(self, model: str) -> None:
         self.engine.select_model(model)
 
+    async def configure(self, options: dict[str, object]) -> None:
+        current = self.engine.info()
+        self.engine.configure(bool(options.get("deepspeed", current.deepspeed_enabled)),
+                              bool(options.get("lowvram", current.lowvram_enabled)))
+
 
 @dataclass(frozen=True)
 class DecodedAudio:
@@ -105,6 +110,9 @@ class ToneEngine:
         yield PcmChunk.from_float(0.5 * np.sin(2 * np.pi * freq * t), rate)
 
     def select_model(self, model: str) -> None:
+        pass
+
+    def configure(self, deepspeed: bool, lowvram: bool) -> None:
         pass
 
 

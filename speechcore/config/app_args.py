@@ -47,3 +47,5 @@ class EngineUserConfig(_Args):
     """`user_config` of an engine deployment: what a rolling update may change."""
 
     model: str | None = Field(None, description="Model to serve; None keeps the engine's default.")
+    deepspeed: bool = Field(False, description="XTTS with DeepSpeed (only where it imports and CUDA is present).")
+    lowvram: bool = Field(False, description="Keep the model in RAM and move it to the GPU per request (CUDA only).")

@@ -13,6 +13,7 @@ from ray.serve import Application
 from ray.serve.schema import ServeDeploySchema
 
 import serve_app
+from speechcore.config.paths import ServerPaths
 
 PROJECT = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = yaml.safe_load((PROJECT / "serve_config.yaml").read_text())
@@ -87,8 +88,14 @@ def test_cluster_yaml_validates_against_the_launcher_schema_in_the_ray_wheel():
 
 
 def test_the_chosen_models_go_into_the_engines_user_config(tmp_path):
-    prepared = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0,
-                                        models={"xtts": "xtts - mine"})
+    paths = ServerPaths.at(tmp_path)
+    paths.engines_file.parent.mkdir(parents=True)
+    paths.engines_file.write_text(json.dumps({"engine_loaded": "xtts", "selected_model": "xtts - mine"}))
+    paths.model_settings_file("xtts").parent.mkdir(parents=True)
+    paths.model_settings_file("xtts").write_text(json.dumps({"settings": {"lowvram_enabled": True}}))
+    choices = serve_app.saved_engine_choices(paths, ["piper", "vits", "xtts"])
+    assert choices == {"xtts": {"model": "xtts - mine", "deepspeed": False, "lowvram": True}}
+    prepared = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, user_configs=choices)
     user_configs = {app.name: app.deployments[0].user_config for app in prepared.applications}
-    assert user_configs["xtts"] == {"model": "xtts - mine"}
+    assert user_configs["xtts"] == {"model": "xtts - mine", "deepspeed": False, "lowvram": True}
     assert user_configs["vits"] == {"model": None}
