@@ -125,6 +125,7 @@ class HandleEngineClient:
             raise
 
     async def configure(self, options: dict[str, object]) -> None:
+        """Rolls `options` into the deployment's user_config on every replica."""
         try:
             await self.rollout.update(self.app_name, self.deployment_name, {"user_config": options})
         except RolloutBusy as exc:
@@ -142,11 +143,4 @@ class HandleEngineClient:
             raise ModelChangeInProgress(f"the {self.app_name} engine is being updated")
         with engine_errors(self.app_name):
             await handle.check_model.remote(model)
-        try:
-            await self.rollout.update(self.app_name, self.deployment_name, {"user_config": {"model": model}})
-        except RolloutBusy as exc:
-            raise ModelChangeInProgress(str(exc)) from exc
-        except RolloutFailed as exc:
-            raise EngineError(str(exc)) from exc
-        finally:
-            self._last_info = None
+        await self.configure({"model": model})

@@ -25,7 +25,7 @@ fi
 
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-${extras//,/_}"
 if [ ! -f "$stamp" ]; then
-    echo "[bootstrap] installing the project${extras:+ with extras [$extras]} (first run takes about a minute)"
+    echo "[bootstrap] installing the project${extras:+ with extras [$extras]} (first run: about a minute, a few more with coqui)"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}" 2>&1 \
         | grep -v '^WARNING: Location' || true
