@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .audio.encode import encode_whole
-from .audio.formats import AUDIO_FORMATS, AudioFormat
+from .audio.formats import AUDIO_FORMATS
 from .config.engine_settings import OPENAI_VOICE_NAMES, OpenAIVoiceMap
 from .engine_types import EngineInfo, SynthesisRequest
 from .errors import ContractError
