@@ -15,10 +15,10 @@ from ray.serve.handle import DeploymentHandle
 
 from speechcore.audio.pcm import PcmChunk
 from speechcore.cancellation import GenerationStopped
-
-from .rollout import RolloutBusy, RolloutFailed, ServeRollout
 from speechcore.engine_client import EngineUnavailable, ModelChangeInProgress
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
+
+from .rollout import RolloutBusy, RolloutFailed, ServeRollout
 
 
 SERVING_MAX_AGE_S = 0.5

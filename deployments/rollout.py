@@ -46,16 +46,19 @@ class ServeRollout:
     def _details() -> dict[str, Any]:
         return serve.context._get_global_client().get_serve_details()
 
+    @staticmethod
+    def _deploying(app_details: dict[str, Any]) -> bool:
+        return str(app_details.get("status", "")).endswith("DEPLOYING")
+
     def _is_updating(self, app: str) -> bool:
-        details = self._details()["applications"].get(app)
-        return bool(details) and str(details["status"]).endswith("DEPLOYING")
+        return self._deploying(self._details()["applications"].get(app, {}))
 
     def _update(self, app: str, deployment: str, options: dict[str, Any]) -> None:
         details = self._details()
         apps = details["applications"]
         if app not in apps:
             raise RolloutFailed(f"application {app!r} is not deployed")
-        if str(apps[app]["status"]).endswith("DEPLOYING"):
+        if self._deploying(apps[app]):
             raise RolloutBusy(f"application {app!r} is already being updated")
         configs = [copy.deepcopy(a["deployed_app_config"]) for a in apps.values() if a.get("deployed_app_config")]
         target = next(c for c in configs if c["name"] == app)
@@ -68,47 +71,42 @@ class ServeRollout:
                 entry["user_config"] = {**(entry.get("user_config") or {}), **value}
             else:
                 entry[key] = value
-        config = ServeDeploySchema.model_validate({"applications": configs, "http_options": details.get("http_options"),
-                                                   "proxy_location": details.get("proxy_location")})
-        before = apps[app]["last_deployed_time_s"]
         _LOGGER.info("rolling out %s/%s: %s", app, deployment, options)
-        serve.context._get_global_client().deploy_apps(config)
-        self._wait(app, deployment, before)
+        self._deploy(details, configs, app, deployment)
 
     def _deploy_app(self, app_config: dict[str, Any]) -> None:
         details = self._details()
-        apps = details["applications"]
         name = app_config["name"]
-        configs = [copy.deepcopy(a["deployed_app_config"]) for n, a in apps.items()
+        configs = [copy.deepcopy(a["deployed_app_config"]) for n, a in details["applications"].items()
                    if a.get("deployed_app_config") and n != name]
-        config = ServeDeploySchema.model_validate({"applications": [*configs, app_config],
+        _LOGGER.info("deploying application %s", name)
+        self._deploy(details, [*configs, app_config], name, None)
+
+    def _deploy(self, details: dict[str, Any], applications: list[dict[str, Any]], app: str,
+                deployment: str | None) -> None:
+        """Deploys `applications` (every application Serve should run) and waits until `app`
+        (and its `deployment`, when named) settles on the new config."""
+        config = ServeDeploySchema.model_validate({"applications": applications,
                                                    "http_options": details.get("http_options"),
                                                    "proxy_location": details.get("proxy_location")})
-        before = apps[name]["last_deployed_time_s"] if name in apps else 0.0
-        _LOGGER.info("deploying application %s", name)
+        before = details["applications"].get(app, {}).get("last_deployed_time_s", 0.0)
         serve.context._get_global_client().deploy_apps(config)
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            state = self._details()["applications"].get(name, {})
-            status = str(state.get("status", ""))
-            if state.get("last_deployed_time_s", 0) > before and status.endswith("RUNNING"):
-                return
-            if status.endswith("DEPLOY_FAILED"):
-                raise RolloutFailed(f"{name}: {state.get('message')}")
-            time.sleep(self.poll_s)
-        raise RolloutFailed(f"{name} did not start within {self.timeout_s:.0f} s")
+        self._wait(app, deployment, before)
 
-    def _wait(self, app: str, deployment: str, deployed_before: float) -> None:
+    def _wait(self, app: str, deployment: str | None, deployed_before: float) -> None:
+        name = f"{app}/{deployment}" if deployment else app
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             details = self._details()["applications"].get(app, {})
-            state = details.get("deployments", {}).get(deployment, {})
+            state = details.get("deployments", {}).get(deployment, {}) if deployment else {}
             status = str(state.get("status", ""))
-            settled = status.endswith(("HEALTHY", "UPSCALING", "DOWNSCALING"))  # autoscaling may act meanwhile
+            # Autoscaling may act meanwhile; a deployment settles once its config update completed.
+            settled = deployment is None or (status.endswith(("HEALTHY", "UPSCALING", "DOWNSCALING"))
+                                             and not str(state.get("status_trigger")).endswith("CONFIG_UPDATE_STARTED"))
             if details.get("last_deployed_time_s", 0) > deployed_before and str(details.get("status")).endswith("RUNNING") \
-                    and settled and not str(state.get("status_trigger")).endswith("CONFIG_UPDATE_STARTED"):
+                    and settled:
                 return
             if str(details.get("status", "")).endswith("DEPLOY_FAILED") or status.endswith("DEPLOY_FAILED"):
-                raise RolloutFailed(f"{app}/{deployment}: {details.get('message') or state.get('message')}")
+                raise RolloutFailed(f"{name}: {details.get('message') or state.get('message')}")
             time.sleep(self.poll_s)
-        raise RolloutFailed(f"{app}/{deployment} did not finish updating within {self.timeout_s:.0f} s")
+        raise RolloutFailed(f"{name} did not settle within {self.timeout_s:.0f} s")

@@ -147,25 +147,22 @@ class GenerationService:
             raise generate_failure(400, "streaming=true works in standard mode only; send narrator_enabled=false "
                                         "or leave streaming out")
         self._refuse_rvc(params.rvccharacter_voice_gen)
-        text = self._filtered(params)
-        self._check_voice(info, params.character_voice_gen, generate_failure)
         with engine_errors(generate_failure):
-            language = await self._language(params.language, text)
-            request = self._request(text, params.character_voice_gen, language, params)
+            request = await self._standard_request(info, params)
             first, rest = await start_stream(self.hub.runner.stream(self.hub.client(info.engine), request))
         return encode_stream(first, rest, AUDIO_FORMATS["wav"])
 
-    def _filtered(self, params: GenerateParams) -> str:
+    async def _standard_request(self, info: EngineInfo, params: GenerateParams) -> SynthesisRequest:
+        """Standard mode: the whole filtered text in the character voice."""
         text = filter_text(params.text_input, params.text_filtering, self.hub.settings.config.api_def.allowed_filter)
         if not text.strip():
             raise generate_failure(400, "text_input has nothing left to speak after text filtering")
-        return text
-
-    async def _standard(self, info: EngineInfo, client: EngineClient, params: GenerateParams) -> list[PcmChunk]:
-        text = self._filtered(params)
         self._check_voice(info, params.character_voice_gen, generate_failure)
         language = await self._language(params.language, text)
-        return await self.hub.runner.collect(client, self._request(text, params.character_voice_gen, language, params))
+        return self._request(text, params.character_voice_gen, language, params)
+
+    async def _standard(self, info: EngineInfo, client: EngineClient, params: GenerateParams) -> list[PcmChunk]:
+        return await self.hub.runner.collect(client, await self._standard_request(info, params))
 
     async def _narrated(self, info: EngineInfo, client: EngineClient, params: GenerateParams) -> list[PcmChunk]:
         """Segments synthesized concurrently (spread over replicas), joined in document order at
@@ -199,10 +196,7 @@ class GenerationService:
         self._check_voice(info, voice, invalid_value)
         if self.hub.settings.config.rvc_settings.rvc_enabled and not rvc_voice_off(rvc_voice):
             raise invalid_value(501, "RVC voice conversion is not available in this version")
-        defaults = self.hub.model_settings(info).settings
-        request = SynthesisRequest(text=preview_text(voice), voice=voice, language="en", speed=1.0,
-                                   temperature=defaults.temperature_set,
-                                   repetition_penalty=defaults.repetitionpenalty_set, pitch=0.0)
+        request = self._default_request(info, preview_text(voice), voice, "en")
         with engine_errors(invalid_value):
             chunks = await self.hub.runner.collect(self.hub.client(info.engine), request)
         path = await asyncio.to_thread(self._write, chunks, None, "api_preview_voice", False)
@@ -218,6 +212,10 @@ class GenerationService:
             raise shape(400, "text is empty")
         with engine_errors(shape):
             language = await self._language(language, text)
+        return self._default_request(info, text, voice, language)
+
+    def _default_request(self, info: EngineInfo, text: str, voice: str, language: str) -> SynthesisRequest:
+        """The engine's default temperature and repetition penalty, speed 1.0, pitch 0."""
         defaults = self.hub.model_settings(info).settings
         return SynthesisRequest(text=text, voice=voice, language=language, speed=1.0,
                                 temperature=defaults.temperature_set,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from .cancellation import StopRegistry
 from .config.alltalk import ConfigFileError, write_json_model
-from .config.engine_settings import EngineEntry, ModelSettings
+from .config.engine_settings import EngineEntry, EnginesFile, ModelSettings
 from .config.store import SettingsStore
 from .engine_client import EngineClient, EngineUnavailable, ModelChangeInProgress
-from .engine_types import EngineError, EngineInfo, UnknownModel
+from .engine_types import EngineError, EngineInfo
 from .errors import ContractError
 from .storage import OutputStore
 from .synthesis import SynthesisRunner
@@ -172,7 +172,7 @@ class SpeechService:
                 await self.client(info.engine).select_model(tts_method)
             except ModelChangeInProgress:
                 return {"status": "model-is currently changing"}
-            except (UnknownModel, EngineError, EngineUnavailable) as exc:
+            except (EngineError, EngineUnavailable) as exc:  # UnknownModel is an EngineError
                 return {"status": "model-failure", "message": str(exc)}
             await asyncio.to_thread(self._remember_model, info.engine, tts_method)
         return {"status": "model-success"}
@@ -187,7 +187,9 @@ class SpeechService:
         update: dict[str, object] = {"engines_available": entries}
         if current.engine_loaded == engine:
             update["selected_model"] = model
-        engines_file = current.model_copy(update=update)
+        self._save_engines_file(current.model_copy(update=update))
+
+    def _save_engines_file(self, engines_file: EnginesFile) -> None:
         write_json_model(self.settings.paths.engines_file, engines_file)
         self.settings.engines = engines_file
 
@@ -204,10 +206,8 @@ class SpeechService:
             except Exception as exc:  # the deployment's own error, reported to the caller
                 return {"status": "error", "message": f"Could not start the {engine} engine: {exc}"}
         info = await self.info(engine)
-        engines_file = self.settings.engines.model_copy(update={
-            "engine_loaded": engine, "selected_model": info.current_model or engine})
-        await asyncio.to_thread(write_json_model, self.settings.paths.engines_file, engines_file)
-        self.settings.engines = engines_file
+        await asyncio.to_thread(self._save_engines_file, self.settings.engines.model_copy(update={
+            "engine_loaded": engine, "selected_model": info.current_model or engine}))
         return {"status": "engine-success"}
 
     async def set_deepspeed(self, value: bool) -> dict[str, object]:
