@@ -30,7 +30,7 @@ from deployments.engine_server import EngineServer
 from deployments.ingress import IngressServer
 from engines.registry import ENGINE_CLASSES
 from speechcore.config.alltalk import AllTalkConfig, read_json_model
-from speechcore.config.app_args import EngineArgs, IngressArgs
+from speechcore.config.app_args import EngineArgs, IngressArgs, RvcArgs
 from speechcore.config.engine_settings import EnginesFile
 from speechcore.config.paths import ServerPaths
 
@@ -65,7 +65,18 @@ def build_engine_app(args: dict[str, Any]) -> Application:
     return deployment.bind(args)
 
 
+def build_rvc_app(args: dict[str, Any]) -> Application:
+    """The `rvc` application: voice conversion (deployment `rvc`). Needs the rvc extra (torch)."""
+    from deployments.rvc_server import RvcServer
+
+    RvcArgs.model_validate(args)
+    deployment = serve.deployment(RvcServer, name="rvc", **ENGINE_OPTIONS)
+    return deployment.bind(args)
+
+
 # ----- the embedded server
+
+RVC_MODULES = ("torch", "transformers", "faiss", "pyworld", "parselmouth", "torchcrepe", "torchfcpe", "scipy")
 
 
 def available_engines(root: Path) -> list[str]:
@@ -80,15 +91,29 @@ def available_engines(root: Path) -> list[str]:
     return found
 
 
+def rvc_available(root: Path) -> bool:
+    """Whether the embedded server runs RVC by default: the rvc extra is installed and
+    models/rvc_voices holds a voice model."""
+    if any(importlib.util.find_spec(name) is None for name in RVC_MODULES):
+        return False
+    folder = ServerPaths.at(root).rvc_voices
+    return folder.is_dir() and any(folder.rglob("*.pth"))
+
+
 def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: float,
-                   engines: list[str] | None = None, user_configs: dict[str, dict[str, Any]] | None = None
-                   ) -> ServeDeploySchema:
+                   engines: list[str] | None = None, user_configs: dict[str, dict[str, Any]] | None = None,
+                   rvc: bool = True) -> ServeDeploySchema:
     """serve_config.yaml made concrete for this machine: only the engine applications of
-    `engines` (all when None) and an ingress that knows just those, absolute server root in every
-    application's args, each engine's saved choices (`user_configs`: model, DeepSpeed, LowVRAM)
-    in its user_config, the listen address, and no GPU requests where the cluster has none."""
+    `engines` (all when None) and an ingress that knows just those, the RVC application only with
+    `rvc`, absolute server root in every application's args, each engine's saved choices
+    (`user_configs`: model, DeepSpeed, LowVRAM) in its user_config, the listen address, and no GPU
+    requests where the cluster has none."""
     config = copy.deepcopy(raw)
     config["http_options"] = {**config.get("http_options", {}), "host": host, "port": port}
+    if not rvc:
+        for app in config.get("applications", []):
+            rvc_app = app.get("args", {}).pop("rvc_app", None)
+            config["applications"] = [a for a in config["applications"] if a["name"] != rvc_app]
     if engines is not None:
         config["applications"] = [app for app in config.get("applications", [])
                                   if "engine" not in app.get("args", {}) or app["args"]["engine"] in engines]
@@ -164,10 +189,11 @@ def required_cpus(config: ServeDeploySchema) -> float:
 
 
 def start_embedded(config_path: Path, root: Path, host: str, port: int | None, engines: list[str] | None = None,
-                   num_cpus: int | None = None, timeout_s: float = 300) -> int:
+                   num_cpus: int | None = None, timeout_s: float = 300, rvc: bool | None = None) -> int:
     """Starts local Ray and Serve, deploys the config (with the `engines` given, or those that
-    `available_engines` finds), waits until every application runs. Returns the port. The
-    caller stops everything with `stop_embedded()`."""
+    `available_engines` finds; RVC when `rvc`, or when `rvc_available` and `rvc` is None), waits
+    until every application runs. Returns the port. The caller stops everything with
+    `stop_embedded()`."""
     import ray
 
     paths = ServerPaths.at(root)
@@ -176,13 +202,15 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     # Replicas and the build task import this project: put it on their path.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
     engines = engines or available_engines(paths.root)
-    _LOGGER.info("engines: %s", ", ".join(engines))
+    rvc = rvc_available(paths.root) if rvc is None else rvc
+    _LOGGER.info("engines: %s; RVC %s", ", ".join(engines), "on" if rvc else "off")
     user_configs = saved_engine_choices(paths, engines)
-    planned = prepare_config(raw, paths.root, host, port, 0, engines, user_configs)
+    planned = prepare_config(raw, paths.root, host, port, 0, engines, user_configs, rvc)
     # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
     num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
     ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
-    config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, user_configs)
+    config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, user_configs,
+                            rvc)
     serve.start(http_options={"host": host, "port": port})
     serve.context._get_global_client().deploy_apps(config)
     _wait_until_running([app.name for app in config.applications], timeout_s)
@@ -209,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", default=None,
                         help="comma-separated engines to run, e.g. piper,xtts (default: piper, plus vits/xtts when "
                              "coqui-tts is installed and models/<engine>/ holds a model)")
+    parser.add_argument("--rvc", choices=("auto", "on", "off"), default="auto",
+                        help="run the RVC voice converter (auto: when the rvc extra is installed and "
+                             "models/rvc_voices holds a voice)")
     parser.add_argument("--num-cpus", type=int, default=None,
                         help="logical CPUs for the local Ray (default: enough for every replica)")
     args = parser.parse_args(argv)
@@ -218,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _LOGGER.info("starting local Ray and Serve (server root %s)", args.root.resolve())
         engines = args.engines.split(",") if args.engines else None
-        port = start_embedded(args.config, args.root, args.host, args.port, engines, args.num_cpus)
+        rvc = None if args.rvc == "auto" else args.rvc == "on"
+        port = start_embedded(args.config, args.root, args.host, args.port, engines, args.num_cpus, rvc=rvc)
         _LOGGER.info("ready: http://%s:%d/ (Ctrl-C stops)", args.host, port)
         while True:
             time.sleep(3600)

@@ -1,5 +1,5 @@
-"""HandleEngineClient: the core's EngineClient over a Serve application handle. Only
-serialisable values cross: SynthesisRequest in, PcmChunk out."""
+"""HandleEngineClient and HandleConversionClient: the core's EngineClient and ConversionClient
+over Serve application handles. Only serialisable values cross: requests in, PcmChunk out."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Iterator
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, RayServeException
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from speechcore.audio.pcm import PcmChunk
 from speechcore.cancellation import GenerationStopped
 from speechcore.engine_client import EngineUnavailable, ModelChangeInProgress
+from speechcore.conversion import ConversionRequest, RvcUnavailable
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
 
 from .rollout import RolloutBusy, RolloutFailed, ServeRollout
@@ -43,6 +44,45 @@ def engine_errors(app_name: str) -> Iterator[None]:
         raise EngineUnavailable(f"a replica of the {app_name} engine was lost; retry shortly") from exc
 
 
+async def app_handle(app_name: str, missing: type[Exception]) -> DeploymentHandle:
+    """The application's handle, looked up off the event loop; `missing` when it is not deployed."""
+    try:
+        return await asyncio.to_thread(serve.get_app_handle, app_name)
+    except RayServeException as exc:
+        raise missing(f"the application {app_name!r} is not deployed") from exc
+
+
+class ServingProbe:
+    """Whether an application has a running replica, asked of the Serve controller (so it never
+    waits behind a generation); the answer is reused for half a second."""
+
+    def __init__(self, app_name: str):
+        self.app_name = app_name
+        self._serving, self._serving_at = False, float("-inf")
+
+    async def check(self) -> bool:
+        if time.monotonic() - self._serving_at < SERVING_MAX_AGE_S:
+            return self._serving
+        status = await asyncio.to_thread(serve.status)
+        app = status.applications.get(self.app_name)
+        serving = app is not None and any(d.replica_states.get("RUNNING", 0) > 0 for d in app.deployments.values())
+        self._serving, self._serving_at = serving, time.monotonic()
+        return serving
+
+
+async def relay(stream: DeploymentResponseGenerator, app_name: str) -> AsyncIterator[PcmChunk]:
+    """The chunks of a streaming handle call, errors as the core's; a consumer that stops early
+    (stop request, client gone) ends the replica's work too."""
+    try:
+        with engine_errors(app_name):
+            async for chunk in stream:
+                yield chunk
+    except (GeneratorExit, asyncio.CancelledError):
+        with contextlib.suppress(Exception):
+            stream.cancel()
+        raise
+
+
 class HandleEngineClient:
     """Reaches the engine application `app_name`. The handle is looked up once, off the event
     loop. `describe()` reuses a description younger than `describe_max_age_s` (one round trip
@@ -59,14 +99,11 @@ class HandleEngineClient:
         self._last_info: EngineInfo | None = None
         self._last_info_at = float("-inf")
         self._describing: asyncio.Task[EngineInfo] | None = None
-        self._serving, self._serving_at = False, float("-inf")
+        self._serving = ServingProbe(app_name)
 
     async def _get_handle(self) -> DeploymentHandle:
         if self._handle is None:
-            try:
-                self._handle = await asyncio.to_thread(serve.get_app_handle, self.app_name)
-            except RayServeException as exc:
-                raise EngineUnavailable(f"engine application {self.app_name!r} is not deployed") from exc
+            self._handle = await app_handle(self.app_name, EngineUnavailable)
         return self._handle
 
     async def describe(self) -> EngineInfo:
@@ -101,28 +138,13 @@ class HandleEngineClient:
         return info
 
     async def is_serving(self) -> bool:
-        """Whether the application has a running replica, asked of the Serve controller (so it
-        never waits behind a generation); the answer is reused for half a second."""
-        if time.monotonic() - self._serving_at < SERVING_MAX_AGE_S:
-            return self._serving
-        status = await asyncio.to_thread(serve.status)
-        app = status.applications.get(self.app_name)
-        serving = app is not None and any(d.replica_states.get("RUNNING", 0) > 0 for d in app.deployments.values())
-        self._serving, self._serving_at = serving, time.monotonic()
-        return serving
+        return await self._serving.check()
 
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         handle = await self._get_handle()
         stream = handle.options(stream=True, multiplexed_model_id=request.voice).synthesize.remote(request)
-        try:
-            with engine_errors(self.app_name):
-                async for chunk in stream:
-                    yield chunk
-        except (GeneratorExit, asyncio.CancelledError):
-            # The consumer stopped early (stop request, client gone): end the replica's work too.
-            with contextlib.suppress(Exception):
-                stream.cancel()
-            raise
+        async for chunk in relay(stream, self.app_name):
+            yield chunk
 
     async def configure(self, options: dict[str, object]) -> None:
         """Rolls `options` into the deployment's user_config on every replica."""
@@ -144,3 +166,34 @@ class HandleEngineClient:
         with engine_errors(self.app_name):
             await handle.check_model.remote(model)
         await self.configure({"model": model})
+
+
+class HandleConversionClient:
+    """The core's ConversionClient over the RVC application. Requests are routed by voice model
+    (multiplexed); the converter pulls the engine's stream itself, from `engine_apps[engine]`."""
+
+    def __init__(self, app_name: str, engine_apps: dict[str, str]):
+        self.app_name = app_name
+        self.engine_apps = engine_apps
+        self._handle: DeploymentHandle | None = None
+        self._serving = ServingProbe(app_name)
+
+    async def _get_handle(self) -> DeploymentHandle:
+        if self._handle is None:
+            self._handle = await app_handle(self.app_name, RvcUnavailable)
+        return self._handle
+
+    async def convert_synthesis(self, engine: str, request: SynthesisRequest,
+                                conversion: ConversionRequest) -> AsyncIterator[PcmChunk]:
+        handle = await self._get_handle()
+        call = handle.options(stream=True, multiplexed_model_id=conversion.model).convert_synthesis
+        async for chunk in relay(call.remote(self.engine_apps.get(engine, engine), request, conversion), self.app_name):
+            yield chunk
+
+    async def convert_audio(self, audio: PcmChunk, conversion: ConversionRequest) -> PcmChunk:
+        handle = await self._get_handle()
+        with engine_errors(self.app_name):
+            return await handle.options(multiplexed_model_id=conversion.model).convert_audio.remote(audio, conversion)
+
+    async def is_serving(self) -> bool:
+        return await self._serving.check()

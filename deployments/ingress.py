@@ -15,7 +15,7 @@ from speechcore.config.paths import ServerPaths
 from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
 
-from .handles import HandleEngineClient
+from .handles import HandleConversionClient, HandleEngineClient
 from .rollout import ServeRollout
 from .stop_signal import ClusterStopSignal
 
@@ -29,11 +29,13 @@ class IngressServer:
                    for name, app in self.args.engines.items()}
         settings = SettingsStore(ServerPaths.at(self.args.root))
         stop_signal = ClusterStopSignal()
+        converter = HandleConversionClient(self.args.rvc_app, dict(self.args.engines)) if self.args.rvc_app else None
         self.rollout = rollout
         self.service = SpeechService(settings, engines, self.args.engines_supported or list(engines),
                                      self.args.default_engine, self.args.narrator_concurrency,
                                      broadcast_stop=lambda: asyncio.to_thread(stop_signal.raise_stop),
-                                     deploy_engine=self.deploy_engine if self.args.engine_import_path else None)
+                                     deploy_engine=self.deploy_engine if self.args.engine_import_path else None,
+                                     converter=converter)
         # Language models load on first use; do it now rather than in the first `auto` request.
         await asyncio.to_thread(self.service.detector.detect, "warm up")
         self._warm_ups = [asyncio.create_task(client.warm_up()) for client in engines.values()]

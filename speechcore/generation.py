@@ -14,8 +14,9 @@ from .audio.formats import AUDIO_FORMATS, AudioFormat
 from .audio.pcm import PcmChunk
 from .audio.wav import write_wav
 from .cancellation import GenerationStopped
-from .contract import GenerateForm, GenerateParams, merge_defaults, rvc_voice_off, validate_generate
-from .engine_client import EngineClient, EngineUnavailable
+from .contract import GenerateForm, GenerateParams, merge_defaults, validate_generate
+from .conversion import ConversionRequest, InvalidConversion, RvcModelMissing, RvcUnavailable, VoiceConversionError
+from .engine_client import EngineUnavailable
 from .engine_types import EngineError, EngineInfo, SynthesisRequest, UnknownVoice, UnsupportedLanguage
 from .errors import ContractError
 from .safe_paths import unsafe_reason
@@ -35,7 +36,7 @@ def generate_failure(status: int, message: str) -> ContractError:
 
 
 def invalid_value(status: int, message: str) -> ContractError:
-    prefix = "Invalid value: " if status == 400 else ""
+    prefix = {400: "Invalid value: ", 404: "File not found: "}.get(status, "")
     return ContractError(status, {"error": prefix + message})
 
 
@@ -50,12 +51,16 @@ def engine_errors(shape: ErrorShape) -> Iterator[None]:
         yield
     except GenerationStopped as exc:
         raise shape(409, "Generation was stopped by /api/stop-generation") from exc
-    except (UnknownVoice, UnsupportedLanguage, LanguageNotDetected) as exc:
+    except (UnknownVoice, UnsupportedLanguage, LanguageNotDetected, InvalidConversion) as exc:
         raise shape(400, str(exc)) from exc
-    except EngineUnavailable as exc:
+    except RvcModelMissing as exc:
+        raise shape(404, str(exc)) from exc
+    except (EngineUnavailable, RvcUnavailable) as exc:
         error = shape(503, str(exc))
         error.headers["Retry-After"] = "2"
         raise error from exc
+    except VoiceConversionError as exc:
+        raise shape(500, f"RVC conversion failed: {exc}") from exc
     except (EngineError, NoAudio) as exc:
         raise shape(500, f"TTS generation failed: {exc}") from exc
 
@@ -82,11 +87,6 @@ class GenerationService:
         if language != "auto":
             return language
         return await asyncio.to_thread(self.hub.detector.detect, text)
-
-    def _refuse_rvc(self, *rvc_voices: str) -> None:
-        if self.hub.settings.config.rvc_settings.rvc_enabled and not all(map(rvc_voice_off, rvc_voices)):
-            raise generate_failure(501, "RVC voice conversion is not available in this version; "
-                                        "send Disabled as the RVC voice")
 
     def _transcode_format(self) -> AudioFormat | None:
         name = self.hub.settings.config.transcode_audio_format.lower()
@@ -127,14 +127,11 @@ class GenerationService:
 
     async def generate(self, form: GenerateForm) -> dict[str, object]:
         info, params = await self._prepare(form)
-        client = self.hub.client(info.engine)
         with engine_errors(generate_failure):
             if params.narrator_enabled == "false":
-                self._refuse_rvc(params.rvccharacter_voice_gen)
-                chunks, suffix = await self._standard(info, client, params), ""
+                chunks, suffix = await self._standard(info, params), ""
             else:
-                self._refuse_rvc(params.rvccharacter_voice_gen, params.rvcnarrator_voice_gen)
-                chunks, suffix = await self._narrated(info, client, params), "_combined"
+                chunks, suffix = await self._narrated(info, params), "_combined"
         path = await asyncio.to_thread(self._write, chunks, self._transcode_format(), params.output_file_name,
                                        params.output_file_timestamp, suffix)
         return {"status": "generate-success", "output_file_path": str(path), **self._urls(path.name)}
@@ -146,10 +143,10 @@ class GenerationService:
         if params.narrator_enabled != "false":
             raise generate_failure(400, "streaming=true works in standard mode only; send narrator_enabled=false "
                                         "or leave streaming out")
-        self._refuse_rvc(params.rvccharacter_voice_gen)
         with engine_errors(generate_failure):
+            source = self.hub.source(info.engine, self._character_conversion(params))
             request = await self._standard_request(info, params)
-            first, rest = await start_stream(self.hub.runner.stream(self.hub.client(info.engine), request))
+            first, rest = await start_stream(self.hub.runner.stream(source, request))
         return encode_stream(first, rest, AUDIO_FORMATS["wav"])
 
     async def _standard_request(self, info: EngineInfo, params: GenerateParams) -> SynthesisRequest:
@@ -161,17 +158,24 @@ class GenerationService:
         language = await self._language(params.language, text)
         return self._request(text, params.character_voice_gen, language, params)
 
-    async def _standard(self, info: EngineInfo, client: EngineClient, params: GenerateParams) -> list[PcmChunk]:
-        return await self.hub.runner.collect(client, await self._standard_request(info, params))
+    def _character_conversion(self, params: GenerateParams) -> ConversionRequest | None:
+        return self.hub.conversion(params.rvccharacter_voice_gen, params.rvccharacter_pitch)
 
-    async def _narrated(self, info: EngineInfo, client: EngineClient, params: GenerateParams) -> list[PcmChunk]:
-        """Segments synthesized concurrently (spread over replicas), joined in document order at
-        44.1 kHz with no gap."""
+    async def _standard(self, info: EngineInfo, params: GenerateParams) -> list[PcmChunk]:
+        source = self.hub.source(info.engine, self._character_conversion(params))
+        return await self.hub.runner.collect(source, await self._standard_request(info, params))
+
+    async def _narrated(self, info: EngineInfo, params: GenerateParams) -> list[PcmChunk]:
+        """Segments synthesized concurrently (spread over replicas), each converted with its
+        role's RVC voice, joined in document order at 44.1 kHz with no gap."""
+        sources = {"character": self.hub.source(info.engine, self._character_conversion(params)),
+                   "narrator": self.hub.source(info.engine, self.hub.conversion(params.rvcnarrator_voice_gen,
+                                                                                params.rvcnarrator_pitch))}
         api = self.hub.settings.config.api_def
         segments = assign_voices(split_narration(prepare_narration(params.text_input)), params.narrator_enabled,
                                  params.text_not_inside, params.character_voice_gen, params.narrator_voice_gen,
                                  api.api_length_stripping)
-        requests = []
+        jobs = []
         for segment in segments:
             text = filter_text(segment.text, params.text_filtering, api.allowed_filter)
             if not text.strip():
@@ -181,11 +185,11 @@ class GenerationService:
             except LanguageNotDetected:
                 continue  # as AllTalk: a segment whose language cannot be detected is skipped
             self._check_voice(info, segment.voice, generate_failure)
-            requests.append(self._request(text, segment.voice, language, params))
-        if not requests:
+            jobs.append((sources[segment.role], self._request(text, segment.voice, language, params)))
+        if not jobs:
             raise generate_failure(400, "Narrator mode found nothing to speak: every segment was silent, "
                                         f"at most {api.api_length_stripping} characters long, or empty after filtering")
-        results = await self.hub.runner.collect_many(client, requests, self.hub.narrator_concurrency)
+        results = await self.hub.runner.collect_many(jobs, self.hub.narrator_concurrency)
         joined = await asyncio.to_thread(resample, [chunk for result in results for chunk in result], NARRATOR_RATE)
         return [joined]
 
@@ -194,11 +198,10 @@ class GenerationService:
     async def preview(self, voice: str, rvc_voice: str, rvc_pitch: float) -> dict[str, object]:
         info = await self.hub.info()
         self._check_voice(info, voice, invalid_value)
-        if self.hub.settings.config.rvc_settings.rvc_enabled and not rvc_voice_off(rvc_voice):
-            raise invalid_value(501, "RVC voice conversion is not available in this version")
         request = self._default_request(info, preview_text(voice), voice, "en")
         with engine_errors(invalid_value):
-            chunks = await self.hub.runner.collect(self.hub.client(info.engine), request)
+            source = self.hub.source(info.engine, self.hub.conversion(rvc_voice, rvc_pitch))
+            chunks = await self.hub.runner.collect(source, request)
         path = await asyncio.to_thread(self._write, chunks, None, "api_preview_voice", False)
         return {"status": "generate-success", "output_file_path": str(path), "output_file_url": f"/audio/{path.name}"}
 

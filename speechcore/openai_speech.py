@@ -103,7 +103,9 @@ class OpenAISpeechService:
                                      temperature=defaults.temperature_set,
                                      repetition_penalty=defaults.repetitionpenalty_set, pitch=defaults.pitch_set)
         fmt = AUDIO_FORMATS[request.response_format]
-        client = self.hub.client(info.engine)
+        rvc = self.hub.settings.config.rvc_settings
+        with engine_errors(openai_error):  # the configured character RVC voice, if any (§6.2)
+            client = self.hub.source(info.engine, self.hub.conversion(rvc.rvc_char_model_file, rvc.pitch))
         if request.stream_format is None:
             with engine_errors(openai_error):
                 chunks = await self.hub.runner.collect(client, synthesis)

@@ -13,11 +13,13 @@ from .cancellation import StopRegistry
 from .config.alltalk import ConfigFileError, write_json_model
 from .config.engine_settings import EngineEntry, EnginesFile, ModelSettings
 from .config.store import SettingsStore
+from .contract import rvc_voice_off
+from .conversion import ConversionClient, ConversionRequest, ConvertedSource, InvalidConversion, RvcUnavailable
 from .engine_client import EngineClient, EngineUnavailable, ModelChangeInProgress
 from .engine_types import EngineError, EngineInfo
 from .errors import ContractError
 from .storage import OutputStore
-from .synthesis import SynthesisRunner
+from .synthesis import AudioSource, SynthesisRunner
 from .text.language import LanguageDetectorService
 
 
@@ -32,13 +34,15 @@ class SpeechService:
         narrator_concurrency: how many narrator segments of one request are synthesized at once.
         broadcast_stop: tells every engine replica, wherever it runs, to stop what it is doing.
         deploy_engine: starts a supported engine that is not live and returns its client.
+        converter: the RVC voice converter, when one runs beside the engines.
     """
 
     def __init__(self, settings: SettingsStore, engines: Mapping[str, EngineClient],
                  engines_supported: Sequence[str], default_engine: str, narrator_concurrency: int = 4,
                  detector: LanguageDetectorService | None = None,
                  broadcast_stop: Callable[[], Awaitable[object]] | None = None,
-                 deploy_engine: Callable[[str], Awaitable[EngineClient]] | None = None):
+                 deploy_engine: Callable[[str], Awaitable[EngineClient]] | None = None,
+                 converter: ConversionClient | None = None):
         if default_engine not in engines:
             raise ValueError(f"default engine {default_engine!r} is not among the live engines {sorted(engines)}")
         self.settings = settings
@@ -50,6 +54,7 @@ class SpeechService:
         self.stops = StopRegistry()
         self.broadcast_stop = broadcast_stop
         self.deploy_engine = deploy_engine
+        self.converter = converter
         self.runner = SynthesisRunner(self.stops)
         self._model_change = asyncio.Lock()
 
@@ -67,6 +72,29 @@ class SpeechService:
             raise ContractError(400, {"status": "error", "message": f"Engine {name!r} is not running here; "
                                       f"live engines: {', '.join(sorted(self.engines))}"})
         return client
+
+    def conversion(self, rvc_voice: str, pitch: float, f0_method: str | None = None) -> ConversionRequest | None:
+        """What to convert with, or None when RVC is off globally or for this voice. Raises
+        InvalidConversion for unusable settings, RvcUnavailable when no converter runs here."""
+        rvc = self.settings.config.rvc_settings
+        if not rvc.rvc_enabled or rvc_voice_off(rvc_voice):
+            return None
+        request = ConversionRequest.from_settings(rvc, rvc_voice, pitch, f0_method)
+        problems = request.problems()
+        if problems:
+            raise InvalidConversion("; ".join(problems))
+        if self.converter is None:
+            raise RvcUnavailable("RVC is enabled but no RVC converter runs on this server (install the rvc extra "
+                                 "and put a voice in models/rvc_voices, or deploy the rvc application)")
+        return request
+
+    def source(self, engine: str, conversion: ConversionRequest | None) -> AudioSource:
+        """The engine, or the engine followed by the converter."""
+        client = self.client(engine)
+        if conversion is None:
+            return client
+        assert self.converter is not None
+        return ConvertedSource(self.converter, engine, conversion)
 
     async def info(self, engine: str | None = None) -> EngineInfo:
         try:

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
 
 from .audio.pcm import PcmChunk
 from .cancellation import StopRegistry, until_stopped
-from .engine_client import EngineClient
 from .engine_types import SynthesisRequest
+
+
+class AudioSource(Protocol):
+    """Where a request's audio comes from: an engine, or an engine followed by voice conversion."""
+
+    def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
+        ...
 
 
 class SynthesisRunner:
@@ -19,24 +26,27 @@ class SynthesisRunner:
     def __init__(self, stops: StopRegistry):
         self.stops = stops
 
-    async def stream(self, client: EngineClient, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
+    async def stream(self, source: AudioSource, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         with self.stops.track() as stop:
-            async for chunk in until_stopped(aiter(client.synthesize(request)), stop):
+            async for chunk in until_stopped(aiter(source.synthesize(request)), stop):
                 yield chunk
 
-    async def collect(self, client: EngineClient, request: SynthesisRequest) -> list[PcmChunk]:
-        return [chunk async for chunk in self.stream(client, request)]
+    async def collect(self, source: AudioSource, request: SynthesisRequest) -> list[PcmChunk]:
+        return [chunk async for chunk in self.stream(source, request)]
 
-    async def collect_many(self, client: EngineClient, requests: Sequence[SynthesisRequest],
+    async def collect_many(self, jobs: Sequence[tuple[AudioSource, SynthesisRequest]],
                            concurrency: int) -> list[list[PcmChunk]]:
-        """Every request's chunks, in request order; at most `concurrency` run at once (they
-        spread over the engine's replicas). The first failure cancels the rest."""
+        """Every job's chunks, in job order; at most `concurrency` run at once (they spread over
+        the replicas). The first failure cancels the rest."""
         limit = asyncio.Semaphore(concurrency)
 
-        async def one(request: SynthesisRequest) -> list[PcmChunk]:
+        async def one(source: AudioSource, request: SynthesisRequest) -> list[PcmChunk]:
             async with limit:
-                return await self.collect(client, request)
+                return await self.collect(source, request)
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(request)) for request in requests]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(source, request)) for source, request in jobs]
+        except ExceptionGroup as failures:  # several jobs failed at once: report the first
+            raise failures.exceptions[0] from None
         return [task.result() for task in tasks]

@@ -24,7 +24,7 @@ from speechcore.api import create_app
 from speechcore.config.paths import ServerPaths
 from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
-from tests.support import InProcessEngineClient, install_piper_voice
+from tests.support import InProcessConverter, InProcessEngineClient, install_piper_voice
 
 SERVE_PORT = 7871
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -32,9 +32,16 @@ BUNDLED_VOICE = "en_US-joe-medium.onnx"
 SECOND_VOICE = "narrators/en_US-joe-narrator.onnx"  # a user-installed voice under models/piper
 
 
+RVC = all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers", "faiss", "pyworld"))
+
+
 def make_root(tmp_path_factory, name: str) -> Path:
+    """A server root with a second Piper voice and, with the rvc extra installed, RVC voices."""
     root = tmp_path_factory.mktemp(name)
     install_piper_voice(root / "models" / "piper", SECOND_VOICE)
+    if RVC:
+        from tests.rvc_models import install_rvc_files
+        install_rvc_files(root)
     return root
 
 
@@ -58,9 +65,12 @@ class Server:
 def asgi_server(tmp_path_factory) -> Iterator[Server]:
     root = make_root(tmp_path_factory, "asgi-root")
     paths = ServerPaths.at(root)
-    engine = PiperEngine.create(paths, EngineOptions(threads=1))
-    service = SpeechService(SettingsStore(paths), {"piper": InProcessEngineClient(engine)}, list(ENGINE_CLASSES),
-                            "piper")
+    engines = {"piper": InProcessEngineClient(PiperEngine.create(paths, EngineOptions(threads=1)))}
+    converter = None
+    if RVC:
+        from rvc.pipeline import VoiceConverter
+        converter = InProcessConverter(VoiceConverter(paths.rvc_voices, paths.rvc_base), engines)
+    service = SpeechService(SettingsStore(paths), engines, list(ENGINE_CLASSES), "piper", converter=converter)
     with TestClient(create_app(service)) as client:
         yield Server("asgi", client, root)
 

@@ -121,3 +121,40 @@ def dominant_frequency(pcm: bytes, rate: int) -> float:
     samples = np.frombuffer(pcm, dtype="<i2").astype(float)
     spectrum = np.abs(np.fft.rfft(samples))
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])
+
+
+class InProcessConverter:
+    """The ConversionClient protocol over rvc's VoiceConverter in this process (what the rvc
+    deployment does across processes: pull the engine's stream, convert gathered chunks)."""
+
+    def __init__(self, converter, engines: dict[str, InProcessEngineClient]):
+        self.converter = converter
+        self.engines = engines
+        self._voices: dict[str, object] = {}
+
+    async def _voice(self, model: str):
+        if model not in self._voices:
+            self._voices[model] = await asyncio.to_thread(self.converter.load_voice, model)
+        return self._voices[model]
+
+    async def convert_synthesis(self, engine: str, request: SynthesisRequest, conversion) -> AsyncIterator[PcmChunk]:
+        from rvc.chunks import ChunkGatherer, convert_chunk
+
+        voice = await self._voice(conversion.model)
+        gatherer = ChunkGatherer()
+        async for chunk in self.engines[engine].synthesize(request):
+            ready = gatherer.add(chunk)
+            if ready is not None:
+                yield await asyncio.to_thread(convert_chunk, self.converter, voice, ready, conversion)
+        rest = gatherer.flush()
+        if rest is not None:
+            yield await asyncio.to_thread(convert_chunk, self.converter, voice, rest, conversion)
+
+    async def convert_audio(self, audio: PcmChunk, conversion) -> PcmChunk:
+        from rvc.chunks import convert_chunk
+
+        voice = await self._voice(conversion.model)
+        return await asyncio.to_thread(convert_chunk, self.converter, voice, audio, conversion)
+
+    async def is_serving(self) -> bool:
+        return True

@@ -11,8 +11,8 @@ from ..errors import ContractError
 from ..generation import GenerationService
 from ..openai_speech import OpenAISpeechService
 from ..service import SpeechService
-from . import (control_routes, file_routes, generate_routes, openai_routes, page_routes, status_routes,
-               tools_routes)
+from . import (control_routes, file_routes, generate_routes, openai_routes, page_routes, rvc_routes,
+               status_routes, tools_routes)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ def create_app(service: SpeechService) -> FastAPI:
     app.state.service = service
     app.state.generation = GenerationService(service)
     app.state.openai = OpenAISpeechService(service)
-    for module in (status_routes, control_routes, generate_routes, openai_routes, tools_routes, file_routes,
-                   page_routes):
+    for module in (status_routes, control_routes, generate_routes, openai_routes, tools_routes, rvc_routes,
+                   file_routes, page_routes):
         app.include_router(module.router)
     _install_error_handlers(app)
     return app

@@ -127,3 +127,14 @@ def decoded_duration(path: str) -> float:
     with av.open(path) as container:
         stream = container.streams.audio[0]
         return sum(frame.samples for frame in container.decode(stream)) / stream.rate
+
+
+def decode_mono(path: str) -> PcmChunk:
+    """A whole audio file (any supported format) as one mono 16-bit chunk at its own rate."""
+    with av.open(path) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=stream.rate)
+        parts = [out.to_ndarray().astype("<i2").tobytes()
+                 for frame in container.decode(stream) for out in resampler.resample(frame)]
+        parts += [out.to_ndarray().astype("<i2").tobytes() for out in resampler.resample(None)]
+        return PcmChunk(b"".join(parts), stream.rate)

@@ -23,6 +23,7 @@ class IngressArgs(_Args):
     describe_timeout_s: float = Field(2.0, gt=0, description="How long status calls wait for an engine replica.")
     narrator_concurrency: int = Field(4, ge=1, le=64, description="Narrator segments of one request "
                                                                    "synthesized at once (spread over replicas).")
+    rvc_app: str | None = Field(None, description="Serve application of the RVC converter; None: no RVC here.")
     describe_max_age_s: float = Field(1.0, ge=0, description="How long an engine's voice and model list is reused "
                                                              "before it is asked again.")
 
@@ -49,3 +50,12 @@ class EngineUserConfig(_Args):
     model: str | None = Field(None, description="Model to serve; None keeps the engine's default.")
     deepspeed: bool = Field(False, description="XTTS with DeepSpeed (only where it imports and CUDA is present).")
     lowvram: bool = Field(False, description="Keep the model in RAM and move it to the GPU per request (CUDA only).")
+
+
+class RvcArgs(_Args):
+    """Args of the `rvc` application (voice conversion)."""
+
+    root: str = Field(description="Server root (models/rvc_voices and models/rvc_base are read on the replica's node).")
+    threads: int = Field(1, ge=1, le=64, description="CPU threads one conversion may use.")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
+                        description="auto = cuda when the replica was given a GPU share, else cpu.")

@@ -33,6 +33,10 @@ class ServerPaths:
         return self.models / "rvc_voices"
 
     @property
+    def rvc_base(self) -> Path:
+        return self.models / "rvc_base"
+
+    @property
     def engines_dir(self) -> Path:
         return self.root / "system" / "tts_engines"
 

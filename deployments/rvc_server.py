@@ -1,0 +1,77 @@
+"""RvcServer: one RVC replica. Voice models are multiplexed (cached per replica; requests for a
+model go to replicas that have it loaded). For generation it consumes the engine's stream itself
+(a stream cannot be passed into another handle call) and yields converted chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ray
+import torch
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from rvc.chunks import ChunkGatherer, convert_chunk
+from rvc.pipeline import VoiceConverter, VoiceModel
+from speechcore.audio.pcm import PcmChunk
+from speechcore.cancellation import GenerationStopped
+from speechcore.config.app_args import RvcArgs
+from speechcore.config.paths import ServerPaths
+from speechcore.conversion import ConversionRequest
+from speechcore.engine_types import SynthesisRequest
+
+from .handles import relay
+from .stop_signal import ClusterStopSignal
+
+_LOGGER = logging.getLogger("ray.serve")
+MAX_VOICES_PER_REPLICA = 4
+
+
+class RvcServer:
+    def __init__(self, args: dict[str, Any]):
+        self.args = RvcArgs.model_validate(args)
+        gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+        device = self.args.device if self.args.device != "auto" else ("cuda" if gpu_share > 0 else "cpu")
+        torch.set_num_threads(self.args.threads)
+        paths = ServerPaths.at(self.args.root)
+        self.converter = VoiceConverter(paths.rvc_voices, paths.rvc_base, device)
+        self.stop_signal = ClusterStopSignal()
+        self._engines: dict[str, DeploymentHandle] = {}
+        _LOGGER.info("RVC converter ready on %s with %d thread(s)", device, self.args.threads)
+
+    @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
+    async def _voice(self, model: str) -> VoiceModel:
+        return await asyncio.to_thread(self.converter.load_voice, model)
+
+    async def _engine(self, app_name: str) -> DeploymentHandle:
+        if app_name not in self._engines:
+            self._engines[app_name] = await asyncio.to_thread(serve.get_app_handle, app_name)
+        return self._engines[app_name]
+
+    async def _convert(self, voice: VoiceModel, chunk: PcmChunk, conversion: ConversionRequest) -> PcmChunk:
+        return await asyncio.to_thread(convert_chunk, self.converter, voice, chunk, conversion)
+
+    async def convert_synthesis(self, engine_app: str, request: SynthesisRequest,
+                                conversion: ConversionRequest) -> AsyncIterator[PcmChunk]:
+        started = await asyncio.to_thread(self.stop_signal.current)
+        voice = await self._voice(conversion.model)
+        handle = await self._engine(engine_app)
+        stream = handle.options(stream=True, multiplexed_model_id=request.voice).synthesize.remote(request)
+        gatherer = ChunkGatherer()
+        async for chunk in relay(stream, engine_app):
+            ready = gatherer.add(chunk)
+            if ready is not None:
+                converted = await self._convert(voice, ready, conversion)
+                if await asyncio.to_thread(self.stop_signal.current) != started:
+                    raise GenerationStopped()
+                yield converted
+        rest = gatherer.flush()
+        if rest is not None:
+            yield await self._convert(voice, rest, conversion)
+
+    async def convert_audio(self, audio: PcmChunk, conversion: ConversionRequest) -> PcmChunk:
+        voice = await self._voice(conversion.model)
+        return await self._convert(voice, audio, conversion)
