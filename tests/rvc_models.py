@@ -37,18 +37,22 @@ def _split_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 def build_tiny_voice(path: Path, version: str = "v2", f0: bool = True, sample_rate: int = 40000,
-                     seed: int = 0) -> Path:
-    """Writes a random tiny voice model; v1 expects PROJECTED_WIDTH features, v2 EMBEDDER_WIDTH."""
+                     seed: int = 0, full_size: bool = False) -> Path:
+    """Writes a random voice model: tiny (v1 expects PROJECTED_WIDTH features, v2 EMBEDDER_WIDTH),
+    or with `full_size` the shape community v2 voices have (192 channels, 6 attention layers,
+    HiFi-GAN from 512 channels; 768-wide features): the real compute cost, for benchmarks."""
     torch.manual_seed(seed)
     rates, kernels = _UPSAMPLING[sample_rate]
-    config_list = [1025, 32, 16, 16, 32, 2, 2, 3, 0, "1", [3, 5], [[1, 3, 5], [1, 3, 5]], rates, 32, kernels,
-                   2, 8, sample_rate]
+    inter, filt, layers, first, gin, blocks = (192, 768, 6, 512, 256, (3, 7, 11)) if full_size else (16, 32, 2, 32, 8, (3, 5))
+    width = (768 if version == "v2" else 256) if full_size else (EMBEDDER_WIDTH if version == "v2" else PROJECTED_WIDTH)
+    dilations = [[1, 3, 5]] * len(blocks)
+    config_list = [1025, 32, inter, inter, filt, 2, layers, 3, 0, "1", list(blocks), dilations, rates, first,
+                   kernels, 2, gin, sample_rate]
     config = SynthesizerConfig(
-        inter_channels=16, hidden_channels=16, filter_channels=32, n_heads=2, n_layers=2, kernel_size=3,
-        resblock="1", resblock_kernel_sizes=(3, 5), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5)),
-        upsample_rates=tuple(rates), upsample_initial_channel=32, upsample_kernel_sizes=tuple(kernels),
-        speakers=2, gin_channels=8, sample_rate=sample_rate,
-        content_dim=EMBEDDER_WIDTH if version == "v2" else PROJECTED_WIDTH, f0=f0)
+        inter_channels=inter, hidden_channels=inter, filter_channels=filt, n_heads=2, n_layers=layers, kernel_size=3,
+        resblock="1", resblock_kernel_sizes=blocks, resblock_dilation_sizes=tuple(tuple(d) for d in dilations),
+        upsample_rates=tuple(rates), upsample_initial_channel=first, upsample_kernel_sizes=tuple(kernels),
+        speakers=2, gin_channels=gin, sample_rate=sample_rate, content_dim=width, f0=f0)
     model = Synthesizer(config)
     weights = {k: v.half() for k, v in _split_weight_norm(model.state_dict()).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,22 +72,24 @@ def build_index(path: Path, width: int, vectors: int = 256, seed: int = 0) -> Pa
     return path
 
 
-def _tiny_hubert_config():
+def _tiny_hubert_config(full_size: bool = False):
     from transformers import HubertConfig
+    if full_size:
+        return HubertConfig()  # HuBERT base: 768 wide, 12 layers, 512-channel feature extractor
     return HubertConfig(hidden_size=EMBEDDER_WIDTH, num_hidden_layers=12, num_attention_heads=2,
                         intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
                         num_conv_pos_embedding_groups=2)
 
 
 def build_tiny_embedder(base_dir: Path, name: str = "hubert_base", layout: str = "transformers",
-                        seed: int = 0) -> Path:
+                        seed: int = 0, full_size: bool = False) -> Path:
     """A 12-layer HuBERT with a final_proj, 32 wide, as `<name>/` (transformers) or `<name>.pt`
     (fairseq: `cfg.model` + `model` weights under fairseq's layer names)."""
     from transformers import HubertModel
     torch.manual_seed(seed)
-    config = _tiny_hubert_config()
+    config = _tiny_hubert_config(full_size)
     model = HubertModel(config)
-    proj = torch.nn.Linear(EMBEDDER_WIDTH, PROJECTED_WIDTH)
+    proj = torch.nn.Linear(config.hidden_size, 256 if full_size else PROJECTED_WIDTH)
     base_dir.mkdir(parents=True, exist_ok=True)
     if layout == "transformers":
         from safetensors.torch import save_file

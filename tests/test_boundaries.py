@@ -1,5 +1,5 @@
-"""Import direction, checked in fresh interpreters: the ingress never loads torch, onnxruntime or
-an engine; the core and the engines never load Ray or FastAPI."""
+"""Import direction, checked in fresh interpreters: the ingress never loads torch, onnxruntime, an
+engine or RVC; the core, the engines and RVC never load Ray or FastAPI."""
 
 import subprocess
 import sys
@@ -18,7 +18,16 @@ def loaded_after_import(module: str) -> set[str]:
 
 def test_the_ingress_loads_no_model_code():
     loaded = loaded_after_import("deployments.ingress")
-    assert not {"torch", "onnxruntime", "piper", "engines"} & loaded
+    assert not {"torch", "onnxruntime", "piper", "engines", "rvc", "transformers"} & loaded
+
+
+def test_the_launcher_loads_no_model_code():
+    assert not {"torch", "transformers", "rvc"} & loaded_after_import("serve_app")
+
+
+def test_rvc_loads_no_ray_and_no_web_framework():
+    pytest.importorskip("pyworld", reason="the rvc extra is not installed")
+    assert not {"ray", "fastapi", "starlette"} & loaded_after_import("rvc.chunks")
 
 
 @pytest.mark.parametrize("module", ["speechcore.service", "speechcore.config.store", "engines.piper", "engines.registry"])

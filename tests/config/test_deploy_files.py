@@ -26,7 +26,7 @@ def builder(import_path: str):
 
 def test_serve_config_validates_against_serves_schema():
     schema = ServeDeploySchema.model_validate(SERVE_CONFIG)
-    assert [app.name for app in schema.applications] == ["alltalk", "piper", "vits", "xtts"]
+    assert [app.name for app in schema.applications] == ["alltalk", "piper", "vits", "xtts", "rvc"]
     assert schema.applications[0].route_prefix == "/"
     assert all(app.route_prefix is None for app in schema.applications[1:])
 
@@ -34,7 +34,7 @@ def test_serve_config_validates_against_serves_schema():
 def test_coqui_engines_declare_fractional_gpus():
     gpus = {app.name: app.deployments[0].ray_actor_options.num_gpus
             for app in ServeDeploySchema.model_validate(SERVE_CONFIG).applications}
-    assert (gpus["vits"], gpus["xtts"]) == (0.25, 0.5)
+    assert (gpus["vits"], gpus["xtts"], gpus["rvc"]) == (0.25, 0.5, 0.25)
     assert not gpus["piper"] and not gpus["alltalk"]
 
 
@@ -64,12 +64,28 @@ def test_prepare_config_fills_root_address_and_drops_gpus_without_a_gpu(tmp_path
 
 
 def test_prepare_config_keeps_only_the_chosen_engines(tmp_path):
-    prepared = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["piper", "xtts"])
+    prepared = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["piper", "xtts"],
+                                        rvc=False)
     assert [app.name for app in prepared.applications] == ["alltalk", "piper", "xtts"]
+    assert "rvc_app" not in prepared.applications[0].args
     assert prepared.applications[0].args["engines"] == {"piper": "piper", "xtts": "xtts"}
     only_xtts = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["xtts"])
     assert only_xtts.applications[0].args["default_engine"] == "xtts"
     assert serve_app.required_cpus(prepared) == pytest.approx(0.25 + 2 * 1 + 2 * 1), "room for max_replicas"
+
+
+def test_prepare_config_keeps_rvc_when_asked(tmp_path):
+    prepared = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["piper"])
+    assert [app.name for app in prepared.applications] == ["alltalk", "piper", "rvc"]
+    assert prepared.applications[0].args["rvc_app"] == "rvc"
+
+
+def test_the_embedded_server_runs_rvc_when_a_voice_is_installed(tmp_path):
+    pytest.importorskip("pyworld", reason="the rvc extra is not installed")
+    assert not serve_app.rvc_available(tmp_path)
+    (tmp_path / "models" / "rvc_voices" / "someone").mkdir(parents=True)
+    (tmp_path / "models" / "rvc_voices" / "someone" / "someone.pth").write_bytes(b"")
+    assert serve_app.rvc_available(tmp_path)
 
 
 def test_the_embedded_server_finds_coqui_engines_by_their_model_folders(tmp_path):
