@@ -119,7 +119,7 @@ class VoiceConverter:
             return np.zeros(len(source) * voice.sample_rate // SAMPLE_RATE, dtype=np.float32)
         filtered = filtfilt(*_HIGH_PASS, source) if len(source) > 3 * len(_HIGH_PASS[0]) else source
         pad_frames = min(PAD_FRAMES, (len(filtered) - 1) // HOP)
-        padded = np.pad(filtered, pad_frames * HOP, mode="reflect").astype(np.float32)
+        padded = np.clip(np.pad(filtered, pad_frames * HOP, mode="reflect"), -1.0, 1.0).astype(np.float32)
         frames = len(padded) // HOP
         config = voice.synthesizer.config
 
