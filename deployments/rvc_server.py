@@ -14,7 +14,7 @@ import torch
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from rvc.chunks import ChunkGatherer, convert_chunk
+from rvc.chunks import convert_chunk, converted_stream
 from rvc.pipeline import VoiceConverter, VoiceModel
 from speechcore.audio.pcm import PcmChunk
 from speechcore.cancellation import GenerationStopped
@@ -56,21 +56,20 @@ class RvcServer:
 
     async def convert_synthesis(self, engine_app: str, request: SynthesisRequest,
                                 conversion: ConversionRequest) -> AsyncIterator[PcmChunk]:
+        """The engine's stream for `request`, converted; a cluster-wide stop ends it between pieces."""
         started = await asyncio.to_thread(self.stop_signal.current)
         voice = await self._voice(conversion.model)
         handle = await self._engine(engine_app)
         stream = handle.options(stream=True, multiplexed_model_id=request.voice).synthesize.remote(request)
-        gatherer = ChunkGatherer()
-        async for chunk in relay(stream, engine_app):
-            ready = gatherer.add(chunk)
-            if ready is not None:
-                converted = await self._convert(voice, ready, conversion)
-                if await asyncio.to_thread(self.stop_signal.current) != started:
-                    raise GenerationStopped()
-                yield converted
-        rest = gatherer.flush()
-        if rest is not None:
-            yield await self._convert(voice, rest, conversion)
+
+        async def convert(chunk: PcmChunk) -> PcmChunk:
+            converted = await self._convert(voice, chunk, conversion)
+            if await asyncio.to_thread(self.stop_signal.current) != started:
+                raise GenerationStopped()
+            return converted
+
+        async for chunk in converted_stream(relay(stream, engine_app), convert):
+            yield chunk
 
     async def convert_audio(self, audio: PcmChunk, conversion: ConversionRequest) -> PcmChunk:
         voice = await self._voice(conversion.model)

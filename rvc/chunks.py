@@ -4,6 +4,8 @@ badly (the embedder and pitch trackers need context), so chunks are gathered to 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+
 import numpy as np
 
 from speechcore.audio.pcm import PcmChunk
@@ -41,3 +43,16 @@ class ChunkGatherer:
         joined = PcmChunk(b"".join(p.pcm for p in self._parts), self._parts[0].sample_rate)
         self._parts = []
         return joined
+
+
+async def converted_stream(chunks: AsyncIterator[PcmChunk], convert: Callable[[PcmChunk], Awaitable[PcmChunk]],
+                           min_seconds: float = MIN_SECONDS) -> AsyncIterator[PcmChunk]:
+    """`chunks` gathered to `min_seconds` and passed through `convert`, in order."""
+    gatherer = ChunkGatherer(min_seconds)
+    async for chunk in chunks:
+        ready = gatherer.add(chunk)
+        if ready is not None:
+            yield await convert(ready)
+    rest = gatherer.flush()
+    if rest is not None:
+        yield await convert(rest)

@@ -138,17 +138,15 @@ class InProcessConverter:
         return self._voices[model]
 
     async def convert_synthesis(self, engine: str, request: SynthesisRequest, conversion) -> AsyncIterator[PcmChunk]:
-        from rvc.chunks import ChunkGatherer, convert_chunk
+        from rvc.chunks import convert_chunk, converted_stream
 
         voice = await self._voice(conversion.model)
-        gatherer = ChunkGatherer()
-        async for chunk in self.engines[engine].synthesize(request):
-            ready = gatherer.add(chunk)
-            if ready is not None:
-                yield await asyncio.to_thread(convert_chunk, self.converter, voice, ready, conversion)
-        rest = gatherer.flush()
-        if rest is not None:
-            yield await asyncio.to_thread(convert_chunk, self.converter, voice, rest, conversion)
+
+        async def convert(chunk: PcmChunk) -> PcmChunk:
+            return await asyncio.to_thread(convert_chunk, self.converter, voice, chunk, conversion)
+
+        async for chunk in converted_stream(self.engines[engine].synthesize(request), convert):
+            yield chunk
 
     async def convert_audio(self, audio: PcmChunk, conversion) -> PcmChunk:
         from rvc.chunks import convert_chunk
