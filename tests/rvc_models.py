@@ -142,3 +142,14 @@ def install_rvc_files(root: Path) -> None:
     build_tiny_voice(voices / "plain" / "plain.pth", "v2", False, 32000, seed=3)
     build_tiny_embedder(base, "hubert_base", "transformers")
     build_tiny_embedder(base, "contentvec_base", "fairseq")
+
+
+def build_tiny_rmvpe(path: Path, seed: int = 0) -> Path:
+    """An RMVPE state dict in the published layout, 2 channels wide instead of 16 (half precision,
+    as the distributed file)."""
+    from rvc.rmvpe import PitchNet
+    torch.manual_seed(seed)
+    net = PitchNet(width=2, blocks=1, gru_layers=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}, path)
+    return path

@@ -16,11 +16,11 @@ import torch  # noqa: E402
 from rvc.checkpoint import MissingWeights, UnsafeCheckpoint, read_voice_checkpoint  # noqa: E402
 from rvc.embedder import load_embedder  # noqa: E402
 from rvc.pipeline import VoiceConverter, resample_audio  # noqa: E402
-from rvc.pitch import coarse_pitch  # noqa: E402
+from rvc.pitch import coarse_pitch, combine_contours  # noqa: E402
 from rvc.synthesizer import Synthesizer  # noqa: E402
 from speechcore.conversion import ConversionRequest, RvcModelMissing, VoiceConversionError  # noqa: E402
 from tests.rvc_models import (EMBEDDER_WIDTH, PROJECTED_WIDTH, build_index, build_tiny_embedder,  # noqa: E402
-                              build_tiny_voice)
+                              build_tiny_rmvpe, build_tiny_voice)
 
 RATE = 22050  # the bundled Piper voice
 
@@ -87,10 +87,34 @@ def test_every_f0_method_that_needs_no_download_runs(converter, speech, method):
     assert abs(len(out) / 40000 - len(speech) / RATE) < 0.05 * len(speech) / RATE
 
 
+@pytest.mark.parametrize("method", ["rmvpe", "hybrid[rmvpe+fcpe]"])
+def test_rmvpe_runs_with_its_weights(folders, speech, tmp_path, method):
+    voices, base = folders
+    shadow = tmp_path / "base"  # the same embedders, plus rmvpe.pt
+    shadow.mkdir()
+    for item in base.iterdir():
+        (shadow / item.name).symlink_to(item)
+    build_tiny_rmvpe(shadow / "rmvpe.pt")
+    converter = VoiceConverter(voices, shadow)
+    audio_16k = resample_audio(speech, RATE, 16000)
+    frames = len(audio_16k) // 160
+    contour = converter.pitch.f0(method, audio_16k, frames, 160, 3)
+    assert len(contour) == frames and np.isfinite(contour).all()
+    assert ((contour == 0) | ((contour > 30) & (contour < 2100))).all()  # the model's 360 classes span 32-2000 Hz
+    voice = converter.load_voice("v2-f0/voice.pth")
+    out = converter.convert(voice, speech, RATE, ConversionRequest(model="v2-f0/voice.pth", f0_method=method))
+    assert abs(len(out) / 40000 - len(speech) / RATE) < 0.05 * len(speech) / RATE
+
+
 def test_rmvpe_without_its_weights_is_a_clear_error(converter, speech):
     voice = converter.load_voice("v2-f0/voice.pth")
     with pytest.raises(MissingWeights, match="rmvpe.pt"):
         converter.convert(voice, speech, RATE, ConversionRequest(model="v2-f0/voice.pth", f0_method="rmvpe"))
+
+
+def test_hybrid_voices_a_frame_when_half_its_members_do():
+    contours = np.array([[0, 100, 0, 200], [0, 110, 50, 0], [0, 0, 0, 210.0]])
+    assert list(combine_contours(contours)) == [0, 105, 0, 205]
 
 
 def test_coarse_pitch_bins_span_the_tracked_range():
