@@ -1,7 +1,7 @@
 """RVC conversion speed on this machine: real-time factor (seconds of compute per second of audio)
 for 10 s of speech, per f0 method, through the same VoiceConverter the rvc deployment runs.
 The voice and HuBERT have the full community shapes (v2, 40 kHz, HuBERT base) with random
-weights: the audio is noise, the compute is real.
+weights (rmvpe too): the audio is noise, the compute is real.
 
     .venv/bin/python -m bench.rvc_rtf [--runs 3] [--threads 2]
 """
@@ -23,9 +23,9 @@ from engines.piper import BUNDLED_VOICE, PiperEngine
 from rvc.pipeline import VoiceConverter
 from speechcore.conversion import ConversionRequest
 from speechcore.engine_types import SynthesisRequest
-from tests.rvc_models import build_tiny_embedder, build_tiny_voice
+from tests.rvc_models import build_tiny_embedder, build_tiny_rmvpe, build_tiny_voice
 
-METHODS = ["pm", "harvest", "dio", "crepe-tiny", "crepe", "fcpe"]
+METHODS = ["pm", "harvest", "dio", "crepe-tiny", "crepe", "fcpe", "rmvpe"]
 TEXT = ("The lighthouse keeper climbed the narrow stairs every evening. He trimmed the wick and polished the "
         "great lens until it shone. Ships far out at sea counted on that light to find their way home.")
 
@@ -50,6 +50,7 @@ def main() -> None:
         voices, base = Path(tmp) / "voices", Path(tmp) / "base"
         build_tiny_voice(voices / "full.pth", "v2", True, 40000, full_size=True)
         build_tiny_embedder(base, "hubert_base", full_size=True)
+        build_tiny_rmvpe(base / "rmvpe.pt", full_size=True)
         converter = VoiceConverter(voices, base)
         voice = converter.load_voice("full.pth")
         for method in METHODS:

@@ -50,7 +50,7 @@ class FeatureIndex:
         """features [frames, width] -> rate * retrieved + (1 - rate) * features."""
         k = min(NEIGHBOURS, len(self.vectors))
         distances, ids = self.index.search(np.ascontiguousarray(features, dtype=np.float32), k)
-        weights = 1.0 / np.maximum(distances, 1e-12) ** 2
+        weights = 1.0 / np.maximum(distances.astype(np.float64), 1e-12) ** 2  # float64: no overflow
         weights /= weights.sum(axis=1, keepdims=True)
         retrieved = np.sum(self.vectors[ids] * weights[..., None], axis=1)
         return (rate * retrieved + (1 - rate) * features).astype(np.float32)

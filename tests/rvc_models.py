@@ -144,12 +144,12 @@ def install_rvc_files(root: Path) -> None:
     build_tiny_embedder(base, "contentvec_base", "fairseq")
 
 
-def build_tiny_rmvpe(path: Path, seed: int = 0) -> Path:
-    """An RMVPE state dict in the published layout, 2 channels wide instead of 16 (half precision,
-    as the distributed file)."""
+def build_tiny_rmvpe(path: Path, seed: int = 0, full_size: bool = False) -> Path:
+    """An RMVPE state dict in the published layout, 2 channels wide instead of 16 (or the full
+    16 wide with 4 blocks per stage), in half precision as the distributed file."""
     from rvc.rmvpe import PitchNet
     torch.manual_seed(seed)
-    net = PitchNet(width=2, blocks=1, gru_layers=1)
+    net = PitchNet(width=16, blocks=4) if full_size else PitchNet(width=2, blocks=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}, path)
     return path
