@@ -67,7 +67,7 @@ def main() -> None:
     rows = "\n".join(f"| {m} | {r['median_s']:.2f} | {r['rtf']:.3f} | {1 / r['rtf']:.1f}x |" for m, r in results.items())
     table = ("RVC v2 40 kHz (full-size shapes, random weights) + HuBERT base, "
              f"{args.threads} torch threads, 10 s of Piper speech, median of {args.runs} runs.\n\n"
-             "| f0 method | seconds | real-time factor | faster than real time |\n|---|---:|---:|---:|\n" + rows)
+             "| f0 method | seconds | real-time factor | speed (x real time) |\n|---|---:|---:|---:|\n" + rows)
     print(save("rvc_rtf", {"threads": args.threads, "runs": args.runs, "methods": results}, table))
 
 
