@@ -1,6 +1,8 @@
 """EngineServer: one engine replica. Voices are multiplexed (cached per replica, and requests for a
 voice are routed to replicas that have it loaded); synthesis runs off the event loop so the
-replica keeps answering status calls while it speaks."""
+replica keeps answering status calls while it speaks. Concurrent requests take turns sentence by
+sentence (`parallel_steps` at once), so a replica's threads are never oversubscribed and a short
+request is not stuck behind a long one."""
 
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class EngineServer:
         cls = engine_cls or load_engine_class(self.args.engine)
         self.engine = cls.create(ServerPaths.at(self.args.root), options)
         self.stop_signal = ClusterStopSignal()
+        self._steps = asyncio.Semaphore(self.args.parallel_steps)  # FIFO: requests take turns per step
         _LOGGER.info("engine %s ready on %s with %d thread(s)", self.args.engine, options.device, options.threads)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -77,7 +80,8 @@ class EngineServer:
         chunks = self.engine.synthesize(voice, request)
         try:
             while True:
-                chunk, epoch = await asyncio.to_thread(self._next, chunks)
+                async with self._steps:
+                    chunk, epoch = await asyncio.to_thread(self._next, chunks)
                 if epoch != started:
                     raise GenerationStopped()
                 if chunk is _DONE:

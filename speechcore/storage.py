@@ -42,8 +42,7 @@ class OutputStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         with self._partial_file() as (tmp_path, handle):
             write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            handle.flush()  # complete before it is linked; no fsync: outputs need not survive a power cut
             for _ in range(16):
                 final = self.folder / output_name(base, ext, timestamp, suffix)
                 try:

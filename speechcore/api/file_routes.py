@@ -22,6 +22,13 @@ def _existing(service: Service, filename: str) -> Path:
     return path
 
 
+class AudioFileResponse(FileResponse):
+    """A file sent in large pieces: behind Serve each body message is a hop from the ingress to
+    the proxy, so a typical output goes as one message (ranges still work)."""
+
+    chunk_size = 4 * 1024 * 1024
+
+
 def _media_type(path: Path) -> str:
     return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
@@ -29,12 +36,12 @@ def _media_type(path: Path) -> str:
 @router.get("/audio/{filename}")
 async def audio(service: Service, filename: str) -> FileResponse:
     path = _existing(service, filename)
-    return FileResponse(path, media_type=_media_type(path))
+    return AudioFileResponse(path, media_type=_media_type(path))
 
 
 @router.get("/audiocache/{filename}")
 async def audio_cache(service: Service, filename: str) -> FileResponse:
     """The same file as a download that browsers may cache for a week."""
     path = _existing(service, filename)
-    return FileResponse(path, media_type=_media_type(path), filename=path.name,
+    return AudioFileResponse(path, media_type=_media_type(path), filename=path.name,
                         headers={"Cache-Control": f"public, max-age={_CACHE_SECONDS}"})

