@@ -106,9 +106,11 @@ def peer(per_client: int) -> Outcome:
             theirs[n], ours[n] = found["peer"], found["ours"]
             print(f"  {n:>2} clients: piper server {theirs[n]['throughput']:.2f} req/s, ours {ours[n]['throughput']:.2f}",
                   flush=True)
-        firsts = interleaved({"peer": lambda: peer_whole(peer_client, text),
-                              "ours": lambda: ours_first_audio(our_client, text)}, 10)
-        peer_first, our_first = firsts["peer"], firsts["ours"]
+        peer_first, our_first = [], []
+        for _ in range(2):  # blocks of five, taking turns
+            peer_first += interleaved({"peer": lambda: peer_whole(peer_client, text)}, 5)["peer"]
+            time.sleep(1.0)
+            our_first += [ours_first_audio(our_client, text) for _ in range(5)]
     rows, targets = [], []
     for n in clients:
         t, o = theirs[n], ours[n]

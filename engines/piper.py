@@ -77,6 +77,9 @@ class PiperEngine:
         session_options = onnxruntime.SessionOptions()
         session_options.intra_op_num_threads = self.options.threads
         session_options.inter_op_num_threads = 1
+        # Idle threads sleep instead of spinning: the replica shares its cores with other replicas,
+        # the ingress and Ray, and concurrent steps (parallel_steps) must not burn each other's time.
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.options.device == "cuda" \
             else ["CPUExecutionProvider"]
         _LOGGER.info("loading Piper voice %s (%s, %d threads)", voice, self.options.device, self.options.threads)
