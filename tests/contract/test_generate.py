@@ -164,6 +164,15 @@ def test_audio_and_audiocache_headers(server):
     assert cached.content == audio.content
 
 
+def test_audio_files_serve_byte_ranges_for_players_that_seek(server):
+    name = Path(generate(server, text_input="A player seeks into this file.").json()["output_file_path"]).name
+    whole = server.client.get(f"/audio/{name}").content
+    part = server.client.get(f"/audio/{name}", headers={"Range": "bytes=44-1043"})
+    assert part.status_code == 206
+    assert part.content == whole[44:1044]
+    assert part.headers["content-range"] == f"bytes 44-1043/{len(whole)}"
+
+
 @pytest.mark.parametrize("path", ["/audio/missing.wav", "/audiocache/missing.wav", "/audio/..%2Fconfignew.json",
                                   "/audio/.partial-x", "/audiocache/..%2F..%2Fetc%2Fpasswd"])
 def test_missing_or_escaping_files_are_404(server, path):
