@@ -1,5 +1,5 @@
-"""EngineServer: one engine replica. Voices are multiplexed (cached per replica, and requests for a
-voice are routed to replicas that have it loaded); synthesis runs off the event loop so the
+"""EngineServer: one engine replica. Voices are multiplexed (cached per replica, and with
+`voice_affinity` requests for a voice are routed to replicas that have it loaded); synthesis runs off the event loop so the
 replica keeps answering status calls while it speaks. Concurrent requests take turns sentence by
 sentence (`parallel_steps` at once), so a replica's threads are never oversubscribed and a short
 request is not stuck behind a long one."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -63,7 +64,8 @@ class EngineServer:
         await asyncio.to_thread(self.engine.check_model, model)
 
     async def describe(self) -> EngineInfo:
-        return await asyncio.to_thread(self.engine.info)
+        info = await asyncio.to_thread(self.engine.info)
+        return dataclasses.replace(info, voice_affinity=self.args.voice_affinity)
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
     async def _voice(self, voice: str) -> Any:

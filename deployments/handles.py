@@ -142,7 +142,11 @@ class HandleEngineClient:
 
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         handle = await self._get_handle()
-        stream = handle.options(stream=True, multiplexed_model_id=request.voice).synthesize.remote(request)
+        # Routing by voice follows the engine's last description (fetched at start, so no extra
+        # call here); until there is one, route by voice, Serve's default for multiplexed models.
+        by_voice = self._last_info is None or self._last_info.voice_affinity
+        options = {"multiplexed_model_id": request.voice} if by_voice else {}
+        stream = handle.options(stream=True, **options).synthesize.remote(request)
         async for chunk in relay(stream, self.app_name):
             yield chunk
 

@@ -53,6 +53,8 @@ class EngineInfo:
     deepspeed_enabled: bool = False
     """What the replica runs with now (not what a settings file asks for)."""
     lowvram_enabled: bool = False
+    voice_affinity: bool = True
+    """Whether callers should route by voice (the engine application's `voice_affinity`)."""
 
 
 class EngineError(RuntimeError):

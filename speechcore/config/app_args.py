@@ -45,6 +45,10 @@ class EngineArgs(_Args):
     parallel_steps: int = Field(1, ge=1, le=64, description=(
         "Synthesis steps (a sentence or a chunk) a replica computes at once. Requests beyond it take turns "
         "step by step (fair to short requests) instead of oversubscribing the replica's threads."))
+    voice_affinity: bool = Field(True, description=(
+        "Route a voice's requests to replicas that already have it loaded (Serve model multiplexing). Worth it "
+        "where loading a voice is slow next to synthesis; where it is cheap (Piper) it leaves a second replica "
+        "idle until the first is full, so turn it off and let requests go to the least busy replica."))
 
 
 class EngineUserConfig(_Args):

@@ -63,3 +63,34 @@ def test_a_cluster_stop_ends_an_engine_stream_between_chunks(serve_server):
 
     got = asyncio.run(run())
     assert 2 <= len(got) <= 3, "the replica stops within the sentence it was speaking"
+
+
+def test_piper_replicas_share_load_instead_of_routing_by_voice(serve_server):
+    """serve_config.yaml turns voice affinity off for Piper: the engine says so, and the ingress then
+    sends no multiplexed model id, so Serve balances a voice's requests over every replica."""
+    client = HandleEngineClient("piper", "tts-piper", ServeRollout(), 5)
+    assert asyncio.run(client.describe()).voice_affinity is False
+    sent = []
+
+    class Recording:
+        def options(self, **options):
+            sent.append(options)
+            return self
+
+        @property
+        def synthesize(self):
+            return self
+
+        def remote(self, request):
+            raise EngineUnavailable("recorded")
+
+    async def route(client):
+        client._handle = Recording()
+        with pytest.raises(EngineUnavailable):
+            await anext(client.synthesize(SynthesisRequest(text="Hi.", voice="en_US-joe-medium.onnx")))
+
+    asyncio.run(route(client))
+    fresh = HandleEngineClient("piper", "tts-piper", ServeRollout(), 5)  # no description yet: Serve's default
+    asyncio.run(route(fresh))
+    assert "multiplexed_model_id" not in sent[0]
+    assert sent[1]["multiplexed_model_id"] == "en_US-joe-medium.onnx"
