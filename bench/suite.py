@@ -26,6 +26,7 @@ from bench.harness import (SENTENCES, LoadResult, Target, bar_chart, embedded_se
 from bench.report import save
 
 PORT, PEER_PORT = 7885, 7886
+FIRST_AUDIO_SENTENCES = (1, 3, 10)  # one sentence cannot start sooner than it ends: streaming starts per sentence
 Outcome = tuple[dict[str, object], str, list[Target]]
 
 
@@ -96,7 +97,8 @@ def _alternating_load(servers: dict[str, Callable[[], object]], clients: int, to
 def peer(per_client: int) -> Outcome:
     """piper's own HTTP server vs this server, same voice and text, at 1, 4 and 16 clients; both
     servers run throughout and take turns. Both answer the WAV in one request (ours through the
-    OpenAI endpoint); time to first audio compares ours streamed with theirs whole."""
+    OpenAI endpoint); time to first audio compares ours streamed with theirs whole, for texts of
+    1, 3 and 10 sentences."""
     text, clients = text_of(2), [1, 4, 16]
     theirs, ours = {}, {}
     with piper_http_server(PEER_PORT) as peer_client, embedded_server(PORT) as our_client:
@@ -106,11 +108,14 @@ def peer(per_client: int) -> Outcome:
             theirs[n], ours[n] = found["peer"], found["ours"]
             print(f"  {n:>2} clients: piper server {theirs[n]['throughput']:.2f} req/s, ours {ours[n]['throughput']:.2f}",
                   flush=True)
-        peer_first, our_first = [], []
-        for _ in range(2):  # blocks of five, taking turns
-            peer_first += interleaved({"peer": lambda: peer_whole(peer_client, text)}, 5)["peer"]
-            time.sleep(1.0)
-            our_first += [ours_first_audio(our_client, text) for _ in range(5)]
+        firsts: dict[int, dict[str, list[float]]] = {}
+        for sentences in FIRST_AUDIO_SENTENCES:
+            first_text, found_first = text_of(sentences), {"peer": [], "ours": []}
+            for _ in range(2):  # blocks of five, taking turns
+                found_first["peer"] += interleaved({"peer": lambda: peer_whole(peer_client, first_text)}, 5)["peer"]
+                time.sleep(1.0)
+                found_first["ours"] += [ours_first_audio(our_client, first_text) for _ in range(5)]
+            firsts[sentences] = found_first
     rows, targets = [], []
     for n in clients:
         t, o = theirs[n], ours[n]
@@ -121,17 +126,23 @@ def peer(per_client: int) -> Outcome:
             targets += [Target("peer", f"{n} clients, throughput ours / piper server", o["throughput"] / t["throughput"],
                                1.0, at_most=False),
                         Target("peer", f"{n} clients, p95 ours / piper server", o["p95_ms"] / t["p95_ms"], 1.0)]
-    first_ratio = median_ms(our_first) / median_ms(peer_first)
-    targets.append(Target("peer", "time to first audio, ours (streamed) / piper server", first_ratio, 0.5))
+    first_rows = []
+    for sentences, found_first in firsts.items():
+        ratio = median_ms(found_first["ours"]) / median_ms(found_first["peer"])
+        first_rows.append(f"| {sentences} | {median_ms(found_first['peer']):.0f} | {median_ms(found_first['ours']):.0f} | "
+                          f"{ratio:.2f} |")
+        targets.append(Target("peer", f"time to first audio, {sentences} sentence(s), ours (streamed) / piper server",
+                              ratio, 0.5))
     table = ("| clients | piper server req/s | ours req/s | ratio | piper p50 / p95 ms | ours p50 / p95 ms | "
              "p95 ratio | errors (piper / ours) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) +
-             f"\n\nTime to first audio (1 client, 2 sentences): piper server {median_ms(peer_first):.0f} ms (whole "
-             f"file, it cannot stream), ours {median_ms(our_first):.0f} ms streamed ({first_ratio:.2f}x).")
+             "\n\nTime to first audio, 1 client (piper's server answers the whole file, it cannot stream):\n\n"
+             "| sentences | piper server ms | ours streamed ms | ratio |\n|---:|---:|---:|---:|\n" + "\n".join(first_rows))
     bar_chart("suite_peer", "Throughput: piper's HTTP server vs this server", [f"{n} clients" for n in clients],
               {"piper http_server": [theirs[n]["throughput"] for n in clients],
                "this server": [ours[n]["throughput"] for n in clients]}, "requests / s")
     results = {"text_sentences": 2, "piper_server": theirs, "ours": ours, "first_audio_ms": {
-        "piper_server": median_ms(peer_first), "ours_streamed": median_ms(our_first)}}
+        sentences: {"piper_server": median_ms(f["peer"]), "ours_streamed": median_ms(f["ours"])}
+        for sentences, f in firsts.items()}}
     return results, table, targets
 
 
