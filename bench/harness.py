@@ -112,7 +112,8 @@ def wav_seconds(data: bytes) -> float:
 
 
 def tuned_config(piper_replicas: int | None = None, narrator_concurrency: int | None = None,
-                 piper_threads: int | None = None, piper_max_ongoing: int | None = None) -> Path:
+                 piper_threads: int | None = None, piper_max_ongoing: int | None = None,
+                 piper_parallel_steps: int | None = None) -> Path:
     """serve_config.yaml with the benchmark's replica counts (fixed, not autoscaled)."""
     config = yaml.safe_load(serve_app.DEFAULT_CONFIG.read_text())
     for app in config["applications"]:
@@ -127,6 +128,8 @@ def tuned_config(piper_replicas: int | None = None, narrator_concurrency: int | 
                 deployment["max_ongoing_requests"] = piper_max_ongoing
             if piper_threads:
                 app["args"]["threads"] = piper_threads
+            if piper_parallel_steps:
+                app["args"]["parallel_steps"] = piper_parallel_steps
     handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     with handle:
         yaml.safe_dump(config, handle)

@@ -147,14 +147,16 @@ def peer(per_client: int) -> Outcome:
 
 
 def scaling(per_client: int) -> Outcome:
-    """1 vs 2 Piper replicas (one onnxruntime thread each) at 8 clients, alternating twice; the
-    limit is one replica's throughput times min(replicas, cores)."""
+    """1 vs 2 Piper replicas at 8 clients, alternating twice. Each replica uses one core: one
+    onnxruntime thread and one step at a time (the shipped config lets a replica run two steps,
+    which already fills two cores). The limit is one replica's throughput times min(replicas, cores)."""
     import os
     text, clients = text_of(2), 8
     merged = {1: LoadResult(), 2: LoadResult()}
     for _ in range(2):
         for replicas in (1, 2):
-            with embedded_server(PORT, tuned_config(piper_replicas=replicas, piper_threads=1)) as client:
+            with embedded_server(PORT, tuned_config(piper_replicas=replicas, piper_threads=1,
+                                                           piper_parallel_steps=1)) as client:
                 run_load(clients, clients, lambda: ours_whole(client, text))
                 load = run_load(clients, clients * per_client // 2, lambda: ours_whole(client, text))
             merged[replicas].latencies_s += load.latencies_s
@@ -179,14 +181,15 @@ NARRATED = " ".join(f'*{SENTENCES[i]}* "{SENTENCES[i + 1]}"' for i in range(0, 1
 
 
 def narrator(runs: int) -> Outcome:
-    """A 10-segment narrator text on 2 replicas: segments at once (narrator_concurrency 4) vs one
-    after another (1)."""
+    """A 10-segment narrator text on 2 replicas of one core each: segments at once
+    (narrator_concurrency 4) vs one after another (1)."""
     samples: dict[int, list[float]] = {1: [], 4: []}
     form = {"text_input": NARRATED, "narrator_enabled": "true", "narrator_voice_gen": "en_US-joe-medium.onnx",
             "character_voice_gen": "en_US-joe-medium.onnx"}
     for _ in range(2):  # alternating, against drifts of this machine's speed
         for concurrency in (1, 4):
-            config = tuned_config(piper_replicas=2, piper_threads=1, narrator_concurrency=concurrency)
+            config = tuned_config(piper_replicas=2, piper_threads=1, piper_parallel_steps=1,
+                                  narrator_concurrency=concurrency)
             with embedded_server(PORT, config) as client:
                 def once() -> None:
                     client.post("/api/tts-generate", data=form).raise_for_status()

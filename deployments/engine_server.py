@@ -23,6 +23,7 @@ from speechcore.cancellation import GenerationStopped
 from speechcore.config.app_args import EngineArgs, EngineUserConfig
 from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
+from speechcore.step_watch import StepWatch
 
 from .stop_signal import ClusterStopSignal
 
@@ -46,6 +47,7 @@ class EngineServer:
         self.engine = cls.create(ServerPaths.at(self.args.root), options)
         self.stop_signal = ClusterStopSignal()
         self._steps = asyncio.Semaphore(self.args.parallel_steps)  # FIFO: requests take turns per step
+        self._watch = StepWatch()
         _LOGGER.info("engine %s ready on %s with %d thread(s)", self.args.engine, options.device, options.threads)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -59,6 +61,10 @@ class EngineServer:
             await asyncio.to_thread(self.engine.select_model, config.model)
         except EngineError as exc:
             _LOGGER.error("keeping the current model: %s", exc)
+
+    async def check_health(self) -> None:
+        """Serve's periodic probe: a replica whose synthesis step never returns is replaced."""
+        self._watch.check(self.args.step_timeout_s)
 
     async def check_model(self, model: str) -> None:
         await asyncio.to_thread(self.engine.check_model, model)
@@ -83,7 +89,8 @@ class EngineServer:
         try:
             while True:
                 async with self._steps:
-                    chunk, epoch = await asyncio.to_thread(self._next, chunks)
+                    with self._watch.step():
+                        chunk, epoch = await asyncio.to_thread(self._next, chunks)
                 if epoch != started:
                     raise GenerationStopped()
                 if chunk is _DONE:

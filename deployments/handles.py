@@ -9,13 +9,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 from ray import serve
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, RayServeException
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from speechcore.audio.pcm import PcmChunk
 from speechcore.cancellation import GenerationStopped
-from speechcore.engine_client import EngineUnavailable, ModelChangeInProgress
+from speechcore.engine_client import EngineTimeout, EngineUnavailable, ModelChangeInProgress, ReplicaLost
 from speechcore.conversion import ConversionRequest, RvcUnavailable
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
 
@@ -40,8 +40,8 @@ def engine_errors(app_name: str) -> Iterator[None]:
         raise EngineError(f"{type(cause).__name__}: {cause}") from None
     except BackPressureError as exc:
         raise EngineUnavailable(f"the {app_name} engine is at its queue limit; retry shortly") from exc
-    except (ActorDiedError, ActorUnavailableError) as exc:
-        raise EngineUnavailable(f"a replica of the {app_name} engine was lost; retry shortly") from exc
+    except (RayActorError, ActorUnavailableError) as exc:
+        raise ReplicaLost(f"a replica of the {app_name} engine was lost; retry shortly") from exc
 
 
 async def app_handle(app_name: str, missing: type[Exception]) -> DeploymentHandle:
@@ -70,12 +70,21 @@ class ServingProbe:
         return serving
 
 
-async def relay(stream: DeploymentResponseGenerator, app_name: str) -> AsyncIterator[PcmChunk]:
+async def relay(stream: DeploymentResponseGenerator, app_name: str,
+                chunk_timeout_s: float | None = None) -> AsyncIterator[PcmChunk]:
     """The chunks of a streaming handle call, errors as the core's; a consumer that stops early
-    (stop request, client gone) ends the replica's work too."""
+    (stop request, client gone) ends the replica's work too. Waiting longer than `chunk_timeout_s`
+    for a chunk ends the call with EngineTimeout."""
     try:
         with engine_errors(app_name):
-            async for chunk in stream:
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(anext(stream), chunk_timeout_s)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    stream.cancel()
+                    raise EngineTimeout(f"the {app_name} engine sent nothing for {chunk_timeout_s:.0f} s") from None
                 yield chunk
     except (GeneratorExit, asyncio.CancelledError):
         with contextlib.suppress(Exception):
@@ -89,7 +98,7 @@ class HandleEngineClient:
     less per generation) and falls back to the last good one when replicas are slow to answer."""
 
     def __init__(self, app_name: str, deployment_name: str, rollout: ServeRollout, describe_timeout_s: float,
-                 describe_max_age_s: float = 1.0):
+                 describe_max_age_s: float = 1.0, chunk_timeout_s: float | None = None):
         self.app_name = app_name
         self.deployment_name = deployment_name
         self.rollout = rollout
@@ -97,6 +106,7 @@ class HandleEngineClient:
         self.describe_max_age_s = describe_max_age_s
         self._handle: DeploymentHandle | None = None
         self._last_info: EngineInfo | None = None
+        self.chunk_timeout_s = chunk_timeout_s
         self._last_info_at = float("-inf")
         self._describing: asyncio.Task[EngineInfo] | None = None
         self._serving = ServingProbe(app_name)
@@ -147,7 +157,7 @@ class HandleEngineClient:
         by_voice = self._last_info is None or self._last_info.voice_affinity
         options = {"multiplexed_model_id": request.voice} if by_voice else {}
         stream = handle.options(stream=True, **options).synthesize.remote(request)
-        async for chunk in relay(stream, self.app_name):
+        async for chunk in relay(stream, self.app_name, self.chunk_timeout_s):
             yield chunk
 
     async def configure(self, options: dict[str, object]) -> None:

@@ -5,6 +5,7 @@ Runs in the ingress process: must not import torch or any engine."""
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,7 +26,7 @@ class IngressServer:
         self.args = IngressArgs.model_validate(args)
         rollout = ServeRollout()
         engines = {name: HandleEngineClient(app, f"tts-{name}", rollout, self.args.describe_timeout_s,
-                                            self.args.describe_max_age_s)
+                                            self.args.describe_max_age_s, self.args.engine_chunk_timeout_s)
                    for name, app in self.args.engines.items()}
         settings = SettingsStore(ServerPaths.at(self.args.root))
         stop_signal = ClusterStopSignal()
@@ -49,9 +50,10 @@ class IngressServer:
             "args": {"engine": engine, "root": self.args.root},
             "deployments": [{"name": f"tts-{engine}", "user_config": {"model": model}}]})
         client = HandleEngineClient(engine, f"tts-{engine}", self.rollout, self.args.describe_timeout_s,
-                                    self.args.describe_max_age_s)
+                                    self.args.describe_max_age_s, self.args.engine_chunk_timeout_s)
         await client.warm_up()
         return client
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.service)
+        return create_app(self.service, self.args.access, self.args.access.keys(os.environ),
+                          self.args.retention_check_s)

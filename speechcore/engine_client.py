@@ -14,6 +14,14 @@ class EngineUnavailable(RuntimeError):
     """No replica of the engine can answer right now."""
 
 
+class ReplicaLost(EngineUnavailable):
+    """The replica serving a request died (another one may serve it again)."""
+
+
+class EngineTimeout(EngineUnavailable):
+    """The engine sent nothing for longer than the ingress waits (a hung or unreachable replica)."""
+
+
 class ModelChangeInProgress(RuntimeError):
     """Another model change of this engine is rolling out."""
 

@@ -16,14 +16,14 @@ from .audio.wav import write_wav
 from .cancellation import GenerationStopped
 from .contract import GenerateForm, GenerateParams, merge_defaults, validate_generate
 from .conversion import ConversionRequest, InvalidConversion, RvcModelMissing, RvcUnavailable, VoiceConversionError
-from .engine_client import EngineUnavailable
+from .engine_client import EngineTimeout, EngineUnavailable
 from .engine_types import EngineError, EngineInfo, SynthesisRequest, UnknownVoice, UnsupportedLanguage
 from .errors import ContractError
 from .safe_paths import unsafe_reason
 from .service import SpeechService
 from .storage import SAFE_FILENAME
 from .streaming import NoAudio, encode_stream, start_stream
-from .text.filtering import filter_text
+from .text.filtering import filter_text, has_speech
 from .text.language import LanguageNotDetected
 from .text.narrator import assign_voices, prepare_narration, split_narration
 
@@ -55,6 +55,8 @@ def engine_errors(shape: ErrorShape) -> Iterator[None]:
         raise shape(400, str(exc)) from exc
     except RvcModelMissing as exc:
         raise shape(404, str(exc)) from exc
+    except EngineTimeout as exc:
+        raise shape(504, str(exc)) from exc
     except (EngineUnavailable, RvcUnavailable) as exc:
         error = shape(503, str(exc))
         error.headers["Retry-After"] = "2"
@@ -72,8 +74,9 @@ def preview_text(voice: str) -> str:
 
 
 class GenerationService:
-    def __init__(self, hub: SpeechService):
+    def __init__(self, hub: SpeechService, max_narrator_segments: int = 200):
         self.hub = hub
+        self.max_narrator_segments = max_narrator_segments
 
     # ----- shared steps
 
@@ -152,7 +155,7 @@ class GenerationService:
     async def _standard_request(self, info: EngineInfo, params: GenerateParams) -> SynthesisRequest:
         """Standard mode: the whole filtered text in the character voice."""
         text = filter_text(params.text_input, params.text_filtering, self.hub.settings.config.api_def.allowed_filter)
-        if not text.strip():
+        if not has_speech(text):
             raise generate_failure(400, "text_input has nothing left to speak after text filtering")
         self._check_voice(info, params.character_voice_gen, generate_failure)
         language = await self._language(params.language, text)
@@ -175,10 +178,13 @@ class GenerationService:
         segments = assign_voices(split_narration(prepare_narration(params.text_input)), params.narrator_enabled,
                                  params.text_not_inside, params.character_voice_gen, params.narrator_voice_gen,
                                  api.api_length_stripping)
+        if len(segments) > self.max_narrator_segments:
+            raise ContractError(400, {"error": f"text_input splits into {len(segments)} narrator segments; at most "
+                                               f"{self.max_narrator_segments} are allowed per request"})
         jobs = []
         for segment in segments:
             text = filter_text(segment.text, params.text_filtering, api.allowed_filter)
-            if not text.strip():
+            if not has_speech(text):
                 continue
             try:
                 language = await self._language(params.language, text)
@@ -211,8 +217,11 @@ class GenerationService:
                                  shape: ErrorShape) -> SynthesisRequest:
         """Engine defaults for temperature and repetition penalty, speed 1.0 (§5.1)."""
         self._check_voice(info, voice, shape)
-        if not text.strip():
-            raise shape(400, "text is empty")
+        if not has_speech(text):
+            raise shape(400, "text has nothing to speak")
+        limit = self.hub.settings.config.api_def.api_max_characters
+        if len(text) > limit:
+            raise shape(400, f"text must be at most {limit} characters long (got {len(text)})")
         with engine_errors(shape):
             language = await self._language(language, text)
         return self._default_request(info, text, voice, language)

@@ -22,7 +22,7 @@ from .generation import engine_errors
 from .safe_paths import unsafe_reason
 from .service import SpeechService
 from .streaming import encode_stream, start_stream
-from .text.filtering import html_prefilter
+from .text.filtering import has_speech, html_prefilter
 
 MAX_INPUT_CHARACTERS = 4096
 RESPONSE_FORMATS = ("wav", "mp3", "opus", "aac", "flac", "pcm", "ogg", "m4a")
@@ -94,7 +94,7 @@ class OpenAISpeechService:
         info = await self.hub.info()
         voice = self._voice(info, request.voice)
         text = html_prefilter(request.input)
-        if not text.strip():
+        if not has_speech(text):
             raise openai_error(400, "input has nothing to speak", "input")
         defaults = self.hub.model_settings(info).settings
         with engine_errors(openai_error):

@@ -18,6 +18,7 @@ from .conversion import ConversionClient, ConversionRequest, ConvertedSource, In
 from .engine_client import EngineClient, EngineUnavailable, ModelChangeInProgress
 from .engine_types import EngineError, EngineInfo
 from .errors import ContractError
+from .safe_paths import unsafe_reason
 from .storage import OutputStore
 from .synthesis import AudioSource, SynthesisRunner
 from .text.language import LanguageDetectorService
@@ -77,7 +78,11 @@ class SpeechService:
         """What to convert with, or None when RVC is off globally or for this voice. Raises
         InvalidConversion for unusable settings, RvcUnavailable when no converter runs here."""
         rvc = self.settings.config.rvc_settings
-        if not rvc.rvc_enabled or rvc_voice_off(rvc_voice):
+        if rvc_voice_off(rvc_voice):
+            return None
+        if reason := unsafe_reason(rvc_voice):  # refused even while RVC is off: never a silent pass
+            raise InvalidConversion(f"RVC voice {rvc_voice!r} {reason}")
+        if not rvc.rvc_enabled:
             return None
         request = ConversionRequest.from_settings(rvc, rvc_voice, pitch, f0_method)
         problems = request.problems()

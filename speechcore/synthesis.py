@@ -4,12 +4,16 @@ requests at once (bounded, order kept), all stoppable by `/api/stop-generation`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from .audio.pcm import PcmChunk
 from .cancellation import StopRegistry, until_stopped
+from .engine_client import ReplicaLost
 from .engine_types import SynthesisRequest
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class AudioSource(Protocol):
@@ -32,7 +36,13 @@ class SynthesisRunner:
                 yield chunk
 
     async def collect(self, source: AudioSource, request: SynthesisRequest) -> list[PcmChunk]:
-        return [chunk async for chunk in self.stream(source, request)]
+        """The whole audio. Nothing has reached the client yet, so a replica lost on the way is
+        retried once (Serve routes the retry to a live replica)."""
+        try:
+            return [chunk async for chunk in self.stream(source, request)]
+        except ReplicaLost as exc:
+            _LOGGER.warning("retrying once: %s", exc)
+            return [chunk async for chunk in self.stream(source, request)]
 
     async def collect_many(self, jobs: Sequence[tuple[AudioSource, SynthesisRequest]],
                            concurrency: int) -> list[list[PcmChunk]]:

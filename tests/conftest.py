@@ -61,18 +61,23 @@ class Server:
         assert self.client.get("/api/reload_config").status_code == 200
 
 
-@pytest.fixture(scope="session")
-def asgi_server(tmp_path_factory) -> Iterator[Server]:
-    root = make_root(tmp_path_factory, "asgi-root")
+def build_asgi_service(tmp_path_factory, name: str) -> SpeechService:
+    """The service behind the `asgi` server: in-process Piper (and RVC with the extra) on a fresh root."""
+    root = make_root(tmp_path_factory, name)
     paths = ServerPaths.at(root)
     engines = {"piper": InProcessEngineClient(PiperEngine.create(paths, EngineOptions(threads=1)))}
     converter = None
     if RVC:
         from rvc.pipeline import VoiceConverter
         converter = InProcessConverter(VoiceConverter(paths.rvc_voices, paths.rvc_base), engines)
-    service = SpeechService(SettingsStore(paths), engines, list(ENGINE_CLASSES), "piper", converter=converter)
+    return SpeechService(SettingsStore(paths), engines, list(ENGINE_CLASSES), "piper", converter=converter)
+
+
+@pytest.fixture(scope="session")
+def asgi_server(tmp_path_factory) -> Iterator[Server]:
+    service = build_asgi_service(tmp_path_factory, "asgi-root")
     with TestClient(create_app(service)) as client:
-        yield Server("asgi", client, root)
+        yield Server("asgi", client, service.settings.paths.root)
 
 
 def _ray_processes() -> list[psutil.Process]:

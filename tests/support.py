@@ -36,7 +36,8 @@ class InProcessEngineClient:
         voice = self._voices.get(request.voice)
         if voice is None:
             voice = self._voices[request.voice] = await asyncio.to_thread(self.engine.load_voice, request.voice)
-        for chunk in await asyncio.to_thread(lambda: list(self.engine.synthesize(voice, request))):
+        chunks = self.engine.synthesize(voice, request)
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:  # one sentence at a time
             yield chunk
 
     async def select_model(self, model: str) -> None:

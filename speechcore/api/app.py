@@ -2,31 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from ..config.access import AccessArgs
 from ..errors import ContractError
 from ..generation import GenerationService
 from ..openai_speech import OpenAISpeechService
+from ..retention import retention_loop
 from ..service import SpeechService
 from . import (control_routes, file_routes, generate_routes, openai_routes, page_routes, rvc_routes,
                status_routes, tools_routes)
+from .access import AccessControl
 
 _LOGGER = logging.getLogger(__name__)
 
 
-def create_app(service: SpeechService) -> FastAPI:
+NO_KEYS: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+
+
+def create_app(service: SpeechService, access: AccessArgs | None = None,
+               keys: tuple[frozenset[str], frozenset[str]] = NO_KEYS, retention_check_s: float = 600.0) -> FastAPI:
+    """`keys`: (user keys, admin keys), read by the caller (`AccessArgs.keys`); none: an open API."""
+    access = access or AccessArgs()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        retention = asyncio.create_task(retention_loop(
+            lambda: (service.outputs().folder, service.settings.config.delete_output_wavs), retention_check_s))
+        try:
+            yield
+        finally:
+            retention.cancel()
+
     app = FastAPI(title="AllTalk-compatible TTS server on Ray Serve", version="0.1.0",
-                  description="The AllTalk v2 HTTP API, served by Ray Serve deployments.")
+                  description="The AllTalk v2 HTTP API, served by Ray Serve deployments.", lifespan=lifespan)
     app.state.service = service
-    app.state.generation = GenerationService(service)
+    app.state.generation = GenerationService(service, access.max_narrator_segments)
     app.state.openai = OpenAISpeechService(service)
     for module in (status_routes, control_routes, generate_routes, openai_routes, tools_routes, rvc_routes,
                    file_routes, page_routes):
         app.include_router(module.router)
     _install_error_handlers(app)
+    app.add_middleware(AccessControl, args=access, user_keys=keys[0], admin_keys=keys[1])
+    if access.cors_origins:  # outermost: a browser's preflight is answered before any key is asked for
+        app.add_middleware(CORSMiddleware, allow_origins=access.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["x-request-id", "content-disposition"])
     return app
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .access import AccessArgs
+
 
 class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,6 +28,12 @@ class IngressArgs(_Args):
     rvc_app: str | None = Field(None, description="Serve application of the RVC converter; None: no RVC here.")
     describe_max_age_s: float = Field(1.0, ge=0, description="How long an engine's voice and model list is reused "
                                                              "before it is asked again.")
+    engine_chunk_timeout_s: float = Field(300.0, gt=0, description=(
+        "Longest wait for the next piece of audio from an engine before the request fails with 504 (a hung or "
+        "unreachable replica); one sentence on the slowest engine must fit in it."))
+    access: AccessArgs = Field(default_factory=AccessArgs, description="API keys, CORS and request limits.")
+    retention_check_s: float = Field(600.0, gt=0, description="How often outputs older than `delete_output_wavs` "
+                                                              "are removed.")
 
     @model_validator(mode="after")
     def _default_is_live(self) -> "IngressArgs":
@@ -49,6 +57,8 @@ class EngineArgs(_Args):
         "Route a voice's requests to replicas that already have it loaded (Serve model multiplexing). Worth it "
         "where loading a voice is slow next to synthesis; where it is cheap (Piper) it leaves a second replica "
         "idle until the first is full, so turn it off and let requests go to the least busy replica."))
+    step_timeout_s: float = Field(600.0, gt=0, description=(
+        "A synthesis step running longer than this fails the replica's health check, and Serve replaces it."))
 
 
 class EngineUserConfig(_Args):

@@ -36,3 +36,9 @@ def filter_text(text: str, mode: str, allowed_filter: re.Pattern[str]) -> str:
     elif mode != "standard":
         raise ValueError(f"unknown text filtering mode {mode!r}")
     return standard_filter(text, allowed_filter)
+
+
+def has_speech(text: str) -> bool:
+    """Whether anything in `text` can be spoken: a letter or a digit of any script (whitespace,
+    punctuation and invisible characters alone make an engine produce no audio)."""
+    return any(ch.isalnum() for ch in text)

@@ -1,0 +1,116 @@
+"""AccessControl: the ASGI middleware in front of every route. It checks the API key (401 without
+one, 403 for a user key on a control endpoint), refuses bodies over the size limit (413) and
+generations beyond a client's share (429). Errors have FastAPI's `{"detail": ...}` shape, the
+contract's shape for framework-level refusals."""
+
+from __future__ import annotations
+
+import hmac
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.datastructures import Headers, QueryParams
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+
+from ..config.access import AccessArgs
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+GENERATION_PATHS = ("/api/tts-generate", "/api/tts-generate-streaming", "/v1/audio/speech", "/api/previewvoice/",
+                    "/api/voice2rvc")
+"""Requests that keep a synthesis (or a conversion) busy; they count against a client's share."""
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body larger than {limit} bytes")
+
+
+def _matches(path: str, patterns: list[str]) -> bool:
+    """A pattern ending in '/' covers everything below it; others match exactly."""
+    return any(path == p or (p.endswith("/") and path.startswith(p)) for p in patterns)
+
+
+def _has(key: str, keys: frozenset[str]) -> bool:
+    found = False
+    for known in keys:  # every key compared, in constant time each
+        found |= hmac.compare_digest(key.encode(), known.encode())
+    return found
+
+
+class AccessControl:
+    def __init__(self, app: ASGIApp, args: AccessArgs, user_keys: frozenset[str], admin_keys: frozenset[str]):
+        self.app = app
+        self.args = args
+        self.user_keys, self.admin_keys = user_keys, admin_keys
+        self.in_flight: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        key = self._presented_key(scope, headers)
+        refusal = self._refusal(scope["path"], key, headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        if scope["path"] not in GENERATION_PATHS:
+            await self.app(scope, self._limited(receive), send)
+            return
+        client = f"key:{key}" if key and self.user_keys else f"addr:{(scope.get('client') or ('?',))[0]}"
+        if self.in_flight[client] >= self.args.max_generations_per_client:
+            await JSONResponse({"detail": f"at most {self.args.max_generations_per_client} generations at once per "
+                                          "client; retry when one has finished"}, status_code=429,
+                               headers={"Retry-After": "1"})(scope, receive, send)
+            return
+        self.in_flight[client] += 1
+        try:
+            await self.app(scope, self._limited(receive), send)
+        finally:
+            self.in_flight[client] -= 1
+            if not self.in_flight[client]:
+                del self.in_flight[client]
+
+    @staticmethod
+    def _presented_key(scope: Scope, headers: Headers) -> str | None:
+        """The Bearer token, or an `api_key` query parameter (audio players cannot send headers)."""
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return QueryParams(scope.get("query_string", b"")).get("api_key") or None
+
+    def _refusal(self, path: str, key: str | None, headers: Headers) -> JSONResponse | None:
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.args.max_body_bytes):
+            return JSONResponse({"detail": f"request body larger than {self.args.max_body_bytes} bytes"},
+                                status_code=413)
+        if not self.user_keys or _matches(path, self.args.public_paths):
+            return None
+        if key is None or not _has(key, self.user_keys):
+            return JSONResponse({"detail": "missing or unknown API key: send 'Authorization: Bearer <key>'"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if self.admin_keys and _matches(path, self.args.admin_paths) and not _has(key, self.admin_keys):
+            return JSONResponse({"detail": "this endpoint needs an admin key"}, status_code=403)
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        """`receive` that refuses a body (chunked, without Content-Length) once it passes the limit."""
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.args.max_body_bytes:
+                    raise BodyTooLarge(self.args.max_body_bytes)
+            return message
+
+        return limited

@@ -1,0 +1,44 @@
+"""AccessArgs: who may call the API, from where, and how much they may send (the `access` section
+of the ingress args in serve_config.yaml). Keys come from the config or from environment variables,
+so that a deployment can keep them out of files it checks in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+ADMIN_PATHS = ("/api/reload", "/api/enginereload", "/api/deepspeed", "/api/lowvramsetting", "/api/openai-voicemap",
+               "/api/reload_config", "/api/save-tts-data", "/api/voice2rvc")
+"""Control endpoints: they change what every user gets, or write files on the server."""
+
+
+class AccessArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_keys: list[SecretStr] = Field(default_factory=list, description=(
+        "Keys a client sends as `Authorization: Bearer <key>`. With none here or in `api_keys_env`, the API is open "
+        "(fine on 127.0.0.1, the default bind address)."))
+    api_keys_env: str = Field("ALLTALK_API_KEYS", description="Environment variable with more keys, comma-separated.")
+    admin_keys: list[SecretStr] = Field(default_factory=list, description=(
+        "Keys for the control endpoints (`admin_paths`). With none, any API key may use them."))
+    admin_keys_env: str = Field("ALLTALK_ADMIN_KEYS", description="Environment variable with more admin keys.")
+    admin_paths: list[str] = Field(default_factory=lambda: list(ADMIN_PATHS))
+    public_paths: list[str] = Field(default_factory=lambda: ["/api/ready"], description=(
+        "Paths served without a key (health checks of load balancers)."))
+    cors_origins: list[str] = Field(default_factory=list, description=(
+        "Web origins whose pages may call the API from a browser. Empty: same origin only."))
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
+    max_narrator_segments: int = Field(200, ge=1, description="Narrator segments one request may split into.")
+    max_generations_per_client: int = Field(32, ge=1, description=(
+        "Generations one client (API key, or address without keys) may have in flight; more get 429."))
+
+    def keys(self, environ: Mapping[str, str]) -> tuple[frozenset[str], frozenset[str]]:
+        """(user keys, admin keys) from the config and the environment; admin keys are user keys too."""
+        def gather(listed: list[SecretStr], variable: str) -> frozenset[str]:
+            found = [key.get_secret_value() for key in listed]
+            found += environ.get(variable, "").split(",")
+            return frozenset(key.strip() for key in found if key.strip())
+
+        admin = gather(self.admin_keys, self.admin_keys_env)
+        return gather(self.api_keys, self.api_keys_env) | admin, admin

@@ -1,0 +1,36 @@
+"""StepWatch: how long the synthesis steps in flight on a replica have been running, so that a
+health check can tell a busy replica (steps finish) from a hung one (a step never returns)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Iterator
+
+
+class StepWatch:
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._started: dict[int, float] = {}
+        self._ids = itertools.count()
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        step_id = next(self._ids)
+        self._started[step_id] = self._clock()
+        try:
+            yield
+        finally:
+            del self._started[step_id]
+
+    def longest_running_s(self) -> float:
+        """Seconds the oldest step in flight has run; 0 when none is."""
+        return self._clock() - min(self._started.values()) if self._started else 0.0
+
+    def check(self, limit_s: float) -> None:
+        """Raises when a step has run longer than `limit_s` (the replica is then replaced)."""
+        longest = self.longest_running_s()
+        if longest > limit_s:
+            raise RuntimeError(f"a synthesis step has been running for {longest:.0f} s (limit {limit_s:.0f} s): "
+                               "the replica is hung")

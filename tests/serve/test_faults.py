@@ -1,0 +1,73 @@
+"""Faults on real Serve: an engine replica killed under load costs the clients nothing (the ingress
+retries a non-streamed generation once, on another replica) and Serve brings the replica count
+back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import ray
+from ray import serve
+
+from deployments.rollout import ServeRollout
+from tests.support import decode_audio
+
+pytestmark = pytest.mark.serve
+TEXT = "A replica may die at any moment. The client should never notice it."
+
+
+def _replicas() -> list[dict]:
+    details = serve.context._get_global_client().get_serve_details()
+    return details["applications"]["piper"]["deployments"]["tts-piper"]["replicas"]
+
+
+def _running() -> list[dict]:
+    return [r for r in _replicas() if r["state"] == "RUNNING"]
+
+
+@pytest.fixture
+def two_piper_replicas(serve_server):
+    rollout = ServeRollout()
+    asyncio.run(rollout.update("piper", "tts-piper", {"num_replicas": 2, "autoscaling_config": None}))
+    deadline = time.monotonic() + 60
+    while len(_running()) < 2:
+        assert time.monotonic() < deadline, "the second replica did not start"
+        time.sleep(0.5)
+    yield
+    asyncio.run(rollout.update("piper", "tts-piper", {
+        "num_replicas": None, "autoscaling_config": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2,
+                                                     "upscale_delay_s": 5, "downscale_delay_s": 120}}))
+
+
+def test_an_engine_replica_killed_under_load_fails_no_request(serve_server, two_piper_replicas):
+    client = serve_server.client
+    statuses, done = [], threading.Event()
+    completed = threading.Semaphore(0)
+
+    def one(_):
+        answer = client.post("/v1/audio/speech", json={"model": "tts-1", "input": TEXT, "voice": "alloy",
+                                                         "response_format": "wav"}, timeout=120)
+        statuses.append(answer.status_code)
+        if answer.status_code == 200:
+            assert decode_audio(answer.content).duration_s > 1.0
+        completed.release()
+        return answer.status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(one, i) for i in range(24)]
+        for _ in range(4):  # the load is under way
+            completed.acquire(timeout=120)
+        victim = _running()[0]
+        ray.kill(ray.get_actor(victim["actor_name"], namespace="serve"), no_restart=True)
+        results = [f.result() for f in futures]
+    done.set()
+
+    assert results == [200] * 24, f"client-visible failures: {[s for s in results if s != 200]}"
+    deadline = time.monotonic() + 90
+    while len(_running()) < 2 or victim["replica_id"] in {r["replica_id"] for r in _running()}:
+        assert time.monotonic() < deadline, f"Serve did not replace the killed replica: {_replicas()}"
+        time.sleep(0.5)

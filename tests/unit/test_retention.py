@@ -1,0 +1,62 @@
+"""Output retention (`delete_output_wavs`): which files go, which stay."""
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from speechcore.retention import remove_expired, retention_loop, retention_seconds
+
+DAY = 86400
+
+
+@pytest.mark.parametrize("setting, seconds", [("Disabled", None), ("", None), ("7 Days", 7 * DAY), ("1 Day", DAY),
+                                              ("2 hours", 7200), ("0 Days", None), ("forever", None),
+                                              ("1 Week", 7 * DAY), ("30 Minutes", 1800)])
+def test_settings_read_as_durations(setting, seconds):
+    assert retention_seconds(setting) == seconds
+
+
+def _aged(path, days):
+    path.write_bytes(b"RIFF")
+    past = time.time() - days * DAY
+    os.utime(path, (past, past))
+    return path
+
+
+def test_only_old_finished_files_in_the_folder_are_removed(tmp_path):
+    outputs, elsewhere = tmp_path / "outputs", tmp_path / "elsewhere"
+    outputs.mkdir()
+    elsewhere.mkdir()
+    old = _aged(outputs / "old.wav", 3)
+    fresh = _aged(outputs / "fresh.wav", 0.5)
+    partial = _aged(outputs / ".partial-abc", 3)  # still being written
+    nested = outputs / "sub"
+    nested.mkdir()
+    nested_old = _aged(nested / "old.wav", 3)
+    target = _aged(elsewhere / "precious.wav", 3)
+    (outputs / "link.wav").symlink_to(target)
+
+    removed = remove_expired(outputs, DAY, time.time())
+
+    assert removed == [old]
+    assert not old.exists()
+    assert fresh.exists() and partial.exists() and nested_old.exists() and target.exists()
+    assert (outputs / "link.wav").is_symlink()
+
+
+def test_the_loop_reads_the_setting_each_pass(tmp_path):
+    old = _aged(tmp_path / "old.wav", 3)
+    settings = iter(["Disabled", "1 Day"])
+
+    async def run():
+        task = asyncio.create_task(retention_loop(lambda: (tmp_path, next(settings, "1 Day")), every_s=0.01))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if not old.exists():
+                break
+        task.cancel()
+
+    asyncio.run(run())
+    assert not old.exists()
