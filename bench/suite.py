@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import threading
 import time
 import wave
@@ -23,7 +24,7 @@ from piper import PiperVoice
 from bench.harness import (SENTENCES, LoadResult, Target, bar_chart, embedded_server, interleaved, median_ms,
                            ours_first_audio, ours_speech, ours_whole, p95_ms, peer_whole, piper_http_server, run_load, text_of,
                            tuned_config)
-from bench.report import save
+from bench.report import RESULTS, save
 
 PORT, PEER_PORT = 7885, 7886
 FIRST_AUDIO_SENTENCES = (1, 3, 10)  # one sentence cannot start sooner than it ends: streaming starts per sentence
@@ -250,20 +251,31 @@ def main() -> None:
     args = parser.parse_args()
     sizes = {"overhead": 5 if args.quick else 20, "peer": 2 if args.quick else 6, "scaling": 2 if args.quick else 6,
              "narrator": 3 if args.quick else 8, "mixed": 5 if args.quick else 20}
-    targets: list[Target] = []
-    sections = []
     for name in args.only.split(","):
         print(f"== {name}", flush=True)
         results, table, found = SCENARIOS[name](sizes[name])
-        save(f"suite_{name}", results, table + f"\n\n![{name}](suite_{name}.png)")
+        save(f"suite_{name}", {**results, "targets": [t.as_dict() for t in found]},
+             table + f"\n\n![{name}](suite_{name}.png)")
         print(table, flush=True)
-        sections.append(f"## {name}\n\n{table}\n\n![{name}](suite_{name}.png)")
-        targets += found
+    path = write_summary()
+    print(path.read_text())
+
+
+def write_summary() -> Path:
+    """suite.md and suite.json from the latest results of every scenario (a run with --only
+    replaces its scenarios' results and keeps the others')."""
+    targets, sections = [], []
+    for name in SCENARIOS:
+        found = RESULTS / f"suite_{name}.json"
+        if not found.exists():
+            continue
+        results = json.loads(found.read_text())
+        targets += [Target(**{k: v for k, v in t.items() if k != "met"}) for t in results.get("targets", [])]
+        table = (RESULTS / f"suite_{name}.md").read_text().split("\n\n", 2)[2].strip()
+        sections.append(f"## {name} ({results['meta']['date']})\n\n{table}")
     summary = ("| scenario | target | measured | bound | |\n|---|---|---:|---:|---|\n" +
                "\n".join(t.row() for t in targets))
-    path = save("suite", {"targets": [t.as_dict() for t in targets]}, summary + "\n\n" + "\n\n".join(sections))
-    print(summary)
-    print(f"\nsaved {path}")
+    return save("suite", {"targets": [t.as_dict() for t in targets]}, summary + "\n\n" + "\n\n".join(sections))
 
 
 if __name__ == "__main__":
