@@ -115,3 +115,21 @@ def test_the_chosen_models_go_into_the_engines_user_config(tmp_path):
     user_configs = {app.name: app.deployments[0].user_config for app in prepared.applications}
     assert user_configs["xtts"] == {"model": "xtts - mine", "deepspeed": False, "lowvram": True}
     assert user_configs["vits"] == {"model": None}
+
+
+def test_the_kuberay_manifest_carries_serve_config_yaml():
+    """rayservice.yaml's serveConfigV2 is serve_config.yaml with the shared root and an open bind
+    address; a change to one without the other fails here."""
+    manifest = yaml.safe_load((PROJECT / "rayservice.yaml").read_text())
+    assert manifest["kind"] == "RayService"
+    expected = yaml.safe_load((PROJECT / "serve_config.yaml").read_text())
+    expected["http_options"]["host"] = "0.0.0.0"
+    for app in expected["applications"]:
+        app["args"]["root"] = "/mnt/alltalk"
+    assert yaml.safe_load(manifest["spec"]["serveConfigV2"]) == expected
+    ServeDeploySchema.model_validate(yaml.safe_load(manifest["spec"]["serveConfigV2"]))
+    cluster = manifest["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == ray.__version__
+    gpu_group = cluster["workerGroupSpecs"][0]
+    assert gpu_group["minReplicas"] == 0 and gpu_group["maxReplicas"] >= 1
+    assert gpu_group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
