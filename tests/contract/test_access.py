@@ -3,29 +3,19 @@ API keys, admin-only control endpoints, CORS, body size and per-client generatio
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from speechcore.api import create_app
 from speechcore.config.access import ADMIN_PATHS, AccessArgs
 from tests.conftest import BUNDLED_VOICE, build_asgi_service
-from tests.support import decode_audio
+from tests.support import decode_audio, serve_over_http
 
 USER, ADMIN = "user-key-123", "admin-key-456"
 SAMPLE_ARGS = {"/api/tts-generate": {"text_input": "Hello.", "character_voice_gen": BUNDLED_VOICE}}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +23,8 @@ def keyed(tmp_path_factory) -> Iterator[str]:
     service = build_asgi_service(tmp_path_factory, "access-root")
     access = AccessArgs(cors_origins=["https://allowed.example"], max_generations_per_client=1,
                         max_body_bytes=100_000)
-    app = create_app(service, access, (frozenset({USER, ADMIN}), frozenset({ADMIN})))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_over_http(create_app(service, access, (frozenset({USER, ADMIN}), frozenset({ADMIN})))) as base:
+        yield base
 
 
 def _routes(base: str) -> list[tuple[str, str]]:
