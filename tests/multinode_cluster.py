@@ -1,0 +1,113 @@
+"""A multi-node run of the server, as its own process (one driver can hold one Ray cluster, and the
+test session already runs one): a head and two worker nodes of `ray.cluster_utils.Cluster` on this
+machine, the ingress on the head, Piper replicas spread over the workers. Under a steady load of
+non-streamed requests one worker node is removed; the script prints one JSON line with what the
+clients saw and where the replicas ran.
+
+    python -m tests.multinode_cluster ROOT PORT
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+TEXT = "Nodes come and go. The voice should not notice."
+
+
+def _piper_nodes() -> list[str]:
+    from ray import serve
+
+    details = serve.context._get_global_client().get_serve_details()
+    replicas = details["applications"]["piper"]["deployments"]["tts-piper"]["replicas"]
+    return sorted(r["node_id"] for r in replicas if r["state"] == "RUNNING")
+
+
+def main(root: Path, port: int) -> dict[str, object]:
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # a throw-away cluster on 127.0.0.1 for this run only
+    import ray
+    from ray import serve
+    from ray.cluster_utils import Cluster
+
+    import serve_app
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    # Engine replicas ask for a worker node's resource (as GPU engines ask for GPUs on a real cluster).
+    workers = [cluster.add_node(num_cpus=2, resources={"worker_node": 2}) for _ in range(2)]
+    result: dict[str, object] = {"gcs_address": cluster.address}
+    try:
+        ray.init(address=cluster.address, logging_level="WARNING")
+        cluster.wait_for_nodes()
+        raw = yaml.safe_load(serve_app.DEFAULT_CONFIG.read_text())
+        raw["proxy_location"] = "HeadOnly"  # every node is this machine: one proxy, one port
+        piper = next(app for app in raw["applications"] if app["name"] == "piper")["deployments"][0]
+        piper.pop("autoscaling_config")
+        piper["num_replicas"] = 2
+        piper["ray_actor_options"]["resources"] = {"worker_node": 1}
+        config = serve_app.prepare_config(raw, root, "127.0.0.1", port, 0, ["piper"], rvc=False)
+        serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
+        serve.context._get_global_client().deploy_apps(config)
+        serve_app._wait_until_running([a.name for a in config.applications], 300)
+        result["head_node"] = ray.get_runtime_context().get_node_id()
+        result["nodes_before"] = _piper_nodes()
+        result["worker_nodes"] = sorted(w.node_id for w in workers)
+
+        statuses: list[tuple[float, int]] = []
+        stop = threading.Event()
+
+        def client() -> None:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+                while not stop.is_set():
+                    try:
+                        answer = http.post("/v1/audio/speech", json={"model": "tts-1", "input": TEXT,
+                                                                     "voice": "alloy", "response_format": "wav"})
+                        statuses.append((time.monotonic(), answer.status_code))
+                    except httpx.HTTPError:
+                        statuses.append((time.monotonic(), 0))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        while len(statuses) < 8:
+            time.sleep(0.2)
+        removed = next(w for w in workers if w.node_id in result["nodes_before"])
+        removed_at = time.monotonic()
+        cluster.remove_node(removed, allow_graceful=False)
+        result["removed_node"] = removed.node_id
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # until Serve has two replicas again, on the node that is left
+            nodes = _piper_nodes()
+            if len(nodes) == 2 and removed.node_id not in nodes:
+                break
+            time.sleep(1.0)
+        recovered_at = time.monotonic()
+        settled = len(statuses)
+        while len(statuses) < settled + 8:  # and requests go on succeeding after it
+            time.sleep(0.2)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        result["nodes_after"] = _piper_nodes()
+        result["recovery_s"] = round(recovered_at - removed_at, 1)
+        result["statuses_before_removal"] = [s for t, s in statuses if t < removed_at]
+        result["statuses_after_removal"] = [s for t, s in statuses if t >= removed_at]
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]), int(sys.argv[2]))), flush=True)

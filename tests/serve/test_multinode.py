@@ -1,0 +1,35 @@
+"""A real multi-node Ray cluster (head + two worker nodes on this machine, in a child process):
+engine replicas spread over the workers, requests succeed through the proxy, and when a worker
+node is removed under load no request fails and Serve reschedules the lost replica."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from tests.conftest import PROJECT_DIR, make_root
+
+pytestmark = pytest.mark.serve
+PORT = 7873
+
+
+def test_losing_a_worker_node_under_load_fails_no_request(tmp_path_factory):
+    root = make_root(tmp_path_factory, "multinode-root")
+    run = subprocess.run([sys.executable, "-m", "tests.multinode_cluster", str(root), str(PORT)], cwd=PROJECT_DIR,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+
+    assert len(set(result["nodes_before"])) == 2, "one replica on each worker node"
+    assert set(result["nodes_before"]) == set(result["worker_nodes"])
+    assert result["statuses_before_removal"] and set(result["statuses_before_removal"]) == {200}
+    after = result["statuses_after_removal"]
+    assert len(after) >= 8 and set(after) == {200}, f"client-visible failures after the node left: {after}"
+    assert result["removed_node"] not in result["nodes_after"] and len(result["nodes_after"]) == 2
+    leftover = [p for p in psutil.process_iter(["cmdline"])
+                if result["gcs_address"] in " ".join(p.info["cmdline"] or [])]
+    assert not leftover, f"processes of the test cluster left running: {leftover}"
