@@ -84,7 +84,7 @@ async def relay(stream: DeploymentResponseGenerator, app_name: str,
                     return
                 except TimeoutError:
                     stream.cancel()
-                    raise EngineTimeout(f"the {app_name} engine sent nothing for {chunk_timeout_s:.0f} s") from None
+                    raise EngineTimeout(f"the {app_name} engine sent nothing for {chunk_timeout_s:g} s") from None
                 yield chunk
     except (GeneratorExit, asyncio.CancelledError):
         with contextlib.suppress(Exception):

@@ -94,3 +94,30 @@ def test_piper_replicas_share_load_instead_of_routing_by_voice(serve_server):
     asyncio.run(route(fresh))
     assert "multiplexed_model_id" not in sent[0]
     assert sent[1]["multiplexed_model_id"] == "en_US-joe-medium.onnx"
+
+
+def test_an_engine_that_sends_nothing_ends_the_request_with_a_timeout():
+    """A hung or unreachable replica: the ingress stops waiting after the chunk timeout (the API
+    answers 504) and cancels the call."""
+    from deployments.handles import relay
+    from speechcore.engine_client import EngineTimeout
+
+    class Silent:
+        cancelled = False
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            await asyncio.sleep(3600)
+
+        def cancel(self):
+            Silent.cancelled = True
+
+    async def run():
+        async for _ in relay(Silent(), "piper", chunk_timeout_s=0.1):
+            pass
+
+    with pytest.raises(EngineTimeout, match="sent nothing for 0.1 s"):
+        asyncio.run(run())
+    assert Silent.cancelled

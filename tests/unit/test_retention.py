@@ -60,3 +60,29 @@ def test_the_loop_reads_the_setting_each_pass(tmp_path):
 
     asyncio.run(run())
     assert not old.exists()
+
+
+def test_the_server_applies_retention_while_it_runs(tmp_path):
+    """The app's lifespan runs the retention task: with `delete_output_wavs` set, an old output
+    disappears without any request asking for it."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from speechcore.api import create_app
+    from speechcore.config.paths import ServerPaths
+    from speechcore.config.store import SettingsStore
+    from speechcore.service import SpeechService
+    from tests.support import InProcessEngineClient, ToneEngine
+
+    (tmp_path / "confignew.json").write_text(json.dumps({"delete_output_wavs": "1 Day"}))
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    old, fresh = _aged(outputs / "old.wav", 2), _aged(outputs / "fresh.wav", 0)
+    service = SpeechService(SettingsStore(ServerPaths.at(tmp_path)), {"piper": InProcessEngineClient(ToneEngine())},
+                            ["piper"], "piper")
+    with TestClient(create_app(service, retention_check_s=0.05)):
+        deadline = time.monotonic() + 10
+        while old.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not old.exists() and fresh.exists()
