@@ -1,6 +1,6 @@
 """A multi-node run of the server, as its own process (one driver can hold one Ray cluster, and the
 test session already runs one): a head and two worker nodes of `ray.cluster_utils.Cluster` on this
-machine, the ingress on the head, Piper replicas spread over the workers. Under a steady load of
+machine, the ingress on the head, Piper replicas on the workers. Under a steady load of
 non-streamed requests one worker node is removed; the script prints one JSON line with what the
 clients saw and where the replicas ran.
 
@@ -40,8 +40,9 @@ def main(root: Path, port: int) -> dict[str, object]:
 
     import serve_app
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    # Engine replicas ask for a worker node's resource (as GPU engines ask for GPUs on a real cluster).
+    # The ingress stays on the head (as on a real cluster, where workers are the GPU nodes that come
+    # and go); engine replicas ask for a worker node's resource.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"head_node": 1}})
     workers = [cluster.add_node(num_cpus=2, resources={"worker_node": 2}) for _ in range(2)]
     result: dict[str, object] = {"gcs_address": cluster.address}
     try:
@@ -49,6 +50,8 @@ def main(root: Path, port: int) -> dict[str, object]:
         cluster.wait_for_nodes()
         raw = yaml.safe_load(serve_app.DEFAULT_CONFIG.read_text())
         raw["proxy_location"] = "HeadOnly"  # every node is this machine: one proxy, one port
+        ingress = next(app for app in raw["applications"] if app["name"] == "alltalk")["deployments"][0]
+        ingress["ray_actor_options"]["resources"] = {"head_node": 0.1}
         piper = next(app for app in raw["applications"] if app["name"] == "piper")["deployments"][0]
         piper.pop("autoscaling_config")
         piper["num_replicas"] = 2
@@ -62,6 +65,7 @@ def main(root: Path, port: int) -> dict[str, object]:
         result["worker_nodes"] = sorted(w.node_id for w in workers)
 
         statuses: list[tuple[float, int]] = []
+        errors: list[str] = []
         stop = threading.Event()
 
         def client() -> None:
@@ -71,8 +75,11 @@ def main(root: Path, port: int) -> dict[str, object]:
                         answer = http.post("/v1/audio/speech", json={"model": "tts-1", "input": TEXT,
                                                                      "voice": "alloy", "response_format": "wav"})
                         statuses.append((time.monotonic(), answer.status_code))
-                    except httpx.HTTPError:
+                        if answer.status_code != 200:
+                            errors.append(answer.text[:300])
+                    except httpx.HTTPError as exc:
                         statuses.append((time.monotonic(), 0))
+                        errors.append(repr(exc))
 
         threads = [threading.Thread(target=client) for _ in range(4)]
         for thread in threads:
@@ -100,6 +107,7 @@ def main(root: Path, port: int) -> dict[str, object]:
         result["recovery_s"] = round(recovered_at - removed_at, 1)
         result["statuses_before_removal"] = [s for t, s in statuses if t < removed_at]
         result["statuses_after_removal"] = [s for t, s in statuses if t >= removed_at]
+        result["errors"] = errors[:10]
     finally:
         try:
             serve.shutdown()
