@@ -48,6 +48,9 @@ class EngineServer:
         self.stop_signal = ClusterStopSignal()
         self._steps = asyncio.Semaphore(self.args.parallel_steps)  # FIFO: requests take turns per step
         self._watch = StepWatch()
+        self._running = 0
+        # Optional engine hook: told how many steps run at once (Piper picks its threading by it).
+        self._tell_steps = getattr(self.engine, "set_concurrent_steps", lambda _steps: None)
         _LOGGER.info("engine %s ready on %s with %d thread(s)", self.args.engine, options.device, options.threads)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -89,8 +92,14 @@ class EngineServer:
         try:
             while True:
                 async with self._steps:
-                    with self._watch.step():
-                        chunk, epoch = await asyncio.to_thread(self._next, chunks)
+                    self._running += 1
+                    self._tell_steps(self._running)
+                    try:
+                        with self._watch.step():
+                            chunk, epoch = await asyncio.to_thread(self._next, chunks)
+                    finally:
+                        self._running -= 1
+                        self._tell_steps(max(self._running, 1))
                 if epoch != started:
                     raise GenerationStopped()
                 if chunk is _DONE:

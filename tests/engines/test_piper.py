@@ -65,3 +65,42 @@ def test_only_the_piper_model_can_be_selected(engine):
     engine.select_model("piper")
     with pytest.raises(UnknownModel):
         engine.select_model("xtts - v2")
+
+
+def test_a_lone_step_runs_on_spinning_threads_and_concurrent_steps_on_sleeping_ones():
+    from engines.piper import SpinWhenAlone
+
+    class Session:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, outputs, feeds):
+            return self.name
+
+    steps = [1]
+    session = SpinWhenAlone(Session("spinning"), Session("sleeping"), lambda: steps[0])
+    assert session.run(None, {}) == "spinning"
+    steps[0] = 2
+    assert session.run(None, {}) == "sleeping"
+
+
+def test_a_multithreaded_cpu_voice_speaks_alone_and_alongside_others(tmp_path):
+    """Both sessions of a voice produce the same sentence (same model, other threading)."""
+    import numpy as np
+
+    from engines.base import EngineOptions
+    from engines.piper import BUNDLED_VOICE, PiperEngine, SpinWhenAlone
+    from speechcore.config.paths import ServerPaths
+    from speechcore.engine_types import SynthesisRequest
+
+    engine = PiperEngine.create(ServerPaths.at(tmp_path), EngineOptions(threads=2))
+    voice = engine.load_voice(BUNDLED_VOICE)
+    assert isinstance(voice.session, SpinWhenAlone)
+    request = SynthesisRequest(text="Two ways to run one voice.", voice=BUNDLED_VOICE)
+    voice.config.noise_scale = voice.config.noise_w_scale = 0.0  # deterministic, to compare samples
+    alone = b"".join(c.pcm for c in engine.synthesize(voice, request))
+    engine.set_concurrent_steps(2)
+    shared = b"".join(c.pcm for c in engine.synthesize(voice, request))
+    assert len(alone) == len(shared) > 22050
+    difference = np.abs(np.frombuffer(alone, np.int16).astype(int) - np.frombuffer(shared, np.int16)).max()
+    assert difference < 200
