@@ -1,8 +1,8 @@
 """EngineServer: one engine replica. Voices are multiplexed (cached per replica, and with
-`voice_affinity` requests for a voice are routed to replicas that have it loaded); synthesis runs off the event loop so the
-replica keeps answering status calls while it speaks. Concurrent requests take turns sentence by
-sentence (`parallel_steps` at once), so a replica's threads are never oversubscribed and a short
-request is not stuck behind a long one."""
+`voice_affinity` requests for a voice are routed to replicas that have it loaded); synthesis
+runs off the event loop so the replica keeps answering status calls while it speaks. Concurrent
+requests take turns sentence by sentence (`parallel_steps` at once), so a replica's threads are
+never oversubscribed and a short request is not stuck behind a long one."""
 
 from __future__ import annotations
 
@@ -48,9 +48,9 @@ class EngineServer:
         self.stop_signal = ClusterStopSignal()
         self._steps = asyncio.Semaphore(self.args.parallel_steps)  # FIFO: requests take turns per step
         self._watch = StepWatch()
-        self._running = 0
-        # Optional engine hook: told how many steps run at once (Piper picks its threading by it).
-        self._tell_steps = getattr(self.engine, "set_concurrent_steps", lambda _steps: None)
+        # Optional engine hook: reads how many steps run at once (Piper picks its threading by it).
+        if hasattr(self.engine, "count_steps_with"):
+            self.engine.count_steps_with(lambda: self._watch.in_flight)
         _LOGGER.info("engine %s ready on %s with %d thread(s)", self.args.engine, options.device, options.threads)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -92,14 +92,8 @@ class EngineServer:
         try:
             while True:
                 async with self._steps:
-                    self._running += 1
-                    self._tell_steps(self._running)
-                    try:
-                        with self._watch.step():
-                            chunk, epoch = await asyncio.to_thread(self._next, chunks)
-                    finally:
-                        self._running -= 1
-                        self._tell_steps(max(self._running, 1))
+                    with self._watch.step():
+                        chunk, epoch = await asyncio.to_thread(self._next, chunks)
                 if epoch != started:
                     raise GenerationStopped()
                 if chunk is _DONE:

@@ -54,7 +54,7 @@ class PiperEngine:
     def __init__(self, voices_dir: Path, options: EngineOptions):
         self.voices_dir = voices_dir
         self.options = options
-        self._concurrent_steps = 1
+        self._concurrent_steps: Callable[[], int] = lambda: 1
 
     @classmethod
     def create(cls, paths: ServerPaths, options: EngineOptions) -> "PiperEngine":
@@ -102,13 +102,14 @@ class PiperEngine:
         _LOGGER.info("loading Piper voice %s (%s, %d threads)", voice, self.options.device, self.options.threads)
         session: Any = self._session(model, spinning=False)
         if self.options.device == "cpu" and self.options.threads > 1:
-            session = SpinWhenAlone(self._session(model, spinning=True), session, lambda: self._concurrent_steps)
+            session = SpinWhenAlone(self._session(model, spinning=True), session, lambda: self._concurrent_steps())
         return PiperVoice(config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
                           session=session)
 
-    def set_concurrent_steps(self, steps: int) -> None:
-        """The replica's hint: how many synthesis steps run at once now (see SpinWhenAlone)."""
-        self._concurrent_steps = steps
+    def count_steps_with(self, concurrent_steps: Callable[[], int]) -> None:
+        """How the replica tells how many synthesis steps run at once (read at each run; see
+        SpinWhenAlone)."""
+        self._concurrent_steps = concurrent_steps
 
     def synthesize(self, voice: PiperVoice, request: SynthesisRequest) -> Iterator[PcmChunk]:
         """One chunk per sentence (Piper splits sentences itself), so streams start after the

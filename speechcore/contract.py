@@ -79,11 +79,16 @@ def _between(value: float, low: float, high: float) -> str | None:
     return None if low <= value <= high else f"must be between {low} and {high} (got {value})"
 
 
+def text_length_problem(text: str, max_characters: int) -> str | None:
+    if len(text) <= max_characters:
+        return None
+    return f"must be at most {max_characters} characters long (got {len(text)})"
+
+
 def validate_generate(params: GenerateParams, max_characters: int) -> list[str]:
     """Every rule of the contract that `params` breaks, as `<field>: <rule>` lines."""
     checks: dict[str, str | None] = {
-        "text_input": None if len(params.text_input) <= max_characters
-        else f"must be at most {max_characters} characters long (got {len(params.text_input)})",
+        "text_input": text_length_problem(params.text_input, max_characters),
         "text_filtering": _one_of(params.text_filtering, FILTER_MODES),
         "character_voice_gen": _voice_problem(params.character_voice_gen),
         "rvccharacter_voice_gen": _rvc_voice_problem(params.rvccharacter_voice_gen),

@@ -14,7 +14,7 @@ from .audio.formats import AUDIO_FORMATS, AudioFormat
 from .audio.pcm import PcmChunk
 from .audio.wav import write_wav
 from .cancellation import GenerationStopped
-from .contract import GenerateForm, GenerateParams, merge_defaults, validate_generate
+from .contract import GenerateForm, GenerateParams, merge_defaults, text_length_problem, validate_generate
 from .conversion import ConversionRequest, InvalidConversion, RvcModelMissing, RvcUnavailable, VoiceConversionError
 from .engine_client import EngineTimeout, EngineUnavailable
 from .engine_types import EngineError, EngineInfo, SynthesisRequest, UnknownVoice, UnsupportedLanguage
@@ -219,9 +219,8 @@ class GenerationService:
         self._check_voice(info, voice, shape)
         if not has_speech(text):
             raise shape(400, "text has nothing to speak")
-        limit = self.hub.settings.config.api_def.api_max_characters
-        if len(text) > limit:
-            raise shape(400, f"text must be at most {limit} characters long (got {len(text)})")
+        if problem := text_length_problem(text, self.hub.settings.config.api_def.api_max_characters):
+            raise shape(400, f"text {problem}")
         with engine_errors(shape):
             language = await self._language(language, text)
         return self._default_request(info, text, voice, language)

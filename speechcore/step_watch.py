@@ -24,6 +24,11 @@ class StepWatch:
         finally:
             del self._started[step_id]
 
+    @property
+    def in_flight(self) -> int:
+        """Steps running now."""
+        return len(self._started)
+
     def longest_running_s(self) -> float:
         """Seconds the oldest step in flight has run; 0 when none is."""
         return self._clock() - min(self._started.values()) if self._started else 0.0

@@ -56,7 +56,7 @@ class AccessControl:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        key = self._presented_key(scope, headers)
+        key = self._presented_key(scope, headers) if self.user_keys else None
         refusal = self._refusal(scope["path"], key, headers)
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -64,7 +64,7 @@ class AccessControl:
         if scope["path"] not in GENERATION_PATHS:
             await self.app(scope, self._limited(receive), send)
             return
-        client = f"key:{key}" if key and self.user_keys else f"addr:{(scope.get('client') or ('?',))[0]}"
+        client = f"key:{key}" if key else f"addr:{(scope.get('client') or ('?',))[0]}"
         if self.in_flight[client] >= self.args.max_generations_per_client:
             await JSONResponse({"detail": f"at most {self.args.max_generations_per_client} generations at once per "
                                           "client; retry when one has finished"}, status_code=429,
@@ -89,8 +89,8 @@ class AccessControl:
     def _refusal(self, path: str, key: str | None, headers: Headers) -> JSONResponse | None:
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.args.max_body_bytes):
-            return JSONResponse({"detail": f"request body larger than {self.args.max_body_bytes} bytes"},
-                                status_code=413)
+            too_large = BodyTooLarge(self.args.max_body_bytes)
+            return JSONResponse({"detail": too_large.detail}, status_code=too_large.status_code)
         if not self.user_keys or _matches(path, self.args.public_paths):
             return None
         if key is None or not _has(key, self.user_keys):

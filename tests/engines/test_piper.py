@@ -99,7 +99,7 @@ def test_a_multithreaded_cpu_voice_speaks_alone_and_alongside_others(tmp_path):
     request = SynthesisRequest(text="Two ways to run one voice.", voice=BUNDLED_VOICE)
     voice.config.noise_scale = voice.config.noise_w_scale = 0.0  # deterministic, to compare samples
     alone = b"".join(c.pcm for c in engine.synthesize(voice, request))
-    engine.set_concurrent_steps(2)
+    engine.count_steps_with(lambda: 2)
     shared = b"".join(c.pcm for c in engine.synthesize(voice, request))
     assert len(alone) == len(shared) > 22050
     difference = np.abs(np.frombuffer(alone, np.int16).astype(int) - np.frombuffer(shared, np.int16)).max()
