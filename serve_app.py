@@ -1,22 +1,20 @@
 """Builders of the Serve applications, and the embedded server.
 
 `serve_config.yaml` names `serve_app:build_ingress_app` and `serve_app:build_engine_app` as import
-paths; `serve deploy serve_config.yaml` and `python serve_app.py` both go through them. This is the
-only module that knows Serve deployment options. `python serve_app.py` starts a local Ray, deploys
-serve_config.yaml through Serve's declarative API (as `serve run` does) and serves until Ctrl-C.
+paths; `serve deploy serve_config.yaml` and the embedded server (`alltalk-serve run`, see cli.py)
+both go through them. This is the only module that knows Serve deployment options.
+`start_embedded` starts a local Ray and deploys serve_config.yaml through Serve's declarative API
+(as `serve run` does).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib.util
 import json
 import logging
 import math
 import os
-import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -140,22 +138,37 @@ def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: 
     return ServeDeploySchema.model_validate(config)
 
 
-def _wait_until_running(names: list[str], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    last = None
+def _wait_until_running(names: list[str], timeout_s: float, report_every_s: float = 10.0) -> None:
+    """Waits until every application runs, logging each change of state (replicas starting and
+    running per deployment, so a model that takes minutes to load shows progress)."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    last, last_report = "", started
     while time.monotonic() < deadline:
         statuses = serve.status().applications
-        states = {name: statuses[name].status.value if name in statuses else "NOT_STARTED" for name in names}
-        if states != last:
-            _LOGGER.info("applications: %s", ", ".join(f"{n}={s}" for n, s in states.items()))
-            last = states
         failed = [n for n in names if n in statuses and statuses[n].status == "DEPLOY_FAILED"]
         if failed:
             raise RuntimeError("; ".join(f"{n}: {statuses[n].message}" for n in failed))
-        if all(s == "RUNNING" for s in states.values()):
+        progress = "; ".join(_app_progress(name, statuses.get(name)) for name in names)
+        now = time.monotonic()
+        if progress != last or now - last_report >= report_every_s:
+            _LOGGER.info("[%3.0f s] %s", now - started, progress)
+            last, last_report = progress, now
+        if all(name in statuses and statuses[name].status == "RUNNING" for name in names):
             return
         time.sleep(0.5)
     raise TimeoutError(f"applications not running after {timeout_s:.0f} s: {last}")
+
+
+def _app_progress(name: str, status: Any) -> str:
+    """`piper RUNNING (tts-piper 1/1)`: the application's state and its replicas running / wanted."""
+    if status is None:
+        return f"{name} NOT_STARTED"
+    replicas = []
+    for deployment, state in status.deployments.items():
+        counts = {str(getattr(k, "value", k)): v for k, v in state.replica_states.items()}
+        replicas.append(f"{deployment} {counts.get('RUNNING', 0)}/{sum(counts.values())}")
+    return f"{name} {status.status.value}" + (f" ({', '.join(replicas)})" if replicas else "")
 
 
 def saved_engine_choices(paths: ServerPaths, engines: list[str]) -> dict[str, dict[str, Any]]:
@@ -193,11 +206,16 @@ def required_cpus(config: ServeDeploySchema) -> float:
 
 
 def start_embedded(config_path: Path, root: Path, host: str, port: int | None, engines: list[str] | None = None,
-                   num_cpus: int | None = None, timeout_s: float = 300, rvc: bool | None = None) -> int:
+                   num_cpus: int | None = None, timeout_s: float = 300, rvc: bool | None = None,
+                   metrics_port: int | None = None, dashboard_port: int | None = None) -> int:
     """Starts local Ray and Serve, deploys the config (with the `engines` given, or those that
     `available_engines` finds; RVC when `rvc`, or when `rvc_available` and `rvc` is None), waits
     until every application runs. Returns the port. The caller stops everything with
-    `stop_embedded()`."""
+    `stop_embedded()`.
+
+    `metrics_port`: where Ray's Prometheus endpoint listens (`/metrics`; a free port when None, see
+    Ray's service discovery file). `dashboard_port`: run the Ray dashboard there (token auth, the
+    token in ~/.ray/auth_token); None leaves it off, which saves a laptop a process."""
     import ray
 
     paths = ServerPaths.at(root)
@@ -214,7 +232,8 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     planned = prepare_config(raw, paths.root, host, port, 0, engines, user_configs, rvc)
     # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
     num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
-    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(num_cpus=num_cpus, logging_level=logging.WARNING, _metrics_export_port=metrics_port,
+             include_dashboard=dashboard_port is not None, dashboard_port=dashboard_port, dashboard_host=host)
     config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, user_configs,
                             rvc)
     serve.start(http_options={"host": host, "port": port})
@@ -232,44 +251,10 @@ def stop_embedded() -> None:
         ray.shutdown()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the AllTalk-compatible TTS server on a local Ray.")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="Serve config (default: %(default)s)")
-    parser.add_argument("--root", type=Path, default=Path.cwd(),
-                        help="server root with confignew.json, models/, voices/, outputs/ (default: current folder)")
-    parser.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=None,
-                        help="listen port (default: api_def.api_port_number of confignew.json, else 7851)")
-    parser.add_argument("--engines", default=None,
-                        help="comma-separated engines to run, e.g. piper,xtts (default: piper, plus vits/xtts when "
-                             "coqui-tts is installed and models/<engine>/ holds a model)")
-    parser.add_argument("--rvc", choices=("auto", "on", "off"), default="auto",
-                        help="run the RVC voice converter (auto: when the rvc extra is installed and "
-                             "models/rvc_voices holds a voice)")
-    parser.add_argument("--num-cpus", type=int, default=None,
-                        help="logical CPUs for the local Ray (default: enough for every replica)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+def metrics_url() -> str:
+    """The Prometheus endpoint of the local Ray node (Ray's metrics and this server's)."""
+    import ray
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        _LOGGER.info("starting local Ray and Serve (server root %s)", args.root.resolve())
-        engines = args.engines.split(",") if args.engines else None
-        rvc = None if args.rvc == "auto" else args.rvc == "on"
-        port = start_embedded(args.config, args.root, args.host, args.port, engines, args.num_cpus, rvc=rvc)
-        _LOGGER.info("ready: http://%s:%d/ (Ctrl-C stops)", args.host, port)
-        while True:
-            time.sleep(3600)
-    except (KeyboardInterrupt, SystemExit):
-        _LOGGER.info("stopping")
-        return 0
-    except (RuntimeError, TimeoutError) as exc:
-        _LOGGER.error("could not start: %s", exc)
-        return 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
-        stop_embedded()
+    node = next(n for n in ray.nodes() if n["Alive"])
+    return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
 from speechcore.step_watch import StepWatch
 
+from .metrics import EngineMetrics
 from .stop_signal import ClusterStopSignal
 
 _LOGGER = logging.getLogger("ray.serve")
@@ -44,7 +46,10 @@ class EngineServer:
         self.args = EngineArgs.model_validate(args)
         options = _replica_options(self.args)
         cls = engine_cls or load_engine_class(self.args.engine)
+        self.metrics = EngineMetrics(self.args.engine)
+        started = time.perf_counter()
         self.engine = cls.create(ServerPaths.at(self.args.root), options)
+        self.metrics.model_loaded(self.engine.info().current_model or "none", time.perf_counter() - started)
         self.stop_signal = ClusterStopSignal()
         self._steps = asyncio.Semaphore(self.args.parallel_steps)  # FIFO: requests take turns per step
         self._watch = StepWatch()
@@ -59,11 +64,21 @@ class EngineServer:
         model that fails to load is logged and the current one keeps serving: rollouts check the
         model first (check_model), so this only happens when files change underneath."""
         config = EngineUserConfig.model_validate(user_config or {})
+        before = await asyncio.to_thread(self.engine.info)
+        started = time.perf_counter()
         try:
             await asyncio.to_thread(self.engine.configure, config.deepspeed, config.lowvram)
             await asyncio.to_thread(self.engine.select_model, config.model)
         except EngineError as exc:
             _LOGGER.error("keeping the current model: %s", exc)
+            return
+        after = await asyncio.to_thread(self.engine.info)
+        if (after.current_model, after.deepspeed_enabled, after.lowvram_enabled) != \
+                (before.current_model, before.deepspeed_enabled, before.lowvram_enabled):
+            seconds = time.perf_counter() - started
+            self.metrics.model_loaded(after.current_model or "none", seconds)
+            _LOGGER.info("engine %s now serves model %s (loaded in %.1f s)", self.args.engine, after.current_model,
+                         seconds)
 
     async def check_health(self) -> None:
         """Serve's periodic probe: a replica whose synthesis step never returns is replaced."""
@@ -88,10 +103,15 @@ class EngineServer:
         stop ends it after the chunk being computed."""
         started = await asyncio.to_thread(self.stop_signal.current)
         voice = await self._voice(request.voice)
+        arrived = time.perf_counter()  # queue wait: from here (voice ready) to the first step's turn
         chunks = self.engine.synthesize(voice, request)
+        waiting = True
         try:
             while True:
                 async with self._steps:
+                    if waiting:
+                        self.metrics.waited(time.perf_counter() - arrived)
+                        waiting = False
                     with self._watch.step():
                         chunk, epoch = await asyncio.to_thread(self._next, chunks)
                 if epoch != started:

@@ -5,6 +5,7 @@ Runs in the ingress process: must not import torch or any engine."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
@@ -17,6 +18,7 @@ from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
 
 from .handles import HandleConversionClient, HandleEngineClient
+from .metrics import IngressMetrics, RolloutMetrics
 from .rollout import ServeRollout
 from .stop_signal import ClusterStopSignal
 
@@ -24,7 +26,7 @@ from .stop_signal import ClusterStopSignal
 class IngressServer:
     async def __init__(self, args: dict[str, Any]):
         self.args = IngressArgs.model_validate(args)
-        rollout = ServeRollout()
+        rollout = ServeRollout(metrics=RolloutMetrics())
         engines = {name: HandleEngineClient(app, f"tts-{name}", rollout, self.args.describe_timeout_s,
                                             self.args.describe_max_age_s, self.args.engine_chunk_timeout_s)
                    for name, app in self.args.engines.items()}
@@ -36,7 +38,7 @@ class IngressServer:
                                      self.args.default_engine, self.args.narrator_concurrency,
                                      broadcast_stop=lambda: asyncio.to_thread(stop_signal.raise_stop),
                                      deploy_engine=self.deploy_engine if self.args.engine_import_path else None,
-                                     converter=converter)
+                                     converter=converter, telemetry=IngressMetrics())
         # Language models load on first use; do it now rather than in the first `auto` request.
         await asyncio.to_thread(self.service.detector.detect, "warm up")
         self._warm_ups = [asyncio.create_task(client.warm_up()) for client in engines.values()]
@@ -55,5 +57,6 @@ class IngressServer:
         return client
 
     def __serve_build_asgi_app__(self) -> FastAPI:
+        # Serve's logger: the request lines land in the replica's log file beside Serve's own.
         return create_app(self.service, self.args.access, self.args.access.keys(os.environ),
-                          self.args.retention_check_s)
+                          self.args.retention_check_s, request_logger=logging.getLogger("ray.serve"))

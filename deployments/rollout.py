@@ -6,13 +6,17 @@ deployment's options changed, is deployed again; Serve then updates the replicas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ray import serve
 from ray.serve.schema import ServeDeploySchema
+
+from .metrics import RolloutMetrics
 
 _LOGGER = logging.getLogger("ray.serve")
 
@@ -26,18 +30,36 @@ class RolloutFailed(RuntimeError):
 
 
 class ServeRollout:
-    def __init__(self, timeout_s: float = 900.0, poll_s: float = 0.2):
+    def __init__(self, timeout_s: float = 900.0, poll_s: float = 0.2, metrics: RolloutMetrics | None = None):
         self.timeout_s = timeout_s
         self.poll_s = poll_s
+        self.metrics = metrics
 
     async def update(self, app: str, deployment: str, options: dict[str, Any]) -> None:
         """Sets deployment options (`user_config` keys are merged) and waits until every replica
         runs with them."""
-        await asyncio.to_thread(self._update, app, deployment, options)
+        with self._measured(app):
+            await asyncio.to_thread(self._update, app, deployment, options)
 
     async def deploy_app(self, app_config: dict[str, Any]) -> None:
         """Adds (or replaces) one application beside the running ones and waits until it runs."""
-        await asyncio.to_thread(self._deploy_app, app_config)
+        with self._measured(app_config["name"]):
+            await asyncio.to_thread(self._deploy_app, app_config)
+
+    @contextlib.contextmanager
+    def _measured(self, app: str) -> Iterator[None]:
+        started, outcome = time.monotonic(), "failed"
+        try:
+            yield
+            outcome = "done"
+        except RolloutBusy:
+            outcome = "busy"
+            raise
+        finally:
+            seconds = time.monotonic() - started
+            _LOGGER.info("rollout of %s %s after %.1f s", app, outcome, seconds)
+            if self.metrics:
+                self.metrics.finished(app, outcome, seconds)
 
     async def is_updating(self, app: str) -> bool:
         return await asyncio.to_thread(self._is_updating, app)

@@ -149,7 +149,7 @@ class GenerationService:
         with engine_errors(generate_failure):
             source = self.hub.source(info.engine, self._character_conversion(params))
             request = await self._standard_request(info, params)
-            first, rest = await start_stream(self.hub.runner.stream(source, request))
+            first, rest = await start_stream(self.hub.runner.stream(source, request, info.engine))
         return encode_stream(first, rest, AUDIO_FORMATS["wav"])
 
     async def _standard_request(self, info: EngineInfo, params: GenerateParams) -> SynthesisRequest:
@@ -166,7 +166,7 @@ class GenerationService:
 
     async def _standard(self, info: EngineInfo, params: GenerateParams) -> list[PcmChunk]:
         source = self.hub.source(info.engine, self._character_conversion(params))
-        return await self.hub.runner.collect(source, await self._standard_request(info, params))
+        return await self.hub.runner.collect(source, await self._standard_request(info, params), info.engine)
 
     async def _narrated(self, info: EngineInfo, params: GenerateParams) -> list[PcmChunk]:
         """Segments synthesized concurrently (spread over replicas), each converted with its
@@ -195,7 +195,7 @@ class GenerationService:
         if not jobs:
             raise generate_failure(400, "Narrator mode found nothing to speak: every segment was silent, "
                                         f"at most {api.api_length_stripping} characters long, or empty after filtering")
-        results = await self.hub.runner.collect_many(jobs, self.hub.narrator_concurrency)
+        results = await self.hub.runner.collect_many(jobs, info.engine, self.hub.narrator_concurrency)
         joined = await asyncio.to_thread(resample, [chunk for result in results for chunk in result], NARRATOR_RATE)
         return [joined]
 
@@ -207,7 +207,7 @@ class GenerationService:
         request = self._default_request(info, preview_text(voice), voice, "en")
         with engine_errors(invalid_value):
             source = self.hub.source(info.engine, self.hub.conversion(rvc_voice, rvc_pitch))
-            chunks = await self.hub.runner.collect(source, request)
+            chunks = await self.hub.runner.collect(source, request, info.engine)
         path = await asyncio.to_thread(self._write, chunks, None, "api_preview_voice", False)
         return {"status": "generate-success", "output_file_path": str(path), "output_file_url": f"/audio/{path.name}"}
 
@@ -239,7 +239,8 @@ class GenerationService:
             raise invalid_value(400, "Streaming not supported by current TTS engine")
         request = await self._streaming_request(info, text, voice, language, invalid_value)
         with engine_errors(invalid_value):
-            first, rest = await start_stream(self.hub.runner.stream(self.hub.client(info.engine), request))
+            chunks = self.hub.runner.stream(self.hub.client(info.engine), request, info.engine)
+            first, rest = await start_stream(chunks)
         return encode_stream(first, rest, AUDIO_FORMATS["wav"])
 
     async def generate_named(self, text: str, voice: str, language: str, output_file: str) -> dict[str, object]:
@@ -250,7 +251,7 @@ class GenerationService:
         info = await self.hub.info()
         request = await self._streaming_request(info, text, voice, language, detail)
         with engine_errors(detail):
-            chunks = await self.hub.runner.collect(self.hub.client(info.engine), request)
+            chunks = await self.hub.runner.collect(self.hub.client(info.engine), request, info.engine)
         if not chunks:
             raise detail(500, "TTS generation failed: the engine produced no audio")
         rate = chunks[0].sample_rate

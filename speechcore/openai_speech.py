@@ -108,12 +108,12 @@ class OpenAISpeechService:
             client = self.hub.source(info.engine, self.hub.conversion(rvc.rvc_char_model_file, rvc.pitch))
         if request.stream_format is None:
             with engine_errors(openai_error):
-                chunks = await self.hub.runner.collect(client, synthesis)
+                chunks = await self.hub.runner.collect(client, synthesis, info.engine)
             if not chunks:
                 raise openai_error(500, "the engine produced no audio")
             return SpeechResponse(fmt.content_type, body=await asyncio.to_thread(encode_whole, fmt, chunks))
         with engine_errors(openai_error):
-            first, rest = await start_stream(self.hub.runner.stream(client, synthesis))
+            first, rest = await start_stream(self.hub.runner.stream(client, synthesis, info.engine))
         audio = encode_stream(first, rest, fmt)
         if request.stream_format == "sse":
             return SpeechResponse("text/event-stream", stream=_sse(audio))

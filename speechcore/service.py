@@ -21,6 +21,7 @@ from .errors import ContractError
 from .safe_paths import unsafe_reason
 from .storage import OutputStore
 from .synthesis import AudioSource, SynthesisRunner
+from .telemetry import Telemetry
 from .text.language import LanguageDetectorService
 
 
@@ -36,6 +37,7 @@ class SpeechService:
         broadcast_stop: tells every engine replica, wherever it runs, to stop what it is doing.
         deploy_engine: starts a supported engine that is not live and returns its client.
         converter: the RVC voice converter, when one runs beside the engines.
+        telemetry: where finished requests and syntheses are reported (metrics); none by default.
     """
 
     def __init__(self, settings: SettingsStore, engines: Mapping[str, EngineClient],
@@ -43,7 +45,7 @@ class SpeechService:
                  detector: LanguageDetectorService | None = None,
                  broadcast_stop: Callable[[], Awaitable[object]] | None = None,
                  deploy_engine: Callable[[str], Awaitable[EngineClient]] | None = None,
-                 converter: ConversionClient | None = None):
+                 converter: ConversionClient | None = None, telemetry: Telemetry | None = None):
         if default_engine not in engines:
             raise ValueError(f"default engine {default_engine!r} is not among the live engines {sorted(engines)}")
         self.settings = settings
@@ -56,7 +58,8 @@ class SpeechService:
         self.broadcast_stop = broadcast_stop
         self.deploy_engine = deploy_engine
         self.converter = converter
-        self.runner = SynthesisRunner(self.stops)
+        self.telemetry = telemetry or Telemetry()
+        self.runner = SynthesisRunner(self.stops, self.telemetry)
         self._model_change = asyncio.Lock()
 
     # ----- engines and their descriptions

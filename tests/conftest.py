@@ -24,9 +24,11 @@ from speechcore.api import create_app
 from speechcore.config.paths import ServerPaths
 from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
+from speechcore.telemetry import Telemetry
 from tests.support import InProcessConverter, InProcessEngineClient, install_piper_voice
 
 SERVE_PORT = 7871
+SERVE_METRICS_PORT = 7872
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BUNDLED_VOICE = "en_US-joe-medium.onnx"
 SECOND_VOICE = "narrators/en_US-joe-narrator.onnx"  # a user-installed voice under models/piper
@@ -61,7 +63,7 @@ class Server:
         assert self.client.get("/api/reload_config").status_code == 200
 
 
-def build_asgi_service(tmp_path_factory, name: str) -> SpeechService:
+def build_asgi_service(tmp_path_factory, name: str, telemetry: Telemetry | None = None) -> SpeechService:
     """The service behind the `asgi` server: in-process Piper (and RVC with the extra) on a fresh root."""
     root = make_root(tmp_path_factory, name)
     paths = ServerPaths.at(root)
@@ -70,7 +72,8 @@ def build_asgi_service(tmp_path_factory, name: str) -> SpeechService:
     if RVC:
         from rvc.pipeline import VoiceConverter
         converter = InProcessConverter(VoiceConverter(paths.rvc_voices, paths.rvc_base), engines)
-    return SpeechService(SettingsStore(paths), engines, list(ENGINE_CLASSES), "piper", converter=converter)
+    return SpeechService(SettingsStore(paths), engines, list(ENGINE_CLASSES), "piper", converter=converter,
+                         telemetry=telemetry)
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +102,8 @@ def serve_server(tmp_path_factory) -> Iterator[Server]:
     # With the coqui extra installed, the VITS and XTTS applications run beside Piper.
     coqui = importlib.util.find_spec("TTS") is not None
     root = make_coqui_root(tmp_path_factory, "serve-root") if coqui else make_root(tmp_path_factory, "serve-root")
-    serve_app.start_embedded(serve_app.DEFAULT_CONFIG, root, "127.0.0.1", SERVE_PORT, timeout_s=300)
+    serve_app.start_embedded(serve_app.DEFAULT_CONFIG, root, "127.0.0.1", SERVE_PORT, timeout_s=300,
+                             metrics_port=SERVE_METRICS_PORT)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{SERVE_PORT}", timeout=120) as client:
             yield Server("serve", client, root)

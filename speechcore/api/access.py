@@ -33,8 +33,9 @@ class BodyTooLarge(HTTPException):
 
 
 def _matches(path: str, patterns: list[str]) -> bool:
-    """A pattern ending in '/' covers everything below it; others match exactly."""
-    return any(path == p or (p.endswith("/") and path.startswith(p)) for p in patterns)
+    """A pattern ending in '/' covers everything below it; others match exactly. '/' alone is the
+    root page only (never "every path")."""
+    return any(path == p or (p.endswith("/") and p != "/" and path.startswith(p)) for p in patterns)
 
 
 def _has(key: str, keys: frozenset[str]) -> bool:

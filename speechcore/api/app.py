@@ -20,6 +20,7 @@ from ..service import SpeechService
 from . import (control_routes, file_routes, generate_routes, openai_routes, page_routes, rvc_routes,
                status_routes, tools_routes)
 from .access import AccessControl
+from .request_log import RequestLog
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -28,8 +29,10 @@ NO_KEYS: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
 
 def create_app(service: SpeechService, access: AccessArgs | None = None,
-               keys: tuple[frozenset[str], frozenset[str]] = NO_KEYS, retention_check_s: float = 600.0) -> FastAPI:
-    """`keys`: (user keys, admin keys), read by the caller (`AccessArgs.keys`); none: an open API."""
+               keys: tuple[frozenset[str], frozenset[str]] = NO_KEYS, retention_check_s: float = 600.0,
+               request_logger: logging.Logger | None = None) -> FastAPI:
+    """`keys`: (user keys, admin keys), read by the caller (`AccessArgs.keys`); none: an open API.
+    `request_logger` gets one line per request (`RequestLog`); metrics go to `service.telemetry`."""
     access = access or AccessArgs()
 
     @contextlib.asynccontextmanager
@@ -54,6 +57,10 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
     if access.cors_origins:  # outermost: a browser's preflight is answered before any key is asked for
         app.add_middleware(CORSMiddleware, allow_origins=access.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["x-request-id", "content-disposition"])
+    # Outermost: every request gets an id and a log line, refused and preflight ones included.
+    app.add_middleware(RequestLog, telemetry=service.telemetry,
+                       logger=request_logger or logging.getLogger("speechcore.requests"),
+                       templates=list(app.openapi()["paths"]))
     return app
 
 

@@ -24,8 +24,9 @@ class AccessArgs(BaseModel):
         "Keys for the control endpoints (`admin_paths`). With none, any API key may use them."))
     admin_keys_env: str = Field("ALLTALK_ADMIN_KEYS", description="Environment variable with more admin keys.")
     admin_paths: list[str] = Field(default_factory=lambda: list(ADMIN_PATHS))
-    public_paths: list[str] = Field(default_factory=lambda: ["/api/ready"], description=(
-        "Paths served without a key (health checks of load balancers)."))
+    public_paths: list[str] = Field(default_factory=lambda: ["/api/ready", "/"], description=(
+        "Paths served without a key: health checks of load balancers, and the web page (static; it asks "
+        "for a key before calling the API)."))
     cors_origins: list[str] = Field(default_factory=list, description=(
         "Web origins whose pages may call the API from a browser. Empty: same origin only."))
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 beyond).")

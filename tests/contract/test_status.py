@@ -75,8 +75,12 @@ def test_settings_json_returns_the_whole_config(server):
     assert body["output_folder"] == "outputs"
 
 
-def test_root_page_names_the_server_and_its_engines(server):
+def test_root_page_is_the_web_page_over_the_public_api(server):
+    """The page itself is static; what it shows comes from the API in the browser (tests/browser)."""
     response = server.client.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert "piper" in response.text and 'href="/docs"' in response.text
+    for call in ("/api/currentsettings", "/api/voices", "/api/tts-generate", "/api/tts-generate-streaming",
+                 "/api/ready", 'href="/docs"'):
+        assert call in response.text
+    assert '"zh-cn"' in response.text and "__LANGUAGES__" not in response.text

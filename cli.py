@@ -1,0 +1,188 @@
+"""`alltalk-serve`: run the embedded server, ask a running server for its status, reload it.
+
+`run` (the default command) starts a local Ray and Serve and serves until Ctrl-C, logging the
+applications' replicas as they start. `status` and `reload` talk to a running server over its
+public HTTP API only, so they work the same against the embedded server and a cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+COMMANDS = ("run", "status", "reload")
+DEFAULT_URL = "http://127.0.0.1:7851"
+_LOGGER = logging.getLogger("alltalk_serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alltalk-serve", description="An AllTalk-compatible TTS server on Ray Serve.",
+        epilog="Without a command, `run` is meant: `alltalk-serve --port 7851` starts the server.")
+    commands = parser.add_subparsers(dest="command", metavar="{run,status,reload}")
+
+    run = commands.add_parser("run", help="start the embedded server (local Ray, Piper on the CPU)",
+                              description="Start a local Ray and Serve, deploy serve_config.yaml, serve until Ctrl-C.")
+    run.add_argument("--config", type=Path, default=None, help="Serve config (default: serve_config.yaml of the project)")
+    run.add_argument("--root", type=Path, default=Path.cwd(),
+                     help="server root with confignew.json, models/, voices/, outputs/ (default: current folder)")
+    run.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
+    run.add_argument("--port", type=int, default=None,
+                     help="listen port (default: api_def.api_port_number of confignew.json, else 7851)")
+    run.add_argument("--engines", default=None,
+                     help="comma-separated engines to run, e.g. piper,xtts (default: piper, plus vits/xtts when "
+                          "coqui-tts is installed and models/<engine>/ holds a model)")
+    run.add_argument("--rvc", choices=("auto", "on", "off"), default="auto",
+                     help="run the RVC voice converter (auto: when the rvc extra is installed and "
+                          "models/rvc_voices holds a voice)")
+    run.add_argument("--num-cpus", type=int, default=None,
+                     help="logical CPUs for the local Ray (default: enough for every replica)")
+    run.add_argument("--metrics-port", type=int, default=None,
+                     help="port of Ray's Prometheus endpoint /metrics (default: a free port, printed at start)")
+    run.add_argument("--dashboard-port", type=int, default=None,
+                     help="also run the Ray dashboard on this port, e.g. 8265 (asks for the token in "
+                          "~/.ray/auth_token; default: no dashboard)")
+    run.add_argument("--timeout", type=float, default=900,
+                     help="seconds to wait for every application to run (default: %(default)s)")
+
+    for name, text in (("status", "show a running server's readiness, engine, model and voices"),
+                       ("reload", "reload a running server: a model, an engine, or its settings files")):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--url", default=os.environ.get("ALLTALK_URL", DEFAULT_URL),
+                         help="server address (default: $ALLTALK_URL or %(default)s)")
+        sub.add_argument("--api-key", default=os.environ.get("ALLTALK_API_KEY"),
+                         help="API key when the server asks for one (default: $ALLTALK_API_KEY)")
+        sub.add_argument("--timeout", type=float, default=900, help="seconds to wait for an answer (default: %(default)s)")
+        if name == "status":
+            sub.add_argument("--json", action="store_true", help="print the raw answers as JSON")
+    reload = commands.choices["reload"]
+    what = reload.add_mutually_exclusive_group()
+    what.add_argument("--model", help="switch the current engine to this model, e.g. 'piper - en_US-joe-medium' "
+                                      "(a rolling redeploy of its replicas)")
+    what.add_argument("--engine", help="make this engine the current one (deployed first if it does not run)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "run":
+        return run(args)
+    client = ApiClient(args.url, args.api_key, args.timeout)
+    try:
+        return status(client, args.json) if args.command == "status" else reload(client, args.model, args.engine)
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+# ----- run
+
+
+def run(args: argparse.Namespace) -> int:
+    import serve_app
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        _LOGGER.info("starting local Ray and Serve (server root %s)", args.root.resolve())
+        engines = args.engines.split(",") if args.engines else None
+        rvc = None if args.rvc == "auto" else args.rvc == "on"
+        port = serve_app.start_embedded(args.config or serve_app.DEFAULT_CONFIG, args.root, args.host, args.port, engines, args.num_cpus,
+                                        timeout_s=args.timeout, rvc=rvc, metrics_port=args.metrics_port,
+                                        dashboard_port=args.dashboard_port)
+        _LOGGER.info("metrics (Prometheus): %s", serve_app.metrics_url())
+        if args.dashboard_port:
+            _LOGGER.info("Ray dashboard: http://%s:%d/ (token: ~/.ray/auth_token)", args.host, args.dashboard_port)
+        _LOGGER.info("ready: http://%s:%d/ (Ctrl-C stops)", args.host, port)
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, SystemExit):
+        _LOGGER.info("stopping")
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        _LOGGER.error("could not start: %s", exc)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        serve_app.stop_embedded()
+
+
+# ----- status and reload, over the public API
+
+
+class ApiError(RuntimeError):
+    pass
+
+
+class ApiClient:
+    def __init__(self, url: str, api_key: str | None, timeout_s: float):
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+
+    def call(self, method: str, path: str, query: dict[str, str] | None = None) -> Any:
+        """The answer's JSON (or text, for plain-text endpoints); ApiError for anything but a 2xx."""
+        target = f"{self.url}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        request = urllib.request.Request(target, method=method)
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                body = response.read().decode("utf-8", "replace")
+                kind = response.headers.get_content_type()
+        except urllib.error.HTTPError as exc:
+            raise ApiError(f"{method} {path}: {exc.code} {exc.read().decode('utf-8', 'replace')[:500]}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ApiError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from None
+        return json.loads(body) if kind == "application/json" else body
+
+
+def status(client: ApiClient, as_json: bool) -> int:
+    ready = client.call("GET", "/api/ready")
+    settings = client.call("GET", "/api/currentsettings")
+    voices = client.call("GET", "/api/voices").get("voices", [])
+    if as_json:
+        print(json.dumps({"ready": ready, "currentsettings": settings, "voices": voices}, indent=2))
+        return 0 if ready == "Ready" else 2
+    capable = [name.removesuffix("_capable") for name, value in settings.items()
+               if name.endswith("_capable") and value is True]
+    shown = ", ".join(voices[:8]) + (f", ... ({len(voices)} in all)" if len(voices) > 8 else "")
+    for label, value in (("server", f"{client.url}  {ready}"),
+                         ("engine", f"{settings['current_engine_loaded']} ({settings['manufacturer_name']})"),
+                         ("model", settings["current_model_loaded"]),
+                         ("engines", ", ".join(settings["engines_available"])),
+                         ("voices", shown or "none"),
+                         ("can do", ", ".join(capable) or "nothing optional")):
+        print(f"{label:<8} {value}")
+    return 0 if ready == "Ready" else 2
+
+
+def reload(client: ApiClient, model: str | None, engine: str | None) -> int:
+    if model:
+        print(f"switching to model {model!r} (rolling out to every replica) ...", flush=True)
+        answer = client.call("POST", "/api/reload", {"tts_method": model})
+    elif engine:
+        print(f"switching to engine {engine!r} ...", flush=True)
+        answer = client.call("POST", "/api/enginereload", {"engine": engine})
+    else:
+        answer = client.call("GET", "/api/reload_config")
+    print(answer if isinstance(answer, str) else json.dumps(answer))
+    failed = isinstance(answer, dict) and answer.get("status") == "error"
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

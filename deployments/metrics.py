@@ -1,0 +1,103 @@
+"""The server's metrics, with Ray Serve's metrics API. Ray exports them on every node's Prometheus
+endpoint as `ray_<name>` (counters with `_total`), each tagged by Serve with application,
+deployment and replica on top of the tags below. Serve's own metrics (HTTP requests per route,
+queue lengths, replica counts, autoscaling) sit beside them. One class per process kind: the
+ingress, an engine replica, the ingress's rollouts."""
+
+from __future__ import annotations
+
+from ray.serve import metrics
+
+from speechcore.telemetry import RequestRecord, Telemetry
+
+LATENCY_BUCKETS_S = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0]
+RTF_BUCKETS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0]
+LOAD_BUCKETS_S = [0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]
+REJECTED_STATUSES = {413: "too_large", 429: "rate_limited", 503: "unavailable"}
+"""Statuses that mean "not now" (body limit, per-client limit, a full queue or no replica)."""
+
+
+class IngressMetrics(Telemetry):
+    """Requests by endpoint, engine and status; characters and audio seconds synthesized; latency,
+    time to first audio and real-time factor; cancellations and rejections."""
+
+    def __init__(self) -> None:
+        self.requests = metrics.Counter(
+            "alltalk_requests", description="HTTP requests answered, by route template, engine and status",
+            tag_keys=("endpoint", "engine", "status"))
+        self.latency = metrics.Histogram(
+            "alltalk_request_seconds", description="Time from request to last byte of the response",
+            boundaries=LATENCY_BUCKETS_S, tag_keys=("endpoint", "engine"))
+        self.first_audio = metrics.Histogram(
+            "alltalk_time_to_first_audio_seconds",
+            description="Time from request to the first byte of an audio body (streamed responses: first chunk)",
+            boundaries=LATENCY_BUCKETS_S, tag_keys=("endpoint", "engine"))
+        self.rejections = metrics.Counter(
+            "alltalk_rejections", description="Requests refused for load or limits (413, 429, 503)",
+            tag_keys=("endpoint", "reason"))
+        self.characters = metrics.Counter(
+            "alltalk_characters", description="Characters of text sent to an engine", tag_keys=("engine",))
+        self.audio = metrics.Counter(
+            "alltalk_audio_seconds", description="Seconds of audio synthesized", tag_keys=("engine",))
+        self.rtf = metrics.Histogram(
+            "alltalk_realtime_factor", description="Synthesis wall time / audio duration, per engine call",
+            boundaries=RTF_BUCKETS, tag_keys=("engine",))
+        self.cancellations = metrics.Counter(
+            "alltalk_cancellations", description="Engine calls ended early: stop request or client gone",
+            tag_keys=("engine", "reason"))
+
+    def request_finished(self, record: RequestRecord) -> None:
+        engine = record.engine or "none"
+        self.requests.inc(tags={"endpoint": record.endpoint, "engine": engine, "status": str(record.status)})
+        self.latency.observe(record.latency_s, tags={"endpoint": record.endpoint, "engine": engine})
+        if record.first_audio_s is not None:
+            self.first_audio.observe(record.first_audio_s, tags={"endpoint": record.endpoint, "engine": engine})
+        if reason := REJECTED_STATUSES.get(record.status):
+            self.rejections.inc(tags={"endpoint": record.endpoint, "reason": reason})
+
+    def synthesis_finished(self, engine: str, characters: int, audio_s: float, wall_s: float) -> None:
+        self.characters.inc(characters, tags={"engine": engine})
+        self.audio.inc(audio_s, tags={"engine": engine})
+        if audio_s > 0:
+            self.rtf.observe(wall_s / audio_s, tags={"engine": engine})
+
+    def synthesis_cancelled(self, engine: str, reason: str) -> None:
+        self.cancellations.inc(tags={"engine": engine, "reason": reason})
+
+
+class EngineMetrics:
+    """Inside an engine replica: how long requests wait for their first synthesis step, and how
+    long models take to load."""
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+        self.queue_wait = metrics.Histogram(
+            "alltalk_queue_wait_seconds",
+            description="Time a request waits in an engine replica before its first synthesis step",
+            boundaries=LATENCY_BUCKETS_S, tag_keys=("engine",))
+        self.model_load = metrics.Histogram(
+            "alltalk_model_load_seconds", description="Time to load a model (replica start, model swap, option change)",
+            boundaries=LOAD_BUCKETS_S, tag_keys=("engine", "model"))
+
+    def waited(self, seconds: float) -> None:
+        self.queue_wait.observe(seconds, tags={"engine": self.engine})
+
+    def model_loaded(self, model: str, seconds: float) -> None:
+        self.model_load.observe(seconds, tags={"engine": self.engine, "model": model})
+
+
+class RolloutMetrics:
+    """Rolling redeploys started by the API (model swaps, DeepSpeed/LowVRAM, engines deployed on demand)."""
+
+    def __init__(self) -> None:
+        self.rollouts = metrics.Counter(
+            "alltalk_rollouts", description="Rollouts by application and outcome (done, failed, busy)",
+            tag_keys=("app", "outcome"))
+        self.duration = metrics.Histogram(
+            "alltalk_rollout_seconds", description="Time from a rollout's start until every replica runs it",
+            boundaries=LOAD_BUCKETS_S, tag_keys=("app",))
+
+    def finished(self, app: str, outcome: str, seconds: float) -> None:
+        self.rollouts.inc(tags={"app": app, "outcome": outcome})
+        if outcome == "done":
+            self.duration.observe(seconds, tags={"app": app})

@@ -1,0 +1,143 @@
+"""The web page in a real headless Chromium (Debian's chromium and chromedriver, driven by
+Selenium) against the real Serve server: it loads, lists the voices, generates speech the
+standard way and streamed, and plays it. A screenshot of the page after generating is saved to
+test-artifacts/ (or $ALLTALK_TEST_ARTIFACTS)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import BUNDLED_VOICE, PROJECT_DIR
+from tests.support import decode_audio
+
+pytestmark = pytest.mark.serve
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    if os.environ.get("CI"):
+        pytest.fail("chromium and chromedriver are missing: scripts/bootstrap.sh installs them for the tests",
+                    pytrace=False)
+    pytest.skip("chromium and chromedriver are not installed (scripts/run-tests installs them)",
+                allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+ARTIFACTS = Path(os.environ.get("ALLTALK_TEST_ARTIFACTS", PROJECT_DIR / "test-artifacts"))
+TEXT = "The quick brown fox jumps over the lazy dog. Then it runs far away into the green forest."
+
+
+def _chromium_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if "chrom" in p.name()]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--mute-audio",
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=1000,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        psutil.wait_procs(_chromium_children(), timeout=10)
+        assert not _chromium_children(), "a Chromium process was left behind"
+
+
+@pytest.fixture(scope="module")
+def page(browser, serve_server):
+    browser.get(f"{serve_server.client.base_url}/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_element(By.ID, "ready").text == "Ready")
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "voice")).options) > 0)
+    return browser
+
+
+def _player(driver) -> dict:
+    return driver.execute_script(
+        "const p = document.getElementById('player');"
+        "return {src: p.src, readyState: p.readyState, duration: p.duration, currentTime: p.currentTime,"
+        "        paused: p.paused, error: p.error && p.error.code};")
+
+
+def _generate(driver, mode: str) -> None:
+    text = driver.find_element(By.ID, "text")
+    text.clear()
+    text.send_keys(TEXT)
+    driver.find_element(By.ID, f"mode-{mode}").click()
+    driver.find_element(By.ID, "generate").click()
+
+
+def test_the_page_shows_the_engines_voices_and_settings(page, serve_server):
+    voices = [o.get_attribute("value") for o in Select(page.find_element(By.ID, "voice")).options]
+    assert BUNDLED_VOICE in voices
+    assert voices == serve_server.client.get("/api/voices").json()["voices"]
+    engine = Select(page.find_element(By.ID, "engine")).first_selected_option.get_attribute("value")
+    assert engine == "piper"
+    page.find_element(By.CSS_SELECTOR, "#settings-box summary").click()
+    settings = page.find_element(By.ID, "settings").text
+    assert "current_engine_loaded piper" in settings and "streaming_capable true" in settings
+
+
+def test_generate_from_the_page_and_play(page, serve_server):
+    before = set(serve_server.outputs.glob("page_output*.wav"))
+    _generate(page, "standard")
+    wait = WebDriverWait(page, 120)
+    wait.until(lambda d: d.find_element(By.ID, "result").text.startswith(("Generated in", "HTTP", "The")))
+    assert page.find_element(By.ID, "result").text.startswith("Generated in"), page.find_element(By.ID, "result").text
+    wait.until(lambda d: _player(d)["readyState"] >= 1)
+    state = _player(page)
+    assert state["error"] is None
+    assert 3.0 < state["duration"] < 15.0, state  # two sentences of speech
+    page.execute_script("document.getElementById('player').currentTime = 0; document.getElementById('player').play();")
+    wait.until(lambda d: _player(d)["currentTime"] > 0.2)  # it plays
+    new = set(serve_server.outputs.glob("page_output*.wav")) - before
+    assert len(new) == 1  # the file the page played is the one the server wrote
+    with wave.open(str(new.pop())) as wav:
+        assert wav.getframerate() == 22050 and abs(wav.getnframes() / 22050 - state["duration"]) < 0.1
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "web-page.png"
+    page.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+
+
+def test_stream_from_the_page_and_play(page, serve_server):
+    _generate(page, "streaming")
+    wait = WebDriverWait(page, 120)
+    wait.until(lambda d: "first audio after" in d.find_element(By.ID, "result").text
+               or d.find_element(By.ID, "result").get_attribute("class") == "error")
+    assert "first audio after" in page.find_element(By.ID, "result").text
+    state = _player(page)
+    assert "/api/tts-generate-streaming?" in state["src"] and state["error"] is None
+    wait.until(lambda d: _player(d)["currentTime"] > 0.5)
+    # What the page streamed decodes as speech of the right rate and a plausible length.
+    audio = serve_server.client.get(state["src"].replace(str(serve_server.client.base_url), ""))
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+    decoded = decode_audio(audio.content)  # a stream's WAV header has no length: decode it all
+    assert decoded.sample_rate == 22050 and 3.0 < decoded.duration_s < 15.0
+    page.save_screenshot(str(ARTIFACTS / "web-page-streaming.png"))
+
+
+def test_an_error_from_the_api_is_shown_on_the_page(page):
+    page.find_element(By.ID, "text").clear()
+    page.find_element(By.ID, "mode-standard").click()
+    page.find_element(By.ID, "generate").click()
+    assert page.find_element(By.ID, "result").text == "Type some text first."
+    page.execute_script("const s = document.getElementById('voice'); s.add(new Option('no-such-voice', 'no-such-voice'));"
+                        "s.value = 'no-such-voice';")
+    page.find_element(By.ID, "text").send_keys("Hello there.")
+    page.find_element(By.ID, "generate").click()
+    WebDriverWait(page, 60).until(lambda d: d.find_element(By.ID, "result").get_attribute("class") == "error")
+    assert "no-such-voice" in page.find_element(By.ID, "result").text

@@ -1,0 +1,79 @@
+"""The `alltalk-serve` command line (cli.py), as a user runs it: `run` starts the embedded server in
+its own process and shows the replicas coming up, `status` and `reload` talk to a running server
+over HTTP, and Ctrl-C stops everything it started."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import PROJECT_DIR, SERVE_PORT
+
+pytestmark = pytest.mark.serve
+CLI = [sys.executable, str(PROJECT_DIR / "cli.py")]
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=PROJECT_DIR)
+
+
+def test_help_lists_the_commands():
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "status", "reload"):
+        assert command in result.stdout
+    assert "--metrics-port" in cli("run", "--help").stdout
+
+
+def test_status_of_a_running_server(serve_server):
+    url = f"http://127.0.0.1:{SERVE_PORT}"
+    result = cli("status", "--url", url)
+    assert result.returncode == 0, result.stderr
+    assert f"{url}  Ready" in result.stdout and "engine   piper (Piper)" in result.stdout
+    raw = json.loads(cli("status", "--url", url, "--json").stdout)
+    assert raw["ready"] == "Ready" and raw["currentsettings"]["current_engine_loaded"] == "piper"
+
+
+def test_reload_a_running_server(serve_server):
+    url = f"http://127.0.0.1:{SERVE_PORT}"
+    result = cli("reload", "--url", url)
+    assert result.returncode == 0 and "reloaded" in result.stdout
+    wrong = cli("reload", "--url", url, "--model", "piper - no-such-model")
+    assert wrong.returncode == 1 and "Invalid TTS method" in wrong.stdout
+
+
+def test_status_of_no_server_is_a_clear_error():
+    result = cli("status", "--url", "http://127.0.0.1:9")
+    assert result.returncode == 1 and "cannot reach http://127.0.0.1:9" in result.stderr
+
+
+def test_run_shows_progress_serves_and_stops_cleanly(tmp_path):
+    port = SERVE_PORT + 10
+    process = subprocess.Popen([*CLI, "run", "--root", str(tmp_path), "--port", str(port), "--engines", "piper",
+                                "--rvc", "off"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=PROJECT_DIR)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not any("ready: http://" in line for line in lines):
+            assert time.monotonic() < deadline and process.poll() is None, "".join(lines[-30:])
+            lines.append(process.stdout.readline())
+        started = psutil.Process(process.pid).children(recursive=True)
+        assert httpx.get(f"http://127.0.0.1:{port}/api/ready").text == "Ready"
+        progress = [line for line in lines if " s] alltalk " in line]
+        assert any("tts-piper 0/1" in line for line in progress), progress  # replicas seen starting
+        assert "piper RUNNING (tts-piper 1/1)" in progress[-1]
+        assert any("metrics (Prometheus): http://" in line for line in lines)
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output[-3000:]
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, f"left behind: {[p.pid for p in alive]}"

@@ -1,0 +1,131 @@
+"""Operations on real Serve: the server's own metrics reach the local Ray's Prometheus endpoint
+with engine tags and counts that match the requests sent, every response carries an
+`x-request-id`, and the request's log line (in the ingress replica's Serve log) carries the same
+id, without the text spoken."""
+
+from __future__ import annotations
+
+import glob
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import BUNDLED_VOICE, SERVE_METRICS_PORT
+from tests.support import decode_audio
+
+pytestmark = pytest.mark.serve
+TEXTS = ["Metrics count every request.", "The second request is a little longer than the first one.",
+         "And a third."]
+STREAMED = "Streaming has a time to first audio."
+
+
+def _samples() -> dict[tuple[str, frozenset], float]:
+    """Every ray_alltalk_* sample, summed over replicas: (name, labels that matter) -> value."""
+    text = httpx.get(f"http://127.0.0.1:{SERVE_METRICS_PORT}/metrics", timeout=30).text
+    found: dict[tuple[str, frozenset], float] = {}
+    ignored = {"Component", "NodeAddress", "SessionName", "Version", "WorkerId", "replica", "otel_scope_name",
+               "otel_scope_schema_url", "otel_scope_version", "le"}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("ray_alltalk_") and "le" not in sample.labels:
+                key = (sample.name, frozenset((k, v) for k, v in sample.labels.items() if k not in ignored))
+                found[key] = found.get(key, 0.0) + sample.value
+    return found
+
+
+def _value(samples: dict, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+def _wait_for(condition: Callable[[dict], bool], timeout_s: float = 90) -> dict:
+    """Ray exports metrics every few seconds: poll until `condition` holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        samples = _samples()
+        if condition(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(1)
+
+
+def test_custom_metrics_count_the_requests_sent(serve_server):
+    client = serve_server.client
+    before = _samples()
+    audio_s = 0.0
+    for text in TEXTS:
+        answer = client.post("/api/tts-generate", data={"text_input": text, "character_voice_gen": BUNDLED_VOICE,
+                                                         "language": "en", "narrator_enabled": "false"})
+        assert answer.status_code == 200, answer.text
+        audio_s += decode_audio(client.get(answer.json()["output_file_url"]).content).duration_s
+    streamed = client.get("/api/tts-generate-streaming", params={
+        "text": STREAMED, "voice": BUNDLED_VOICE, "language": "en", "output_file": "metrics"})
+    assert streamed.status_code == 200
+    audio_s += decode_audio(streamed.content).duration_s
+    too_large = client.post("/api/tts-generate", content=b"x" * 2_000_000,
+                            headers={"content-type": "application/x-www-form-urlencoded"})
+    assert too_large.status_code == 413
+
+    generate = {"endpoint": "/api/tts-generate", "engine": "piper", "status": "200"}
+    expected_requests = _value(before, "ray_alltalk_requests_total", **generate) + len(TEXTS)
+    expected_waits = _value(before, "ray_alltalk_queue_wait_seconds_count", engine="piper") + len(TEXTS) + 1
+    # Each process exports on its own clock: wait for the ingress's and the engine replicas' numbers.
+    after = _wait_for(lambda s: _value(s, "ray_alltalk_requests_total", **generate) >= expected_requests
+                      and _value(s, "ray_alltalk_rejections_total", reason="too_large")
+                      > _value(before, "ray_alltalk_rejections_total", reason="too_large")
+                      and _value(s, "ray_alltalk_queue_wait_seconds_count", engine="piper") >= expected_waits)
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert delta("ray_alltalk_requests_total", **generate) == len(TEXTS)
+    assert delta("ray_alltalk_requests_total", endpoint="/api/tts-generate-streaming", engine="piper",
+                 status="200") == 1
+    assert delta("ray_alltalk_characters_total", engine="piper") == sum(map(len, TEXTS)) + len(STREAMED)
+    assert delta("ray_alltalk_audio_seconds_total", engine="piper") == pytest.approx(audio_s, rel=0.02)
+    assert delta("ray_alltalk_realtime_factor_count", engine="piper") == len(TEXTS) + 1
+    assert delta("ray_alltalk_request_seconds_count", endpoint="/api/tts-generate", engine="piper") == len(TEXTS)
+    assert delta("ray_alltalk_time_to_first_audio_seconds_count", endpoint="/api/tts-generate-streaming",
+                 engine="piper") == 1
+    assert delta("ray_alltalk_rejections_total", endpoint="/api/tts-generate", reason="too_large") == 1
+    # Inside the engine replicas: the wait for a synthesis step, and the model load at start.
+    assert delta("ray_alltalk_queue_wait_seconds_count", engine="piper", application="piper") == len(TEXTS) + 1
+    assert _value(after, "ray_alltalk_model_load_seconds_count", engine="piper") >= 1
+    # Serve's tags say where each number comes from.
+    assert any(n == "ray_alltalk_requests_total" and ("application", "alltalk") in ls and ("deployment", "ingress") in ls
+               for n, ls in after)
+
+
+def test_the_request_id_is_echoed_and_in_the_request_log_line(serve_server):
+    client = serve_server.client
+    text = "Which request was this one?"
+    mine = f"test-{uuid.uuid4()}"
+    answer = client.post("/api/tts-generate", headers={"x-request-id": mine},
+                         data={"text_input": text, "character_voice_gen": BUNDLED_VOICE, "narrator_enabled": "false"})
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == mine
+    generated = client.get("/api/ready").headers["x-request-id"]
+    assert generated and generated != mine
+
+    def log_line(request_id: str) -> dict | None:
+        for path in glob.glob("/tmp/ray/session_latest/logs/serve/replica_alltalk_ingress_*.log"):
+            with open(path, encoding="utf-8") as log:
+                for line in log:
+                    if f'"request_id":"{request_id}"' in line:
+                        return json.loads(line.split(" -- request ", 1)[1])
+        return None
+
+    deadline = time.monotonic() + 30
+    while (line := log_line(mine)) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert line is not None, "no request log line with the request's id"
+    assert line["endpoint"] == "/api/tts-generate" and line["status"] == 200 and line["engine"] == "piper"
+    assert line["voices"] == [BUNDLED_VOICE] and line["characters"] == len(text)
+    assert line["audio_s"] == pytest.approx(decode_audio(client.get(answer.json()["output_file_url"]).content)
+                                            .duration_s, abs=0.01)
+    assert line["latency_ms"] > 0 and "text" not in line  # no text content at INFO
+    assert log_line(generated) is not None
