@@ -133,3 +133,20 @@ def test_the_kuberay_manifest_carries_serve_config_yaml():
     gpu_group = cluster["workerGroupSpecs"][0]
     assert gpu_group["minReplicas"] == 0 and gpu_group["maxReplicas"] >= 1
     assert gpu_group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_the_grafana_dashboard_queries_exactly_the_metrics_the_server_defines():
+    """ops/grafana-dashboard.json stays in step with deployments/metrics.py: every ray_alltalk_*
+    series it queries exists, and every metric the server defines is on the dashboard."""
+    import re
+
+    dashboard = json.loads((PROJECT / "ops" / "grafana-dashboard.json").read_text())
+    queried = {re.sub(r"_(total|bucket|sum|count)$", "", name)
+               for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"ray_(alltalk_[a-z_]+)", target["expr"])}
+    defined = set(re.findall(r'metrics\.(?:Counter|Histogram|Gauge)\(\s*"(alltalk_[a-z_]+)"',
+                             (PROJECT / "deployments" / "metrics.py").read_text()))
+    assert len(defined) >= 10
+    assert queried == defined
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}" and panel["targets"], panel["title"]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+import ray
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BUNDLED_VOICE, SERVE_METRICS_PORT
@@ -111,8 +112,11 @@ def test_the_request_id_is_echoed_and_in_the_request_log_line(serve_server):
     generated = client.get("/api/ready").headers["x-request-id"]
     assert generated and generated != mine
 
+    # This session's log folder (session_latest may point at another local Ray started by a test).
+    logs = ray._private.worker._global_node.get_logs_dir_path()
+
     def log_line(request_id: str) -> dict | None:
-        for path in glob.glob("/tmp/ray/session_latest/logs/serve/replica_alltalk_ingress_*.log"):
+        for path in glob.glob(f"{logs}/serve/replica_alltalk_ingress_*.log"):
             with open(path, encoding="utf-8") as log:
                 for line in log:
                     if f'"request_id":"{request_id}"' in line:
