@@ -7,6 +7,8 @@ import re
 from pathlib import Path, PurePosixPath
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+MAX_SEGMENT_BYTES = 255
+"""The longest file name Linux, macOS and Windows file systems take."""
 
 
 class UnsafeName(ValueError):
@@ -21,8 +23,11 @@ def unsafe_reason(name: str) -> str | None:
         return "must not contain NUL characters"
     if name.startswith(("/", "\\")) or _DRIVE.match(name):
         return "must be a relative name, not an absolute path"
-    if any(part == ".." for part in re.split(r"[\\/]", name)):
+    parts = re.split(r"[\\/]", name)
+    if any(part == ".." for part in parts):
         return "must not contain '..' path segments"
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES for part in parts):
+        return f"has a name longer than {MAX_SEGMENT_BYTES} bytes"
     return None
 
 

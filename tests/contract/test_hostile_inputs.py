@@ -57,6 +57,9 @@ def _cases() -> list[Case]:
         ]
     cases += [
         Case("audio traversal", "GET", "/audio/..%2F..%2Fconfignew.json"),
+        Case("audio name longer than a file system takes", "GET", "/audio/" + "x" * 300 + ".wav"),
+        Case("voice name longer than a file system takes", "POST", "/api/tts-generate",
+             data={"text_input": "Hi.", "character_voice_gen": "v" * 300 + ".onnx"}),
         Case("text over the limit", "POST", "/api/tts-generate", data={**GOOD_FORM, "text_input": "word " * 20_000}),
         Case("stream text over the limit", "GET", "/api/tts-generate-streaming",
              params={"text": "word " * 1_000, "voice": BUNDLED_VOICE, "language": "en", "output_file": "x"}),
