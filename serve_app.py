@@ -35,10 +35,12 @@ from speechcore.config.paths import ServerPaths
 PROJECT_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = PROJECT_DIR / "serve_config.yaml"
 _LOGGER = logging.getLogger("alltalk_serve")
-EMBEDDED_RAY_ENV = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5"}
+EMBEDDED_RAY_ENV = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5", "RAY_max_direct_call_object_size": str(4 << 20)}
 """Environment of the embedded server's local Ray (a variable already set wins). Serve's controller
 wakes every 0.1 s by default, about 4% of a core on a laptop that also synthesizes; every 0.5 s
-still scales and rolls out within a second."""
+still scales and rolls out within a second. Audio chunks up to 4 MiB (a sentence of Piper audio is
+100-500 KB) travel inside the reply from engine to ingress instead of through the shared-memory
+object store, which costs a raylet round trip per chunk (10 sentences: +149 -> +57 ms)."""
 
 # Code defaults; serve_config.yaml overrides any of them per deployment name.
 INGRESS_OPTIONS: dict[str, Any] = {"max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.25}}
@@ -104,12 +106,14 @@ def rvc_available(root: Path) -> bool:
 
 def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: float,
                    engines: list[str] | None = None, user_configs: dict[str, dict[str, Any]] | None = None,
-                   rvc: bool = True) -> ServeDeploySchema:
+                   rvc: bool = True, cores: int | None = None) -> ServeDeploySchema:
     """serve_config.yaml made concrete for this machine: only the engine applications of
     `engines` (all when None) and an ingress that knows just those, the RVC application only with
     `rvc`, absolute server root in every application's args, each engine's saved choices
-    (`user_configs`: model, DeepSpeed, LowVRAM) in its user_config, the listen address, and no GPU
-    requests where the cluster has none."""
+    (`user_configs`: model, DeepSpeed, LowVRAM) in its user_config, the listen address, no GPU
+    requests where the cluster has none, and, given the machine's `cores`, no more CPU replicas of
+    an engine than its threads fit in (a second replica on cores the first already fills only
+    slows both)."""
     config = copy.deepcopy(raw)
     config["http_options"] = {**config.get("http_options", {}), "host": host, "port": port}
     if not rvc:
@@ -135,6 +139,13 @@ def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: 
             if actor.get("num_gpus") and not gpus:
                 _LOGGER.info("no GPU here: %s/%s runs on the CPU", app["name"], deployment["name"])
                 actor["num_gpus"] = 0
+            autoscaling = deployment.get("autoscaling_config")
+            if cores and "engine" in app["args"] and not actor.get("num_gpus") and isinstance(autoscaling, dict):
+                threads = EngineArgs.model_validate(app["args"]).threads
+                fit = max(1, cores // threads, autoscaling.get("min_replicas", 1))
+                if autoscaling.get("max_replicas", 1) > fit:
+                    _LOGGER.info("%s/%s: at most %d replica(s) on %d cores", app["name"], deployment["name"], fit, cores)
+                    autoscaling["max_replicas"] = fit
     return ServeDeploySchema.model_validate(config)
 
 
@@ -235,7 +246,7 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     ray.init(num_cpus=num_cpus, logging_level=logging.WARNING, _metrics_export_port=metrics_port,
              include_dashboard=dashboard_port is not None, dashboard_port=dashboard_port, dashboard_host=host)
     config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, user_configs,
-                            rvc)
+                            rvc, os.cpu_count())
     serve.start(http_options={"host": host, "port": port})
     serve.context._get_global_client().deploy_apps(config)
     _wait_until_running([app.name for app in config.applications], timeout_s)

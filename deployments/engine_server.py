@@ -38,7 +38,7 @@ def _replica_options(args: EngineArgs) -> EngineOptions:
     """Device and GPU share from what Serve gave this replica (num_gpus in serve_config.yaml)."""
     gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
     device = args.device if args.device != "auto" else ("cuda" if gpu_share > 0 else "cpu")
-    return EngineOptions(threads=args.threads, device=device, gpu_share=gpu_share)
+    return EngineOptions(threads=args.threads, device=device, gpu_share=gpu_share, parallel_steps=args.parallel_steps)
 
 
 class EngineServer:

