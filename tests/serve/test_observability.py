@@ -71,6 +71,8 @@ def test_custom_metrics_count_the_requests_sent(serve_server):
     too_large = client.post("/api/tts-generate", content=b"x" * 2_000_000,
                             headers={"content-type": "application/x-www-form-urlencoded"})
     assert too_large.status_code == 413
+    for answer in (streamed, too_large, client.get("/"), client.get("/api/voices"), client.get("/no/such/path")):
+        assert len(answer.headers.get_list("x-request-id")) == 1, answer.url  # every answer, refused ones too
 
     generate = {"endpoint": "/api/tts-generate", "engine": "piper", "status": "200"}
     expected_requests = _value(before, "ray_alltalk_requests_total", **generate) + len(TEXTS)
