@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="start the embedded server (local Ray, Piper on the CPU)",
                               description="Start a local Ray and Serve, deploy serve_config.yaml, serve until Ctrl-C.")
-    run.add_argument("--config", type=Path, default=None, help="Serve config (default: serve_config.yaml of the project)")
+    run.add_argument("--config", type=Path, default=None,
+                     help="Serve config (default: serve_config.yaml of the project)")
     run.add_argument("--root", type=Path, default=Path.cwd(),
                      help="server root with confignew.json, models/, voices/, outputs/ (default: current folder)")
     run.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="server address (default: $ALLTALK_URL or %(default)s)")
         sub.add_argument("--api-key", default=os.environ.get("ALLTALK_API_KEY"),
                          help="API key when the server asks for one (default: $ALLTALK_API_KEY)")
-        sub.add_argument("--timeout", type=float, default=900, help="seconds to wait for an answer (default: %(default)s)")
+        sub.add_argument("--timeout", type=float, default=900,
+                         help="seconds to wait for an answer (default: %(default)s)")
         if name == "status":
             sub.add_argument("--json", action="store_true", help="print the raw answers as JSON")
     reload = commands.choices["reload"]
@@ -100,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
         _LOGGER.info("starting local Ray and Serve (server root %s)", args.root.resolve())
         engines = args.engines.split(",") if args.engines else None
         rvc = None if args.rvc == "auto" else args.rvc == "on"
-        port = serve_app.start_embedded(args.config or serve_app.DEFAULT_CONFIG, args.root, args.host, args.port, engines, args.num_cpus,
-                                        timeout_s=args.timeout, rvc=rvc, metrics_port=args.metrics_port,
-                                        dashboard_port=args.dashboard_port)
+        port = serve_app.start_embedded(args.config or serve_app.DEFAULT_CONFIG, args.root, args.host, args.port,
+                                        engines, args.num_cpus, timeout_s=args.timeout, rvc=rvc,
+                                        metrics_port=args.metrics_port, dashboard_port=args.dashboard_port)
         _LOGGER.info("metrics (Prometheus): %s", serve_app.metrics_url())
         if args.dashboard_port:
             _LOGGER.info("Ray dashboard: http://%s:%d/ (token: ~/.ray/auth_token)", args.host, args.dashboard_port)

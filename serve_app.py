@@ -144,7 +144,8 @@ def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: 
                 threads = EngineArgs.model_validate(app["args"]).threads
                 fit = max(1, cores // threads, autoscaling.get("min_replicas", 1))
                 if autoscaling.get("max_replicas", 1) > fit:
-                    _LOGGER.info("%s/%s: at most %d replica(s) on %d cores", app["name"], deployment["name"], fit, cores)
+                    _LOGGER.info("%s/%s: at most %d replica(s) on %d cores", app["name"], deployment["name"],
+                                 fit, cores)
                     autoscaling["max_replicas"] = fit
     return ServeDeploySchema.model_validate(config)
 

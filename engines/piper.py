@@ -101,11 +101,14 @@ class PiperEngine:
     def load_voice(self, voice: str) -> PiperVoice:
         model, config = self.voice_files(voice)
         _LOGGER.info("loading Piper voice %s (%s, %d threads)", voice, self.options.device, self.options.threads)
-        threads, steps = self.options.threads, self.options.parallel_steps
-        session: Any = self._session(model, spinning=False, threads=max(1, threads // steps))
+        threads = self.options.threads
+        session: Any
         if self.options.device == "cpu" and threads > 1:
-            session = SpinWhenAlone(self._session(model, spinning=True, threads=threads), session,
+            shared = self._session(model, spinning=False, threads=max(1, threads // self.options.parallel_steps))
+            session = SpinWhenAlone(self._session(model, spinning=True, threads=threads), shared,
                                     lambda: self._concurrent_steps())
+        else:
+            session = self._session(model, spinning=False, threads=threads)
         return PiperVoice(config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
                           session=session)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 import re
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
