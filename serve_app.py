@@ -26,6 +26,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from deployments.engine_server import EngineServer
 from deployments.ingress import IngressServer
+from deployments.routing import LeastInFlightRouter
 from engines.registry import ENGINE_CLASSES
 from speechcore.config.alltalk import AllTalkConfig, read_json_model
 from speechcore.config.app_args import EngineArgs, IngressArgs, RvcArgs
@@ -49,6 +50,7 @@ ENGINE_OPTIONS: dict[str, Any] = {
     "max_queued_requests": 64,
     "graceful_shutdown_timeout_s": 120,
     "ray_actor_options": {"num_cpus": 1},
+    "request_router_config": {"request_router_class": f"{LeastInFlightRouter.__module__}:{LeastInFlightRouter.__name__}"},
 }
 
 

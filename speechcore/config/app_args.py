@@ -23,8 +23,10 @@ class IngressArgs(_Args):
     engine_import_path: str = Field("", description="Builder of engine applications, for engines deployed on "
                                                     "demand by /api/enginereload; filled in by the builder.")
     describe_timeout_s: float = Field(2.0, gt=0, description="How long status calls wait for an engine replica.")
-    narrator_concurrency: int = Field(4, ge=1, le=64, description="Narrator segments of one request "
-                                                                   "synthesized at once (spread over replicas).")
+    narrator_concurrency: int = Field(4, ge=1, le=64, description=(
+        "Narrator segments of one request synthesized at once (spread over replicas). Best at what the "
+        "engine's replicas run at once (replicas x parallel_steps): more bind segments to busy replicas "
+        "early, fewer leave a replica idle."))
     rvc_app: str | None = Field(None, description="Serve application of the RVC converter; None: no RVC here.")
     describe_max_age_s: float = Field(1.0, ge=0, description="How long an engine's voice and model list is reused "
                                                              "before it is asked again.")
