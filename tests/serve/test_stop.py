@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.support import decode_audio
+from tests.support import configured_limits, decode_audio
 
 pytestmark = [pytest.mark.serve,
               pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="needs the xtts engine too")]
@@ -74,4 +74,4 @@ def test_a_client_that_disconnects_frees_the_engine_replica(serve_server):
         short = time.perf_counter() - start
         assert short < 0.5 * whole_stream, (short, whole_stream)
     finally:
-        asyncio.run(rollout.update("piper", "tts-piper", {"max_ongoing_requests": 4}))
+        asyncio.run(rollout.update("piper", "tts-piper", configured_limits("piper")))
