@@ -50,7 +50,8 @@ ENGINE_OPTIONS: dict[str, Any] = {
     "max_queued_requests": 64,
     "graceful_shutdown_timeout_s": 120,
     "ray_actor_options": {"num_cpus": 1},
-    "request_router_config": {"request_router_class": f"{LeastInFlightRouter.__module__}:{LeastInFlightRouter.__name__}"},
+    "request_router_config": {
+        "request_router_class": f"{LeastInFlightRouter.__module__}:{LeastInFlightRouter.__name__}"},
 }
 
 

@@ -204,7 +204,8 @@ def narrator(runs: int) -> Outcome:
     table = ("| segments at once | median ms | p95 ms |\n|---:|---:|---:|\n" +
              "\n".join(f"| {c} | {v['median_ms']:.0f} | {v['p95_ms']:.0f} |" for c, v in found.items()) +
              f"\n\n10 segments, 2 replicas: concurrent is {speedup:.2f}x faster than sequential.")
-    bar_chart("suite_narrator", "Narrator mode, 10 segments, 2 replicas", ["sequential", f"concurrent ({NARRATOR_CONCURRENCY})"],
+    bar_chart("suite_narrator", "Narrator mode, 10 segments, 2 replicas",
+              ["sequential", f"concurrent ({NARRATOR_CONCURRENCY})"],
               {"median ms": [found[1]["median_ms"], found[NARRATOR_CONCURRENCY]["median_ms"]]}, "ms")
     return {"by_concurrency": found, "speedup": speedup}, table, [
         Target("narrator", "10 segments, sequential / concurrent", speedup, 1.6, at_most=False)]

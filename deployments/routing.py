@@ -25,8 +25,8 @@ _LOGGER = logging.getLogger("ray.serve")
 CANDIDATES = 2
 """Replicas tried, in order, per routing attempt before Serve backs off (as its two choices)."""
 CHOICE_TTL_S = 1.0
-"""How long a choice counts as a call if no call follows it (the replica turned out full, the
-request was cancelled): longer than Serve's queue-length probe, shorter than any synthesis."""
+"""How long a choice that no call followed still counts as one (the replica turned out full, the
+request was cancelled, another rank was taken): well beyond Serve's 0.1 s queue-length probe."""
 
 
 class LeastInFlightRouter(FIFOMixin, LocalityMixin, MultiplexMixin, RequestRouter):

