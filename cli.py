@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-import time
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "~/.ray/auth_token; default: no dashboard)")
     run.add_argument("--timeout", type=float, default=900,
                      help="seconds to wait for every application to run (default: %(default)s)")
+    run.add_argument("--address", default=None,
+                     help="join the Ray cluster at this address (host:port of its head) instead of starting a "
+                          "local Ray (default: always a new local Ray)")
 
     for name, text in (("status", "show a running server's readiness, engine, model and voices"),
                        ("reload", "reload a running server: a model, an engine, or its settings files")):
@@ -95,31 +98,56 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serves until SIGTERM or SIGINT (Ctrl-C), then drains and stops everything it started:
+    exit 0, no process left behind. A signal while the server starts stops the start."""
     import serve_app
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    stop = threading.Event()
+    starting = True
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            _LOGGER.info("%s: already stopping", signal.Signals(signum).name)
+            return
+        _LOGGER.info("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+        if starting:
+            raise KeyboardInterrupt
+
+    def take_signals() -> None:
+        # ray.init installs Ray's handlers, and Ray's C++ fault handler, which turns a SIGTERM into
+        # SIGABRT 3 s later; ours replace them (sigaction), so a stop can take its time.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, on_signal)
+
+    take_signals()
+    server = None
     try:
-        _LOGGER.info("starting local Ray and Serve (server root %s)", args.root.resolve())
+        _LOGGER.info("starting %s and Serve (server root %s)", f"Ray at {args.address}" if args.address
+                     else "a local Ray", args.root.resolve())
         engines = args.engines.split(",") if args.engines else None
         rvc = None if args.rvc == "auto" else args.rvc == "on"
-        port = serve_app.start_embedded(args.config or serve_app.DEFAULT_CONFIG, args.root, args.host, args.port,
-                                        engines, args.num_cpus, timeout_s=args.timeout, rvc=rvc,
-                                        metrics_port=args.metrics_port, dashboard_port=args.dashboard_port)
-        _LOGGER.info("metrics (Prometheus): %s", serve_app.metrics_url())
+        server = serve_app.start_embedded(args.config or serve_app.DEFAULT_CONFIG, args.root, args.host, args.port,
+                                          engines, args.num_cpus, timeout_s=args.timeout, rvc=rvc,
+                                          metrics_port=args.metrics_port, dashboard_port=args.dashboard_port,
+                                          address=args.address, on_ray_started=take_signals)
+        starting = False
+        if not args.address:
+            _LOGGER.info("metrics (Prometheus): %s", serve_app.metrics_url())
         if args.dashboard_port:
             _LOGGER.info("Ray dashboard: http://%s:%d/ (token: ~/.ray/auth_token)", args.host, args.dashboard_port)
-        _LOGGER.info("ready: http://%s:%d/ (Ctrl-C stops)", args.host, port)
-        while True:
-            time.sleep(3600)
-    except (KeyboardInterrupt, SystemExit):
-        _LOGGER.info("stopping")
+        _LOGGER.info("ready: http://%s:%d/ (Ctrl-C stops)", args.host, server.port)
+        stop.wait()
         return 0
-    except (RuntimeError, TimeoutError) as exc:
+    except KeyboardInterrupt:
+        return 0
+    except (RuntimeError, TimeoutError, ConnectionError) as exc:
         _LOGGER.error("could not start: %s", exc)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
-        serve_app.stop_embedded()
+        starting = False
+        serve_app.stop_embedded(server)
+        _LOGGER.info("stopped")
 
 
 # ----- status and reload, over the public API

@@ -15,18 +15,22 @@ import json
 import logging
 import math
 import os
+import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from ray import serve
 from ray.serve import Application
-from ray.serve.schema import ServeDeploySchema
+from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
 from deployments.engine_server import EngineServer
 from deployments.ingress import IngressServer
 from deployments.routing import LeastInFlightRouter
+from deployments.stop_signal import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
 from engines.registry import ENGINE_CLASSES
 from speechcore.config.alltalk import AllTalkConfig, read_json_model
 from speechcore.config.app_args import EngineArgs, IngressArgs, RvcArgs
@@ -44,7 +48,9 @@ still scales and rolls out within a second. Audio chunks up to 4 MiB (a sentence
 object store, which costs a raylet round trip per chunk (10 sentences: +149 -> +57 ms)."""
 
 # Code defaults; serve_config.yaml overrides any of them per deployment name.
-INGRESS_OPTIONS: dict[str, Any] = {"max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.25}}
+INGRESS_OPTIONS: dict[str, Any] = {"max_ongoing_requests": 256, "graceful_shutdown_timeout_s": 30,
+                                   "ray_actor_options": {"num_cpus": 0.25}}
+INGRESS_IMPORT_PATH = "serve_app:build_ingress_app"
 ENGINE_OPTIONS: dict[str, Any] = {
     "max_ongoing_requests": 4,
     "max_queued_requests": 64,
@@ -220,13 +226,29 @@ def required_cpus(config: ServeDeploySchema) -> float:
     return total
 
 
+@dataclass(frozen=True)
+class EmbeddedServer:
+    port: int
+    ingress_app: str
+    drain_timeout_s: float
+    """How long a stop waits for generations in flight: the ingress deployment's
+    `graceful_shutdown_timeout_s` (serve_config.yaml), the time Serve gives an ingress replica
+    that it stops."""
+
+
 def start_embedded(config_path: Path, root: Path, host: str, port: int | None, engines: list[str] | None = None,
                    num_cpus: int | None = None, timeout_s: float = 300, rvc: bool | None = None,
-                   metrics_port: int | None = None, dashboard_port: int | None = None) -> int:
-    """Starts local Ray and Serve, deploys the config (with the `engines` given, or those that
-    `available_engines` finds; RVC when `rvc`, or when `rvc_available` and `rvc` is None), waits
-    until every application runs. Returns the port. The caller stops everything with
-    `stop_embedded()`.
+                   metrics_port: int | None = None, dashboard_port: int | None = None, address: str | None = None,
+                   on_ray_started: Callable[[], None] | None = None) -> EmbeddedServer:
+    """Starts a local Ray (or joins the cluster at `address`) and Serve, deploys the config (with
+    the `engines` given, or those that `available_engines` finds; RVC when `rvc`, or when
+    `rvc_available` and `rvc` is None), waits until every application runs. The caller stops
+    everything with `stop_embedded()`.
+
+    A new local Ray every time unless `address` is given: never whatever cluster this machine
+    knew last (RAY_ADDRESS, or the file a past `ray start` left). `on_ray_started` runs as soon as
+    Ray is up: Ray takes the process's SIGTERM and SIGINT handlers in ray.init, and a caller that
+    handles them itself takes them back there.
 
     `metrics_port`: where Ray's Prometheus endpoint listens (`/metrics`; a free port when None, see
     Ray's service discovery file). `dashboard_port`: run the Ray dashboard there (token auth, the
@@ -245,25 +267,112 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     _LOGGER.info("engines: %s; RVC %s", ", ".join(engines), "on" if rvc else "off")
     user_configs = saved_engine_choices(paths, engines)
     planned = prepare_config(raw, paths.root, host, port, 0, engines, user_configs, rvc)
-    # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
-    num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
-    ray.init(num_cpus=num_cpus, logging_level=logging.WARNING, _metrics_export_port=metrics_port,
-             include_dashboard=dashboard_port is not None, dashboard_port=dashboard_port, dashboard_host=host)
+    if address:
+        wait_for_cluster(address, CLUSTER_CONNECT_TIMEOUT_S)
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
+        num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
+        ray.init(address="local", num_cpus=num_cpus, logging_level=logging.WARNING,
+                 _metrics_export_port=metrics_port, include_dashboard=dashboard_port is not None,
+                 dashboard_port=dashboard_port, dashboard_host=host)
+    if on_ray_started:
+        on_ray_started()
     config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, user_configs,
-                            rvc, os.cpu_count())
+                            rvc, None if address else os.cpu_count())
     serve.start(http_options={"host": host, "port": port})
     serve.context._get_global_client().deploy_apps(config)
     _wait_until_running([app.name for app in config.applications], timeout_s)
-    return port
+    ingress = next(app for app in config.applications if app.import_path == INGRESS_IMPORT_PATH)
+    return EmbeddedServer(port, ingress.name, ingress_drain_timeout(ingress))
 
 
-def stop_embedded() -> None:
+CLUSTER_CONNECT_TIMEOUT_S = 15.0
+
+
+def wait_for_cluster(address: str, timeout_s: float) -> None:
+    """Raises ConnectionError when nothing answers at the Ray cluster `address` (host:port of its
+    GCS) within `timeout_s`; ray.init would wait for it forever."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=2).close()
+            return
+        except (OSError, ValueError) as exc:
+            if time.monotonic() >= deadline:
+                raise ConnectionError(f"no Ray cluster answers at {address} (waited {timeout_s:.0f} s: {exc}); "
+                                      "start it, or leave out --address to run a local one") from None
+            time.sleep(0.5)
+
+
+def ingress_drain_timeout(ingress: ServeApplicationSchema) -> float:
+    """The ingress deployment's graceful_shutdown_timeout_s (the code default when unset)."""
+    for deployment in ingress.deployments:
+        timeout = deployment.graceful_shutdown_timeout_s  # unset: Serve's DEFAULT marker
+        if deployment.name == "ingress" and isinstance(timeout, (int, float)):
+            return float(timeout)
+    return INGRESS_OPTIONS["graceful_shutdown_timeout_s"]
+
+
+STOP_GRACE_S = 10.0
+"""After the drain time, how long a stop waits for the generations it stopped to end cleanly."""
+FETCH_GRACE_S = 1.0
+"""After the last generation, how long a stop still serves files: a client fetches the file it
+was just told about (the AllTalk flow is POST, then GET of the file)."""
+
+
+def stop_embedded(server: EmbeddedServer | None = None) -> None:
+    """Stops Serve and Ray. Given the `server` it started, drains first (see drain)."""
     import ray
 
     try:
+        if server and server.drain_timeout_s > 0 and ray.is_initialized():
+            drain(server.ingress_app, server.drain_timeout_s)
         serve.shutdown()
     finally:
         ray.shutdown()
+
+
+def drain(ingress_app: str, timeout_s: float) -> None:
+    """New generations are refused (503) and `/api/ready` answers `Stopping`; generations in
+    flight run to their end for up to `timeout_s`, then are stopped (streams end cleanly,
+    whole-file requests answer 409) and given STOP_GRACE_S to end."""
+    signals = ClusterDrain()
+    signals.request()
+    started = time.monotonic()
+    replicas = _running_replicas(ingress_app, "ingress")
+    left = _wait_for_no_generation(signals, replicas, started + timeout_s)
+    if left:
+        _LOGGER.info("%d generation(s) still running after %.0f s: stopping them", left, timeout_s)
+        ClusterStopSignal().raise_stop()
+        left = _wait_for_no_generation(signals, replicas, time.monotonic() + STOP_GRACE_S)
+    if left:
+        _LOGGER.warning("%d generation(s) did not end; shutting down anyway", left)
+    else:
+        time.sleep(FETCH_GRACE_S)
+    _LOGGER.info("drained in %.1f s", time.monotonic() - started)
+
+
+def _wait_for_no_generation(signals: ClusterDrain, replicas: int, deadline: float) -> int:
+    """Waits until every ingress replica reports no generation in flight; returns how many are
+    still running at the deadline."""
+    last = -1
+    while True:
+        reports = signals.in_flight()
+        left = sum(reports.values())
+        if (len(reports) >= replicas and left == 0) or time.monotonic() >= deadline:
+            return left
+        if left != last:
+            _LOGGER.info("stopping: %d generation(s) in flight", left)
+            last = left
+        time.sleep(DRAIN_POLL_S)
+
+
+def _running_replicas(app: str, deployment: str) -> int:
+    status = serve.status().applications.get(app)
+    state = status.deployments.get(deployment) if status else None
+    return state.replica_states.get("RUNNING", 0) if state else 0
 
 
 def metrics_url() -> str:

@@ -5,13 +5,16 @@ Runs in the ingress process: must not import torch or any engine."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 from typing import Any
 
 from fastapi import FastAPI
+from ray import serve
 
 from speechcore.api import create_app
+from speechcore.api.generations import GenerationsInFlight
 from speechcore.config.app_args import IngressArgs
 from speechcore.config.paths import ServerPaths
 from speechcore.config.store import SettingsStore
@@ -20,7 +23,17 @@ from speechcore.service import SpeechService
 from .handles import HandleConversionClient, HandleEngineClient
 from .metrics import IngressMetrics, RolloutMetrics
 from .rollout import ServeRollout
-from .stop_signal import ClusterStopSignal
+from .stop_signal import ClusterDrain, ClusterStopSignal
+
+
+_LOGGER = logging.getLogger("ray.serve")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class IngressServer:
@@ -42,6 +55,11 @@ class IngressServer:
         # Language models load on first use; do it now rather than in the first `auto` request.
         await asyncio.to_thread(self.service.detector.detect, "warm up")
         self._warm_ups = [asyncio.create_task(client.warm_up()) for client in engines.values()]
+        self.generations = GenerationsInFlight()
+        self.keys = self.args.access.keys(os.environ)
+        await self._warn_if_open(rollout)
+        self._drain = asyncio.create_task(ClusterDrain().follow(serve.get_replica_context().replica_id.unique_id,
+                                                                self.generations))
 
     async def deploy_engine(self, engine: str) -> HandleEngineClient:
         """Deploys the application of an engine that is not live (its builder's defaults, the
@@ -56,7 +74,17 @@ class IngressServer:
         await client.warm_up()
         return client
 
+    async def _warn_if_open(self, rollout: ServeRollout) -> None:
+        """One line at start when anyone who can reach the port may use the API."""
+        host = await rollout.listen_host()
+        if self.keys[0] or host == "localhost" or _is_loopback(host):
+            return
+        _LOGGER.warning("the API listens on %s without API keys: anyone who can reach the port may use it, and "
+                        "with cors_origins %s any web page they open may too; set ALLTALK_API_KEYS (README: "
+                        "Exposing it)", host, self.args.access.cors_origins)
+
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Serve's logger: the request lines land in the replica's log file beside Serve's own.
-        return create_app(self.service, self.args.access, self.args.access.keys(os.environ),
-                          self.args.retention_check_s, request_logger=logging.getLogger("ray.serve"))
+        return create_app(self.service, self.args.access, self.keys,
+                          self.args.retention_check_s, request_logger=logging.getLogger("ray.serve"),
+                          generations=self.generations)

@@ -61,6 +61,11 @@ class ServeRollout:
             if self.metrics:
                 self.metrics.finished(app, outcome, seconds)
 
+    async def listen_host(self) -> str:
+        """The address Serve's HTTP proxies listen on (http_options.host)."""
+        details = await asyncio.to_thread(self._details)
+        return str((details.get("http_options") or {}).get("host", ""))
+
     async def is_updating(self, app: str) -> bool:
         return await asyncio.to_thread(self._is_updating, app)
 

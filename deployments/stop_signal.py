@@ -1,14 +1,28 @@
-"""ClusterStopSignal: `/api/stop-generation` reaches every replica on every node. The ingress
-raises a stop epoch in Ray's GCS key-value store; engine replicas read it between chunks and end
-generations that started before it."""
+"""Signals that reach every replica on every node through Ray's GCS key-value store.
+
+ClusterStopSignal: `/api/stop-generation`. The ingress raises a stop epoch; engine replicas read it
+between chunks and end generations that started before it.
+
+ClusterDrain: the server is stopping. Whoever stops it (the embedded server on SIGTERM) asks for a
+drain; every ingress replica then refuses new generations and reports how many it still runs,
+until the stopper sees none left (or its time is up) and shuts Serve down."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from ray.experimental import internal_kv
 
+from speechcore.api.generations import GenerationsInFlight
+
+_LOGGER = logging.getLogger("ray.serve")
 _KEY = b"alltalk-serve/stop-epoch"
+_DRAIN_KEY = b"alltalk-serve/drain"
+_IN_FLIGHT_PREFIX = b"alltalk-serve/drain-in-flight/"
+DRAIN_POLL_S = 0.5
+"""How often an ingress replica looks for a drain request, and reports while draining."""
 
 
 class ClusterStopSignal:
@@ -20,3 +34,37 @@ class ClusterStopSignal:
         epoch = time.time_ns()
         internal_kv._internal_kv_put(_KEY, str(epoch).encode(), overwrite=True)
         return epoch
+
+
+class ClusterDrain:
+    def request(self) -> None:
+        for key in internal_kv._internal_kv_list(_IN_FLIGHT_PREFIX):
+            internal_kv._internal_kv_del(key)
+        internal_kv._internal_kv_put(_DRAIN_KEY, b"1", overwrite=True)
+
+    def requested(self) -> bool:
+        return internal_kv._internal_kv_get(_DRAIN_KEY) is not None
+
+    def report(self, replica: str, in_flight: int) -> None:
+        internal_kv._internal_kv_put(_IN_FLIGHT_PREFIX + replica.encode(), str(in_flight).encode(), overwrite=True)
+
+    def in_flight(self) -> dict[str, int]:
+        """Generations in flight per ingress replica that has reported since the drain began."""
+        return {key.removeprefix(_IN_FLIGHT_PREFIX).decode(): int(internal_kv._internal_kv_get(key) or 0)
+                for key in internal_kv._internal_kv_list(_IN_FLIGHT_PREFIX)}
+
+    def clear(self) -> None:
+        for key in internal_kv._internal_kv_list(_IN_FLIGHT_PREFIX):
+            internal_kv._internal_kv_del(key)
+        internal_kv._internal_kv_del(_DRAIN_KEY)
+
+    async def follow(self, replica: str, generations: GenerationsInFlight) -> None:
+        """Runs in an ingress replica: once a drain is requested, sets `generations.stopping` and
+        reports the replica's generations in flight until the replica is stopped."""
+        while not await asyncio.to_thread(self.requested):
+            await asyncio.sleep(DRAIN_POLL_S)
+        generations.stopping = True
+        _LOGGER.info("the server is stopping: no new generation; %d in flight", generations.total)
+        while True:
+            await asyncio.to_thread(self.report, replica, generations.total)
+            await asyncio.sleep(DRAIN_POLL_S)

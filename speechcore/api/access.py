@@ -1,12 +1,11 @@
 """AccessControl: the ASGI middleware in front of every route. It checks the API key (401 without
-one, 403 for a user key on a control endpoint), refuses bodies over the size limit (413) and
-generations beyond a client's share (429). Errors have FastAPI's `{"detail": ...}` shape, the
-contract's shape for framework-level refusals."""
+one, 403 for a user key on a control endpoint), refuses bodies over the size limit (413),
+generations beyond a client's share (429) and new generations while the server stops (503).
+Errors have FastAPI's `{"detail": ...}` shape, the contract's shape for framework-level refusals."""
 
 from __future__ import annotations
 
 import hmac
-from collections import Counter
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException
@@ -14,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config.access import AccessArgs
+from .generations import GenerationsInFlight
 
 GENERATION_PATHS = ("/api/tts-generate", "/api/tts-generate-streaming", "/v1/audio/speech", "/api/previewvoice/",
                     "/api/voice2rvc")
@@ -39,11 +39,12 @@ def _has(key: str, keys: frozenset[str]) -> bool:
 
 
 class AccessControl:
-    def __init__(self, app: ASGIApp, args: AccessArgs, user_keys: frozenset[str], admin_keys: frozenset[str]):
+    def __init__(self, app: ASGIApp, args: AccessArgs, user_keys: frozenset[str], admin_keys: frozenset[str],
+                 generations: GenerationsInFlight):
         self.app = app
         self.args = args
         self.user_keys, self.admin_keys = user_keys, admin_keys
-        self.in_flight: Counter[str] = Counter()
+        self.generations = generations
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,26 +52,48 @@ class AccessControl:
             return
         headers = Headers(scope=scope)
         key = self._presented_key(scope, headers) if self.user_keys else None
-        refusal = self._refusal(scope["path"], key, headers)
+        generation = scope["path"] in GENERATION_PATHS
+        client = (f"key:{key}" if key else f"addr:{(scope.get('client') or ('?',))[0]}") if generation else ""
+        refusal = self._refusal(scope["path"], key, headers) or (self._generation_refusal(client) if generation
+                                                                 else None)
         if refusal is not None:
+            await self._discard_body(receive, headers)
             await refusal(scope, receive, send)
             return
-        if scope["path"] not in GENERATION_PATHS:
+        if not generation:
             await self.app(scope, self._limited(receive), send)
             return
-        client = f"key:{key}" if key else f"addr:{(scope.get('client') or ('?',))[0]}"
-        if self.in_flight[client] >= self.args.max_generations_per_client:
-            await JSONResponse({"detail": f"at most {self.args.max_generations_per_client} generations at once per "
-                                          "client; retry when one has finished"}, status_code=429,
-                               headers={"Retry-After": "1"})(scope, receive, send)
-            return
-        self.in_flight[client] += 1
+        self.generations.start(client)
         try:
             await self.app(scope, self._limited(receive), send)
         finally:
-            self.in_flight[client] -= 1
-            if not self.in_flight[client]:
-                del self.in_flight[client]
+            self.generations.end(client)
+
+    def _generation_refusal(self, client: str) -> JSONResponse | None:
+        if self.generations.stopping:
+            return JSONResponse({"detail": "the server is stopping and takes no new generation; retry in a moment "
+                                           "(on another server, if there is one)"}, status_code=503,
+                                headers={"Retry-After": "5"})
+        if self.generations.per_client[client] >= self.args.max_generations_per_client:
+            return JSONResponse({"detail": f"at most {self.args.max_generations_per_client} generations at once per "
+                                           "client; retry when one has finished"}, status_code=429,
+                                headers={"Retry-After": "1"})
+        return None
+
+    async def _discard_body(self, receive: Receive, headers: Headers, received: int = 0) -> None:
+        """Reads and drops the body of a refused request, up to `max_discarded_body_bytes`. A client
+        sends its whole body before it reads the answer; a server that answers and closes while the
+        body is still coming resets the connection, and the client sees that instead of the answer."""
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.args.max_discarded_body_bytes):
+            return
+        while received <= self.args.max_discarded_body_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            received += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     @staticmethod
     def _presented_key(scope: Scope, headers: Headers) -> str | None:
@@ -95,7 +118,8 @@ class AccessControl:
         return None
 
     def _limited(self, receive: Receive) -> Receive:
-        """`receive` that refuses a body (chunked, without Content-Length) once it passes the limit."""
+        """`receive` that refuses a body (chunked, without Content-Length) once it passes the limit,
+        after reading the rest of it (see _discard_body)."""
         received = 0
 
         async def limited() -> Message:
@@ -104,6 +128,8 @@ class AccessControl:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.args.max_body_bytes:
+                    if message.get("more_body", False):
+                        await self._discard_body(receive, Headers(), received)
                     raise BodyTooLarge(self.args.max_body_bytes)
             return message
 

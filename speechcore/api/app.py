@@ -20,6 +20,7 @@ from ..service import SpeechService
 from . import (control_routes, file_routes, generate_routes, openai_routes, page_routes, rvc_routes,
                status_routes, tools_routes)
 from .access import AccessControl
+from .generations import GenerationsInFlight
 from .request_log import RequestLog
 
 _LOGGER = logging.getLogger(__name__)
@@ -30,10 +31,14 @@ NO_KEYS: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
 def create_app(service: SpeechService, access: AccessArgs | None = None,
                keys: tuple[frozenset[str], frozenset[str]] = NO_KEYS, retention_check_s: float = 600.0,
-               request_logger: logging.Logger | None = None) -> FastAPI:
+               request_logger: logging.Logger | None = None,
+               generations: GenerationsInFlight | None = None) -> FastAPI:
     """`keys`: (user keys, admin keys), read by the caller (`AccessArgs.keys`); none: an open API.
-    `request_logger` gets one line per request (`RequestLog`); metrics go to `service.telemetry`."""
+    `request_logger` gets one line per request (`RequestLog`); metrics go to `service.telemetry`.
+    `generations`: the generations in flight, counted by the app; whoever stops the server sets
+    `stopping` on it and waits for none to be left."""
     access = access or AccessArgs()
+    generations = generations or GenerationsInFlight()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -47,14 +52,15 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
     app = FastAPI(title="AllTalk-compatible TTS server on Ray Serve", version="0.1.0",
                   description="The AllTalk v2 HTTP API, served by Ray Serve deployments.", lifespan=lifespan)
     app.state.service = service
+    app.state.generations = generations
     app.state.generation = GenerationService(service, access.max_narrator_segments)
     app.state.openai = OpenAISpeechService(service)
     for module in (status_routes, control_routes, generate_routes, openai_routes, tools_routes, rvc_routes,
                    file_routes, page_routes):
         app.include_router(module.router)
     _install_error_handlers(app)
-    app.add_middleware(AccessControl, args=access, user_keys=keys[0], admin_keys=keys[1])
-    if access.cors_origins:  # outermost: a browser's preflight is answered before any key is asked for
+    app.add_middleware(AccessControl, args=access, user_keys=keys[0], admin_keys=keys[1], generations=generations)
+    if access.cors_origins:  # before access control: a browser's preflight is answered without a key
         app.add_middleware(CORSMiddleware, allow_origins=access.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["x-request-id", "content-disposition"])
     # Outermost: every request gets an id and a log line, refused and preflight ones included.

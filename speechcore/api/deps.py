@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from ..generation import GenerationService
 from ..openai_speech import OpenAISpeechService
 from ..service import SpeechService
+from .generations import GenerationsInFlight
 
 
 def _service(request: Request) -> SpeechService:
@@ -23,6 +24,11 @@ def _openai(request: Request) -> OpenAISpeechService:
     return request.app.state.openai
 
 
+def _generations(request: Request) -> GenerationsInFlight:
+    return request.app.state.generations
+
+
 Service = Annotated[SpeechService, Depends(_service)]
 Generation = Annotated[GenerationService, Depends(_generation)]
 OpenAI = Annotated[OpenAISpeechService, Depends(_openai)]
+Generations = Annotated[GenerationsInFlight, Depends(_generations)]

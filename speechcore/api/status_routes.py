@@ -5,14 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
-from .deps import Service
+from .deps import Generations, Service
 
 router = APIRouter(tags=["status"])
 
 
 @router.get("/api/ready", response_class=PlainTextResponse)
-async def ready(service: Service) -> PlainTextResponse:
-    """`Ready` while the default engine has a replica that can serve, `Unloaded` otherwise."""
+async def ready(service: Service, generations: Generations) -> PlainTextResponse:
+    """`Ready` while the default engine has a replica that can serve, `Unloaded` otherwise;
+    `Stopping` (503, so that load balancers look elsewhere) once the server has begun to stop."""
+    if generations.stopping:
+        return PlainTextResponse("Stopping", status_code=503)
     return PlainTextResponse("Ready" if await service.ready() else "Unloaded")
 
 

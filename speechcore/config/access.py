@@ -27,9 +27,15 @@ class AccessArgs(BaseModel):
     public_paths: list[str] = Field(default_factory=lambda: ["/api/ready", "/"], description=(
         "Paths served without a key: health checks of load balancers, and the web page (static; it asks "
         "for a key before calling the API)."))
-    cors_origins: list[str] = Field(default_factory=list, description=(
-        "Web origins whose pages may call the API from a browser. Empty: same origin only."))
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"], description=(
+        "Web origins whose pages may call the API from a browser: `*` (the default, as AllTalk) lets browser "
+        "clients such as SillyTavern, which run on a page of their own origin, call it; list origins to narrow it "
+        "(e.g. `http://127.0.0.1:8000`), or none for same origin only. Keys, not CORS, protect an exposed server."))
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
+    max_discarded_body_bytes: int = Field(64 << 20, ge=0, description=(
+        "A refused request's body is read and dropped up to this size before the answer, so that the client, "
+        "which sends its whole body first, reads the 413 (or 401, 429) instead of a reset connection; a larger "
+        "body is not read."))
     max_narrator_segments: int = Field(200, ge=1, description="Narrator segments one request may split into.")
     max_generations_per_client: int = Field(32, ge=1, description=(
         "Generations one client (API key, or address without keys) may have in flight; more get 429."))

@@ -5,55 +5,19 @@ test-artifacts/ (or $ALLTALK_TEST_ARTIFACTS)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import wave
-from collections.abc import Iterator
-from pathlib import Path
 
-import psutil
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.conftest import BUNDLED_VOICE, PROJECT_DIR
+from tests.browser.conftest import ARTIFACTS
+from tests.conftest import BUNDLED_VOICE
 from tests.support import decode_audio
 
 pytestmark = pytest.mark.serve
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-if not (CHROMIUM and CHROMEDRIVER):
-    if os.environ.get("CI"):
-        pytest.fail("chromium and chromedriver are missing: scripts/bootstrap.sh installs them for the tests",
-                    pytrace=False)
-    pytest.skip("chromium and chromedriver are not installed (scripts/run-tests installs them)",
-                allow_module_level=True)
-
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
-
-ARTIFACTS = Path(os.environ.get("ALLTALK_TEST_ARTIFACTS", PROJECT_DIR / "test-artifacts"))
 TEXT = "The quick brown fox jumps over the lazy dog. Then it runs far away into the green forest."
-
-
-def _chromium_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if "chrom" in p.name()]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--mute-audio",
-                 "--autoplay-policy=no-user-gesture-required", "--window-size=1000,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        psutil.wait_procs(_chromium_children(), timeout=10)
-        assert not _chromium_children(), "a Chromium process was left behind"
 
 
 @pytest.fixture(scope="module")

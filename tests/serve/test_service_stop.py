@@ -1,0 +1,148 @@
+"""A service manager's stop, as systemd, docker and Kubernetes send it: a real `alltalk-serve run`
+process gets SIGTERM (or SIGINT, Ctrl-C) while streams are in flight. It drains (a short stream
+finishes whole, a long one is stopped at the drain time and ends cleanly, new generations get 503
+and /api/ready `Stopping`), stops Serve and its local Ray, exits 0 in bounded time, and leaves no
+process behind: none of its process group, none it started, none that uses its Ray session folder."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import BUNDLED_VOICE, PROJECT_DIR, SERVE_PORT
+from tests.serve.test_cli import CLI
+from tests.support import decode_audio
+
+pytestmark = pytest.mark.serve
+
+DRAIN_S = 2
+SENTENCE = "This sentence is one of very many in a long story."
+LONG = " ".join([SENTENCE] * 80)  # at a quarter of the speed: minutes of audio, far more than the drain time
+SHORT = "A short reply."
+
+
+def _config_with_drain(folder: Path) -> Path:
+    config = yaml.safe_load((PROJECT_DIR / "serve_config.yaml").read_text())
+    ingress = next(a for a in config["applications"] if a["name"] == "alltalk")["deployments"][0]
+    ingress["graceful_shutdown_timeout_s"] = DRAIN_S
+    path = folder / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _session_dir(processes: list[psutil.Process]) -> str:
+    for proc in processes:
+        for arg in proc.cmdline():
+            if "/session_" in arg and "ray" in arg:
+                folder = arg.split("=", 1)[-1]
+                return folder[:folder.index("/session_") + len("/session_") + 26]
+    raise AssertionError("no Ray session folder in the server's processes")
+
+
+def _uses(proc: psutil.Process, folder: str) -> bool:
+    try:
+        return any(folder in arg for arg in proc.cmdline()) or any(f.path.startswith(folder)
+                                                                    for f in proc.open_files())
+    except psutil.Error:
+        return False
+
+
+def _stream(url: str, text: str, result: dict) -> None:
+    """Reads a whole stream; `result` gets the body, and `error` if the transfer broke. The long
+    text goes to the OpenAI endpoint (longer inputs, and a speed)."""
+    if text == LONG:
+        request = httpx.Request("POST", f"{url}/v1/audio/speech", json={
+            "model": "tts-1", "input": text, "voice": BUNDLED_VOICE, "speed": 0.25, "stream_format": "audio"})
+    else:
+        request = httpx.Request("GET", f"{url}/api/tts-generate-streaming", params={
+            "text": text, "voice": BUNDLED_VOICE, "language": "en", "output_file": "x"})
+    try:
+        with httpx.Client(timeout=120) as client, client.stream(request.method, request.url, content=request.content,
+                                                                headers=request.headers) as response:
+            result["status"] = response.status_code
+            result["body"] = b"".join(response.iter_raw())
+            result["ended"] = time.monotonic()
+    except httpx.HTTPError as exc:
+        result["error"] = repr(exc)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_drains_stops_everything_and_exits_0(tmp_path, stop_signal):
+    port = SERVE_PORT + 11
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([*CLI, "run", "--root", str(tmp_path), "--port", str(port), "--engines", "piper",
+                                "--rvc", "off", "--config", str(_config_with_drain(tmp_path))],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_DIR,
+                               start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        while not any("ready: http://" in line for line in lines):
+            assert time.monotonic() < deadline and process.poll() is None, "".join(lines[-30:])
+            time.sleep(0.2)
+        started = psutil.Process(process.pid).children(recursive=True)
+        session = _session_dir(started)
+        whole = decode_audio(httpx.get(f"{url}/api/tts-generate-streaming", timeout=60, params={
+            "text": SHORT, "voice": BUNDLED_VOICE, "language": "en", "output_file": "x"}).content).duration_s
+
+        long_stream: dict = {}
+        short_stream: dict = {}
+        streams = [threading.Thread(target=_stream, args=(url, LONG, long_stream)),
+                   threading.Thread(target=_stream, args=(url, SHORT, short_stream))]
+        streams[0].start()
+        time.sleep(1.0)  # the long stream is under way
+        streams[1].start()
+        time.sleep(0.1)
+        signalled = time.monotonic()
+        process.send_signal(stop_signal)
+        time.sleep(1.5)  # the ingress has seen the drain
+        assert httpx.get(f"{url}/api/ready").text == "Stopping"
+        refused = httpx.post(f"{url}/api/tts-generate", data={"text_input": "Too late."})
+        assert refused.status_code == 503 and refused.headers["retry-after"]
+        for stream in streams:
+            stream.join(timeout=120)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    took = time.monotonic() - signalled
+    output = "".join(lines)
+    assert process.returncode == 0, output[-3000:]
+    assert took < DRAIN_S + 30, output[-3000:]
+
+    # The short stream finished whole; the long one was stopped when the drain time was up and
+    # ended cleanly (a complete chunked body that decodes), well short of its full length.
+    assert "error" not in short_stream and short_stream["status"] == 200, short_stream
+    assert abs(decode_audio(short_stream["body"]).duration_s - whole) < 0.05
+    assert "error" not in long_stream and long_stream["status"] == 200, long_stream.get("error")
+    assert decode_audio(long_stream["body"]).duration_s > 0
+    assert long_stream["ended"] - signalled < DRAIN_S + 5
+    assert "generation(s) still running after" in output and "stopped" in output
+
+    # Nothing of the server is left: no process it started, none in its process group, none that
+    # uses its Ray session folder.
+    _, alive = psutil.wait_procs(started, timeout=20)
+    assert not alive, f"left behind: {[(p.pid, p.name()) for p in alive]}"
+    group = [p for p in psutil.process_iter() if _pgid(p) == process.pid]
+    assert not group, f"left in the process group: {[(p.pid, p.name()) for p in group]}"
+    users = [p for p in psutil.process_iter() if _uses(p, session)]
+    assert not users, f"using {session}: {[(p.pid, p.name()) for p in users]}"
+
+
+def _pgid(proc: psutil.Process) -> int | None:
+    try:
+        import os
+        return os.getpgid(proc.pid)
+    except (ProcessLookupError, PermissionError):
+        return None
