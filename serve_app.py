@@ -48,7 +48,7 @@ still scales and rolls out within a second. Audio chunks up to 4 MiB (a sentence
 object store, which costs a raylet round trip per chunk (10 sentences: +149 -> +57 ms)."""
 
 # Code defaults; serve_config.yaml overrides any of them per deployment name.
-INGRESS_OPTIONS: dict[str, Any] = {"max_ongoing_requests": 256, "graceful_shutdown_timeout_s": 30,
+INGRESS_OPTIONS: dict[str, Any] = {"max_ongoing_requests": 256, "graceful_shutdown_timeout_s": 20,
                                    "ray_actor_options": {"num_cpus": 0.25}}
 INGRESS_IMPORT_PATH = "serve_app:build_ingress_app"
 ENGINE_OPTIONS: dict[str, Any] = {
@@ -315,7 +315,7 @@ def ingress_drain_timeout(ingress: ServeApplicationSchema) -> float:
     return INGRESS_OPTIONS["graceful_shutdown_timeout_s"]
 
 
-STOP_GRACE_S = 10.0
+STOP_GRACE_S = 5.0
 """After the drain time, how long a stop waits for the generations it stopped to end cleanly."""
 FETCH_GRACE_S = 1.0
 """After the last generation, how long a stop still serves files: a client fetches the file it
