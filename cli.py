@@ -163,8 +163,9 @@ class ApiClient:
         self.api_key = api_key
         self.timeout_s = timeout_s
 
-    def call(self, method: str, path: str, query: dict[str, str] | None = None) -> Any:
-        """The answer's JSON (or text, for plain-text endpoints); ApiError for anything but a 2xx."""
+    def call(self, method: str, path: str, query: dict[str, str] | None = None, ok: tuple[int, ...] = ()) -> Any:
+        """The answer's JSON (or text, for plain-text endpoints); ApiError for anything but a 2xx
+        and the statuses in `ok` (whose answer is returned like a 2xx's)."""
         target = f"{self.url}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         request = urllib.request.Request(target, method=method)
         if self.api_key:
@@ -174,18 +175,22 @@ class ApiClient:
                 body = response.read().decode("utf-8", "replace")
                 kind = response.headers.get_content_type()
         except urllib.error.HTTPError as exc:
-            raise ApiError(f"{method} {path}: {exc.code} {exc.read().decode('utf-8', 'replace')[:500]}") from None
+            body, kind = exc.read().decode("utf-8", "replace"), exc.headers.get_content_type()
+            if exc.code not in ok:
+                raise ApiError(f"{method} {path}: {exc.code} {body[:500]}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise ApiError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from None
         return json.loads(body) if kind == "application/json" else body
 
 
 def status(client: ApiClient, as_json: bool) -> int:
-    ready = client.call("GET", "/api/ready")
+    ready = client.call("GET", "/api/ready", ok=(503,))
     settings = client.call("GET", "/api/currentsettings")
     voices = client.call("GET", "/api/voices").get("voices", [])
+    applications = client.call("GET", "/api/deployments", ok=(404,)).get("applications", [])
     if as_json:
-        print(json.dumps({"ready": ready, "currentsettings": settings, "voices": voices}, indent=2))
+        print(json.dumps({"ready": ready, "currentsettings": settings, "voices": voices,
+                          "applications": applications}, indent=2))
         return 0 if ready == "Ready" else 2
     capable = [name.removesuffix("_capable") for name, value in settings.items()
                if name.endswith("_capable") and value is True]
@@ -197,7 +202,25 @@ def status(client: ApiClient, as_json: bool) -> int:
                          ("voices", shown or "none"),
                          ("can do", ", ".join(capable) or "nothing optional")):
         print(f"{label:<8} {value}")
+    if applications:
+        print("\napplication  deployment  state     replicas")
+        for app in applications:
+            for deployment in app["deployments"]:
+                print(f"{app['name']:<12} {deployment['name']:<11} {deployment['status']:<9} "
+                      f"{_replicas(deployment)}")
+            if app["message"] and app["status"] != "RUNNING":
+                print(f"{'':<12} {app['status']}: {app['message']}")
     return 0 if ready == "Ready" else 2
+
+
+def _replicas(deployment: dict[str, Any]) -> str:
+    """`1/2 running, 1 starting (autoscaling 1-4)`"""
+    states = dict(deployment["replicas"])
+    text = f"{states.pop('RUNNING', 0)}/{deployment['target_replicas']} running"
+    text += "".join(f", {count} {state.lower()}" for state, count in sorted(states.items()))
+    if scaling := deployment.get("autoscaling"):
+        text += f" (autoscaling {scaling['min_replicas']}-{scaling['max_replicas']})"
+    return text
 
 
 def reload(client: ApiClient, model: str | None, engine: str | None) -> int:

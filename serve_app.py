@@ -31,7 +31,7 @@ from deployments.engine_server import EngineServer
 from deployments.ingress import IngressServer
 from deployments.routing import LeastInFlightRouter
 from deployments.stop_signal import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
-from engines.registry import ENGINE_CLASSES
+from engines.registry import ENGINE_CLASSES, ENGINE_EXTRAS, installed_engines
 from speechcore.config.alltalk import AllTalkConfig, read_json_model
 from speechcore.config.app_args import EngineArgs, IngressArgs, RvcArgs
 from speechcore.config.engine_settings import EnginesFile
@@ -61,9 +61,19 @@ ENGINE_OPTIONS: dict[str, Any] = {
 }
 
 
+def offered_engines(live: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(engines the ingress offers, engines it does not with the extra each needs): the live ones,
+    and those it can start on demand because their extra is installed where it is built."""
+    can_run = set(live) | set(installed_engines())
+    return ([name for name in ENGINE_CLASSES if name in can_run],
+            {name: ENGINE_EXTRAS[name] for name in ENGINE_CLASSES if name not in can_run})
+
+
 def build_ingress_app(args: dict[str, Any]) -> Application:
     """The `alltalk` application: the HTTP ingress (deployment `ingress`)."""
-    args = {"engines_supported": list(ENGINE_CLASSES), "engine_import_path": "serve_app:build_engine_app", **args}
+    supported, not_installed = offered_engines(list(args.get("engines", {})))
+    args = {"engines_supported": supported, "engines_not_installed": not_installed,
+            "engine_import_path": "serve_app:build_engine_app", **args}
     IngressArgs.model_validate(args)
     deployment = serve.deployment(serve.ingress()(IngressServer), name="ingress", **INGRESS_OPTIONS)
     return deployment.bind(args)
@@ -95,11 +105,10 @@ RVC_MODULES = ("torch", "transformers", "faiss", "pyworld", "parselmouth", "torc
 def available_engines(root: Path) -> list[str]:
     """Engines the embedded server starts by default: Piper always; VITS and XTTS when coqui-tts
     is installed and `models/<engine>/` holds a model folder."""
-    coqui = importlib.util.find_spec("TTS") is not None
     found = ["piper"]
-    for engine in ("vits", "xtts"):
+    for engine in installed_engines():
         folder = ServerPaths.at(root).engine_models(engine)
-        if coqui and folder.is_dir() and any(p.is_dir() for p in folder.iterdir()):
+        if engine != "piper" and folder.is_dir() and any(p.is_dir() for p in folder.iterdir()):
             found.append(engine)
     return found
 

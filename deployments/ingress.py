@@ -25,7 +25,6 @@ from .metrics import IngressMetrics, RolloutMetrics
 from .rollout import ServeRollout
 from .stop_signal import ClusterDrain, ClusterStopSignal
 
-
 _LOGGER = logging.getLogger("ray.serve")
 
 
@@ -51,7 +50,8 @@ class IngressServer:
                                      self.args.default_engine, self.args.narrator_concurrency,
                                      broadcast_stop=lambda: asyncio.to_thread(stop_signal.raise_stop),
                                      deploy_engine=self.deploy_engine if self.args.engine_import_path else None,
-                                     converter=converter, telemetry=IngressMetrics())
+                                     converter=converter, telemetry=IngressMetrics(),
+                                     engines_not_installed=self.args.engines_not_installed)
         # Language models load on first use; do it now rather than in the first `auto` request.
         await asyncio.to_thread(self.service.detector.detect, "warm up")
         self._warm_ups = [asyncio.create_task(client.warm_up()) for client in engines.values()]
@@ -87,4 +87,4 @@ class IngressServer:
         # Serve's logger: the request lines land in the replica's log file beside Serve's own.
         return create_app(self.service, self.args.access, self.keys,
                           self.args.retention_check_s, request_logger=logging.getLogger("ray.serve"),
-                          generations=self.generations)
+                          generations=self.generations, deployments=self.rollout.applications)

@@ -29,6 +29,25 @@ class RolloutFailed(RuntimeError):
     """The update did not reach a healthy, running state in time."""
 
 
+def _state(value: Any) -> str:
+    return str(getattr(value, "value", value) or "").rsplit(".", 1)[-1]
+
+
+def _deployment_view(deployment: dict[str, Any]) -> dict[str, Any]:
+    replicas: dict[str, int] = {}
+    for replica in deployment.get("replicas", []):
+        state = _state(replica.get("state"))
+        replicas[state] = replicas.get(state, 0) + 1
+    autoscaling = (deployment.get("deployment_config") or {}).get("autoscaling_config") or {}
+    view = {"name": deployment.get("name"), "status": _state(deployment.get("status")),
+            "message": deployment.get("message", ""), "target_replicas": deployment.get("target_num_replicas"),
+            "replicas": replicas}
+    if autoscaling:
+        view["autoscaling"] = {"min_replicas": autoscaling.get("min_replicas"),
+                               "max_replicas": autoscaling.get("max_replicas")}
+    return view
+
+
 class ServeRollout:
     def __init__(self, timeout_s: float = 900.0, poll_s: float = 0.2, metrics: RolloutMetrics | None = None):
         self.timeout_s = timeout_s
@@ -65,6 +84,14 @@ class ServeRollout:
         """The address Serve's HTTP proxies listen on (http_options.host)."""
         details = await asyncio.to_thread(self._details)
         return str((details.get("http_options") or {}).get("host", ""))
+
+    async def applications(self) -> list[dict[str, Any]]:
+        """Every Serve application with its deployments: state, message, replicas by state and the
+        target count (with the autoscaling range where there is one)."""
+        details = await asyncio.to_thread(self._details)
+        return [{"name": name, "status": _state(app.get("status")), "message": app.get("message", ""),
+                 "deployments": [_deployment_view(d) for d in app.get("deployments", {}).values()]}
+                for name, app in details.get("applications", {}).items()]
 
     async def is_updating(self, app: str) -> bool:
         return await asyncio.to_thread(self._is_updating, app)

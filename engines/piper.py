@@ -90,9 +90,13 @@ class PiperEngine:
         raise UnknownVoice(f"Voice {voice!r} is not a Piper voice (no {voice} with {voice}.json in models/piper)")
 
     def _session(self, model: Path, spinning: bool, threads: int) -> onnxruntime.InferenceSession:
+        """An onnxruntime session without memory patterns: onnxruntime plans and keeps one per input
+        shape it sees, and every text length is a new shape, so a long-running replica's memory
+        grew with each new length (bench/soak.py; the plan saves nothing measurable here)."""
         session_options = onnxruntime.SessionOptions()
         session_options.intra_op_num_threads = threads
         session_options.inter_op_num_threads = 1
+        session_options.enable_mem_pattern = False
         session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.options.device == "cuda" \
             else ["CPUExecutionProvider"]

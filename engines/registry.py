@@ -1,8 +1,10 @@
-"""Engine names to classes, as import strings so that importing this module loads no engine."""
+"""Engine names to classes, as import strings so that importing this module loads no engine, and
+what each engine needs installed (the project's extras)."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from .base import TTSEngine
 
@@ -11,6 +13,18 @@ ENGINE_CLASSES: dict[str, str] = {
     "vits": "engines.vits:VitsEngine",
     "xtts": "engines.xtts:XttsEngine",
 }
+
+
+ENGINE_EXTRAS: dict[str, str] = {"vits": "coqui", "xtts": "coqui"}
+"""Engines that need an extra of the project (pyproject.toml) beyond the base install."""
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {"coqui": ("TTS", "torch")}
+
+
+def installed_engines() -> list[str]:
+    """The engines whose extra is installed in this Python environment (Piper always is)."""
+    return [name for name in ENGINE_CLASSES
+            if all(importlib.util.find_spec(module) is not None
+                   for module in EXTRA_MODULES.get(ENGINE_EXTRAS.get(name, ""), ()))]
 
 
 def load_engine_class(name: str) -> type[TTSEngine]:

@@ -31,7 +31,9 @@ class SpeechService:
     Args:
         settings: the loaded settings files of the server root.
         engines: live engines by name (the ones deployed next to this ingress).
-        engines_supported: every engine this build can run (`engines_available`).
+        engines_supported: every engine this install can run (`engines_available`).
+        engines_not_installed: engines the project knows but this install cannot run, with the
+            extra of the project that would add them.
         default_engine: used when `tts_engines.json` names an engine that is not live.
         narrator_concurrency: how many narrator segments of one request are synthesized at once.
         broadcast_stop: tells every engine replica, wherever it runs, to stop what it is doing.
@@ -45,12 +47,14 @@ class SpeechService:
                  detector: LanguageDetectorService | None = None,
                  broadcast_stop: Callable[[], Awaitable[object]] | None = None,
                  deploy_engine: Callable[[str], Awaitable[EngineClient]] | None = None,
-                 converter: ConversionClient | None = None, telemetry: Telemetry | None = None):
+                 converter: ConversionClient | None = None, telemetry: Telemetry | None = None,
+                 engines_not_installed: Mapping[str, str] | None = None):
         if default_engine not in engines:
             raise ValueError(f"default engine {default_engine!r} is not among the live engines {sorted(engines)}")
         self.settings = settings
         self.engines = dict(engines)
         self.engines_supported = list(engines_supported)
+        self.engines_not_installed = dict(engines_not_installed or {})
         self.default_engine = default_engine
         self.narrator_concurrency = narrator_concurrency
         self.detector = detector or LanguageDetectorService()
@@ -230,6 +234,10 @@ class SpeechService:
         self.settings.engines = engines_file
 
     async def reload_engine(self, engine: str | None) -> dict[str, object]:
+        if extra := self.engines_not_installed.get(engine or ""):
+            return {"status": "error", "message": (
+                f"The {engine} engine is not installed on this server: it needs the {extra} extra. Start the "
+                f"server with ALLTALK_EXTRAS={extra} scripts/run-server (or install it: pip install -e '.[{extra}]')")}
         if engine is None or engine not in self.engines_supported:
             return {"status": "error", "message": f"Invalid TTS engine {engine!r}: available engines are "
                                                   f"{', '.join(self.engines_supported)}"}

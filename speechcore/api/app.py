@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -32,11 +32,13 @@ NO_KEYS: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 def create_app(service: SpeechService, access: AccessArgs | None = None,
                keys: tuple[frozenset[str], frozenset[str]] = NO_KEYS, retention_check_s: float = 600.0,
                request_logger: logging.Logger | None = None,
-               generations: GenerationsInFlight | None = None) -> FastAPI:
+               generations: GenerationsInFlight | None = None,
+               deployments: Callable[[], Awaitable[list[dict[str, object]]]] | None = None) -> FastAPI:
     """`keys`: (user keys, admin keys), read by the caller (`AccessArgs.keys`); none: an open API.
     `request_logger` gets one line per request (`RequestLog`); metrics go to `service.telemetry`.
     `generations`: the generations in flight, counted by the app; whoever stops the server sets
-    `stopping` on it and waits for none to be left."""
+    `stopping` on it and waits for none to be left. `deployments`: what runs where, for operators
+    (`/api/deployments`; Serve's applications behind the Serve ingress)."""
     access = access or AccessArgs()
     generations = generations or GenerationsInFlight()
 
@@ -53,6 +55,7 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
                   description="The AllTalk v2 HTTP API, served by Ray Serve deployments.", lifespan=lifespan)
     app.state.service = service
     app.state.generations = generations
+    app.state.deployments = deployments
     app.state.generation = GenerationService(service, access.max_narrator_segments)
     app.state.openai = OpenAISpeechService(service)
     for module in (status_routes, control_routes, generate_routes, openai_routes, tools_routes, rvc_routes,

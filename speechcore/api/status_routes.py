@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
+from ..errors import ContractError
 from .deps import Generations, Service
 
 router = APIRouter(tags=["status"])
@@ -34,6 +35,16 @@ async def rvc_voices(service: Service) -> dict[str, object]:
 @router.get("/api/currentsettings")
 async def current_settings(service: Service) -> dict[str, object]:
     return await service.current_settings()
+
+
+@router.get("/api/deployments")
+async def deployments(request: Request) -> dict[str, object]:
+    """The Serve applications behind this server and their deployments: state, replicas by state,
+    the target count and autoscaling range (what `alltalk-serve status` shows)."""
+    describe = request.app.state.deployments
+    if describe is None:
+        raise ContractError(404, {"detail": "this server does not run on Ray Serve: no deployments to show"})
+    return {"applications": await describe()}
 
 
 @router.get("/settings-json")

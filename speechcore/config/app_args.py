@@ -18,8 +18,12 @@ class IngressArgs(_Args):
                                   "(an AllTalk install works). Absolute on a cluster.")
     engines: dict[str, str] = Field(description="Live engines: engine name -> Serve application name.")
     default_engine: str = Field("piper", description="Current engine when tts_engines.json names none that is live.")
-    engines_supported: list[str] = Field(default_factory=list,
-                                         description="Engines this build can run; filled in by the builder.")
+    engines_supported: list[str] = Field(default_factory=list, description=(
+        "Engines this install can run (`engines_available`): the live ones, and those whose extra is installed; "
+        "filled in by the builder."))
+    engines_not_installed: dict[str, str] = Field(default_factory=dict, description=(
+        "Engines the project knows whose extra is not installed here, with the extra's name; filled in by the "
+        "builder. Asking for one is answered at once with the install command."))
     engine_import_path: str = Field("", description="Builder of engine applications, for engines deployed on "
                                                     "demand by /api/enginereload; filled in by the builder.")
     describe_timeout_s: float = Field(2.0, gt=0, description="How long status calls wait for an engine replica.")

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from tests.conftest import PROJECT_DIR
-
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+
+from tests.conftest import PROJECT_DIR
 
 ARTIFACTS = Path(os.environ.get("ALLTALK_TEST_ARTIFACTS", PROJECT_DIR / "test-artifacts"))
 

@@ -5,7 +5,9 @@ over HTTP, and Ctrl-C stops everything it started."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,8 +39,13 @@ def test_status_of_a_running_server(serve_server):
     result = cli("status", "--url", url)
     assert result.returncode == 0, result.stderr
     assert f"{url}  Ready" in result.stdout and "engine   piper (Piper)" in result.stdout
+    # What an operator of an autoscaled endpoint looks at first: deployments and their replicas.
+    assert "alltalk      ingress     HEALTHY   1/1 running" in result.stdout, result.stdout
+    assert "piper        tts-piper   HEALTHY   1/1 running (autoscaling 1-" in result.stdout, result.stdout
     raw = json.loads(cli("status", "--url", url, "--json").stdout)
     assert raw["ready"] == "Ready" and raw["currentsettings"]["current_engine_loaded"] == "piper"
+    piper = next(a for a in raw["applications"] if a["name"] == "piper")
+    assert piper["status"] == "RUNNING" and piper["deployments"][0]["replicas"] == {"RUNNING": 1}
 
 
 def test_reload_a_running_server(serve_server):
@@ -56,9 +63,11 @@ def test_status_of_no_server_is_a_clear_error():
 
 def test_run_shows_progress_serves_and_stops_cleanly(tmp_path):
     port = SERVE_PORT + 10
+    # A cluster this machine knew once and that is gone: `run` starts its own local Ray regardless.
+    gone = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_closed_port()}"}
     process = subprocess.Popen([*CLI, "run", "--root", str(tmp_path), "--port", str(port), "--engines", "piper",
                                 "--rvc", "off"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               cwd=PROJECT_DIR)
+                               cwd=PROJECT_DIR, env=gone)
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 240
@@ -77,3 +86,17 @@ def test_run_shows_progress_serves_and_stops_cleanly(tmp_path):
     assert process.returncode == 0, output[-3000:]
     _, alive = psutil.wait_procs(started, timeout=30)
     assert not alive, f"left behind: {[p.pid for p in alive]}"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_run_told_to_join_a_cluster_that_does_not_answer_fails_clearly(tmp_path):
+    started = time.monotonic()
+    result = cli("run", "--root", str(tmp_path), "--address", f"127.0.0.1:{_closed_port()}", timeout=60)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 40
+    assert "no Ray cluster answers at 127.0.0.1:" in result.stderr + result.stdout
