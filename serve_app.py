@@ -287,6 +287,7 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
                  dashboard_port=dashboard_port, dashboard_host=host)
     if on_ray_started:
         on_ray_started()
+    ClusterDrain().clear()  # a joined cluster may keep the drain of an earlier server that stopped
     config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, user_configs,
                             rvc, None if address else os.cpu_count())
     serve.start(http_options={"host": host, "port": port})
@@ -339,6 +340,8 @@ def stop_embedded(server: EmbeddedServer | None = None) -> None:
         if server and server.drain_timeout_s > 0 and ray.is_initialized():
             drain(server.ingress_app, server.drain_timeout_s)
         serve.shutdown()
+        if ray.is_initialized():
+            ClusterDrain().clear()
     finally:
         ray.shutdown()
 

@@ -36,7 +36,7 @@ class SynthesisRunner:
 
     async def stream(self, source: AudioSource, request: SynthesisRequest, engine: str) -> AsyncIterator[PcmChunk]:
         if record := CURRENT_REQUEST.get():
-            record.add_synthesis(engine, request.voice, request.text)
+            record.add_synthesis(engine, request.voice, request.text, request.language)
         started, audio_s = time.perf_counter(), 0.0
         with self.stops.track() as stop:
             try:

@@ -28,6 +28,8 @@ class RequestRecord:
     status: int = 0
     engine: str = ""
     voices: list[str] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
+    """The languages the engine was asked to speak (what `language=auto` resolved to)."""
     characters: int = 0
     audio_s: float = 0.0
     first_audio_s: float | None = None
@@ -37,10 +39,12 @@ class RequestRecord:
     """ok, stopped (a stop request), disconnected (the client went away), or error."""
     texts: list[str] = field(default_factory=list)
 
-    def add_synthesis(self, engine: str, voice: str, text: str) -> None:
+    def add_synthesis(self, engine: str, voice: str, text: str, language: str) -> None:
         self.engine = self.engine or engine
         if voice not in self.voices:
             self.voices.append(voice)
+        if language not in self.languages:
+            self.languages.append(language)
         self.characters += len(text)
         self.texts.append(text)
 

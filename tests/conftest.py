@@ -25,7 +25,7 @@ from speechcore.config.paths import ServerPaths
 from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
 from speechcore.telemetry import Telemetry
-from tests.support import InProcessConverter, InProcessEngineClient, install_piper_voice
+from tests.support import InProcessConverter, InProcessEngineClient, RootSnapshot, install_piper_voice
 
 SERVE_PORT = 7871
 SERVE_METRICS_PORT = 7872
@@ -118,16 +118,24 @@ def serve_server(tmp_path_factory) -> Iterator[Server]:
 
 @pytest.fixture(params=["asgi", pytest.param("serve", marks=pytest.mark.serve)])
 def server(request) -> Iterator[Server]:
-    """The API under test; each test leaves the server's settings as it found them."""
-    srv: Server = request.getfixturevalue(f"{request.param}_server")
-    config = srv.root / "confignew.json"
-    before = config.read_bytes() if config.exists() else None
-    yield srv
-    if before is None:
-        config.unlink(missing_ok=True)
-    else:
-        config.write_bytes(before)
-    srv.client.get("/api/reload_config")
+    """The API under test (see shared_roots_restored)."""
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+@pytest.fixture(autouse=True)
+def shared_roots_restored(request) -> Iterator[None]:
+    """Each test leaves the server roots that tests share as it found them: settings files put
+    back, models and voices it added removed, and a server whose settings changed re-reads them.
+    Tests may then run in any order (the suite runs shuffled)."""
+    names = {name for name in ("asgi_server", "serve_server") if name in request.fixturenames}
+    if "server" in request.fixturenames:
+        names.add(f"{request.node.callspec.params['server']}_server")
+    shared = [request.getfixturevalue(name) for name in sorted(names)]
+    snapshots = [(srv, RootSnapshot(srv.root)) for srv in shared]
+    yield
+    for srv, snapshot in snapshots:
+        if any(not path.startswith(("models", "voices")) for path in snapshot.restore()):
+            srv.client.get("/api/reload_config")
 
 
 @pytest.fixture(scope="session")

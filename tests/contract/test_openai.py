@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from tests.conftest import BUNDLED_VOICE, SECOND_VOICE
-from tests.support import decode_audio
+from tests.support import SECOND_VOICE_SLOWER, decode_audio
 
 TEXT = "The official client asks for speech in every format."
 EXPECTED = {  # response_format: (codec, sample rate, content type)
@@ -67,9 +67,16 @@ def test_sse_stream_carries_base64_audio(server):
     assert decode_audio(audio).duration_s > 2
 
 
+def _seconds(sdk, voice: str) -> float:
+    return decode_audio(sdk.audio.speech.create(model="tts-1", voice=voice, input=TEXT,
+                                                response_format="wav").content).duration_s
+
+
 def test_any_engine_voice_works_too(sdk):
-    data = sdk.audio.speech.create(model="tts-1", voice=SECOND_VOICE, input=TEXT, response_format="wav").content
-    assert decode_audio(data).duration_s > 2
+    """The second voice speaks slower than the bundled one: its audio shows it spoke."""
+    bundled, second = _seconds(sdk, BUNDLED_VOICE), _seconds(sdk, SECOND_VOICE)
+    assert bundled > 2
+    assert second / bundled == pytest.approx(SECOND_VOICE_SLOWER, rel=0.08)
 
 
 @pytest.mark.parametrize("kwargs,param", [
@@ -108,6 +115,8 @@ def test_voice_list_and_voice_map_round_trip(server, sdk):
     assert server.client.get("/v1/audio/voices").json()["aliases"]["onyx"] == SECOND_VOICE
     saved = json.loads((server.root / "system/tts_engines/piper/model_settings.json").read_text())
     assert saved["openai_voices"]["onyx"] == SECOND_VOICE
+    # The map is used: onyx now speaks with the second (slower) voice, alloy with the bundled one.
+    assert _seconds(sdk, "onyx") / _seconds(sdk, "alloy") == pytest.approx(SECOND_VOICE_SLOWER, rel=0.08)
     server.client.put("/api/openai-voicemap", json=body["aliases"])
 
 

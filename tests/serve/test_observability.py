@@ -134,4 +134,15 @@ def test_the_request_id_is_echoed_and_in_the_request_log_line(serve_server):
     assert line["audio_s"] == pytest.approx(decode_audio(client.get(answer.json()["output_file_url"]).content)
                                             .duration_s, abs=0.01)
     assert line["latency_ms"] > 0 and "text" not in line  # no text content at INFO
+    assert line["languages"] == ["en"]
     assert log_line(generated) is not None
+
+    # language=auto: the line says which language the engine was asked to speak.
+    french = f"test-{uuid.uuid4()}"
+    answer = client.post("/api/tts-generate", headers={"x-request-id": french}, data={
+        "text_input": "Le vieux sorcier regardait les étoiles en silence.", "language": "auto"})
+    assert answer.status_code == 200
+    deadline = time.monotonic() + 30
+    while (line := log_line(french)) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert line is not None and line["languages"] == ["fr"], line

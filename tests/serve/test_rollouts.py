@@ -9,6 +9,7 @@ import shutil
 import threading
 import time
 
+import httpx
 import pytest
 
 from tests.support import decode_audio
@@ -41,12 +42,15 @@ class LoadLoop:
     def _run(self):
         while not self.stop.is_set() and time.monotonic() < self.deadline and len(self.results) < self.max_requests:
             sent = time.monotonic()
-            response = self.client.post("/api/tts-generate", data={"text_input": "Load while swapping models.",
-                                                                   "character_voice_gen": "p225"})
-            rate = None
-            if response.status_code == 200:
-                rate = decode_audio(self.client.get(response.json()["output_file_url"]).content).sample_rate
-            self.results.append((sent, time.monotonic(), response.status_code, rate))
+            try:
+                response = self.client.post("/api/tts-generate", data={"text_input": "Load while swapping models.",
+                                                                       "character_voice_gen": "p225"})
+                status, rate = response.status_code, None
+                if status == 200:
+                    rate = decode_audio(self.client.get(response.json()["output_file_url"]).content).sample_rate
+            except httpx.TransportError as exc:  # a dropped connection or a timeout is a failed request
+                status, rate = repr(exc), None
+            self.results.append((sent, time.monotonic(), status, rate))
 
     def __enter__(self):
         for thread in self.threads:
