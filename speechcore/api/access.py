@@ -25,6 +25,15 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body larger than {limit} bytes")
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path within the app. Serve mounts an application at its route prefix: the
+    prefix is the scope's root_path, and the path still begins with it (as ASGI has it)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root):] or "/"
+    return path
+
+
 def _matches(path: str, patterns: list[str]) -> bool:
     """A pattern ending in '/' covers everything below it; others match exactly. '/' alone is the
     root page only (never "every path")."""
@@ -52,10 +61,10 @@ class AccessControl:
             return
         headers = Headers(scope=scope)
         key = self._presented_key(scope, headers) if self.user_keys else None
-        generation = scope["path"] in GENERATION_PATHS
+        path = route_path(scope)
+        generation = path in GENERATION_PATHS
         client = (f"key:{key}" if key else f"addr:{(scope.get('client') or ('?',))[0]}") if generation else ""
-        refusal = self._refusal(scope["path"], key, headers) or (self._generation_refusal(client) if generation
-                                                                 else None)
+        refusal = self._refusal(path, key, headers) or (self._generation_refusal(client) if generation else None)
         if refusal is not None:
             await self._discard_body(receive, headers)
             await refusal(scope, receive, send)

@@ -20,6 +20,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..telemetry import CURRENT_REQUEST, RequestRecord, Telemetry
+from .access import route_path
 
 REQUEST_ID_HEADER = "x-request-id"
 MAX_LOGGED_TEXT = 2000
@@ -73,7 +74,8 @@ class RequestLog:
     def _endpoint(self, scope: Scope) -> str:
         if route := scope.get("route"):
             return getattr(route, "path", "unmatched")
-        return next((template for pattern, template in self.templates if pattern.match(scope["path"])), "unmatched")
+        return next((template for pattern, template in self.templates if pattern.match(route_path(scope))),
+                    "unmatched")
 
     def _report(self, record: RequestRecord) -> None:
         try:

@@ -1,6 +1,8 @@
 """§6 `POST /v1/audio/speech` through the official `openai` package, and the voice map (§3.7)."""
 
+import base64
 import json
+import time
 
 import openai
 import pytest
@@ -62,9 +64,30 @@ def test_sse_stream_carries_base64_audio(server):
     assert response.headers["content-type"].startswith("text/event-stream")
     events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
     assert events[-1]["type"] == "speech.audio.done"
-    import base64
     audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
-    assert decode_audio(audio).duration_s > 2
+    seconds = decode_audio(audio).duration_s
+    assert seconds > 2
+    # OpenAI's done event carries usage: here the input's characters and milliseconds of audio.
+    usage = events[-1]["usage"]
+    assert usage["input_tokens"] == len(TEXT)
+    assert usage["output_tokens"] == pytest.approx(seconds * 1000, abs=60)
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+
+
+def test_sse_events_arrive_as_the_audio_is_made(server):
+    """The first audio event arrives long before the last sentence is spoken (a stream, not one
+    answer sent in pieces at the end)."""
+    text = " ".join(["Every sentence here is spoken one after the other."] * 8)
+    arrivals = []
+    started = time.monotonic()
+    with server.client.stream("POST", "/v1/audio/speech", json={
+            "model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm", "stream_format": "sse"}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                arrivals.append((time.monotonic() - started, json.loads(line[6:])["type"]))
+    deltas = [at for at, kind in arrivals if kind == "speech.audio.delta"]
+    assert arrivals[-1][1] == "speech.audio.done" and len(deltas) >= 8
+    assert deltas[0] < 0.5 * arrivals[-1][0], arrivals
 
 
 def _seconds(sdk, voice: str) -> float:

@@ -71,3 +71,29 @@ def test_an_engine_replica_killed_under_load_fails_no_request(serve_server, two_
     while len(_running()) < 2 or victim["replica_id"] in {r["replica_id"] for r in _running()}:
         assert time.monotonic() < deadline, f"Serve did not replace the killed replica: {_replicas()}"
         time.sleep(0.5)
+
+
+def test_a_stream_that_loses_its_replica_ends_early_and_cleanly(serve_server):
+    """A stream has already sent audio when its engine replica dies: it cannot be retried, so it
+    ends there, as a complete response (the chunked body is closed properly and decodes), and
+    Serve replaces the replica."""
+    client = serve_server.client
+    long_text = " ".join([TEXT] * 25)
+    received = bytearray()
+    with client.stream("GET", "/api/tts-generate-streaming", params={
+            "text": long_text, "voice": "en_US-joe-medium.onnx", "language": "en", "output_file": "x"}) as stream:
+        assert stream.status_code == 200
+        chunks = stream.iter_raw()
+        received += next(chunks)
+        victim = _running()[0]
+        ray.kill(ray.get_actor(victim["actor_name"], namespace="serve"), no_restart=True)
+        for data in chunks:  # raises if the connection breaks instead of ending
+            received += data
+    heard = decode_audio(bytes(received)).duration_s
+    whole = 25 * decode_audio(client.get("/api/tts-generate-streaming", params={
+        "text": TEXT, "voice": "en_US-joe-medium.onnx", "language": "en", "output_file": "x"}).content).duration_s
+    assert 0 < heard < 0.9 * whole
+    deadline = time.monotonic() + 90
+    while not _running() or victim["replica_id"] in {r["replica_id"] for r in _running()}:
+        assert time.monotonic() < deadline, f"Serve did not replace the killed replica: {_replicas()}"
+        time.sleep(0.5)

@@ -1,0 +1,78 @@
+"""A fake engine for the Serve tests of what the real engines cannot show on this CPU machine: it
+says it has CUDA, DeepSpeed and LowVRAM (so /api/deepspeed and /api/lowvramsetting roll out
+through Serve for real), and its voice `hang` never finishes a step (so the ingress's chunk timeout
+and the replica's health check can be seen). Its audio is a tone, 0.05 s per character.
+
+`build_fake_engine_app` is a Serve builder: the tests deploy it by import path, declaratively, as
+serve_config.yaml deploys the real engines."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from ray import serve
+from ray.serve import Application
+
+import serve_app
+from deployments.engine_server import EngineServer
+from engines.base import EngineOptions
+from speechcore.audio.pcm import PcmChunk
+from speechcore.config.paths import ServerPaths
+from speechcore.engine_types import (EngineCapabilities, EngineInfo, SynthesisRequest, UnknownModel,
+                                     UnknownVoice)
+
+HANG_S = 60.0
+"""How long a step of the `hang` voice takes: far longer than any timeout the tests set."""
+
+
+class GpuCapableEngine:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.deepspeed = self.lowvram = False
+
+    @classmethod
+    def create(cls, paths: ServerPaths, options: EngineOptions) -> "GpuCapableEngine":
+        return cls()
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(
+            engine="piper", manufacturer_name="Fake", audio_format="wav", models=["fake"], current_model="fake",
+            voices=["tone", "hang"], default_voice="tone", deepspeed_enabled=self.deepspeed,
+            lowvram_enabled=self.lowvram,
+            capabilities=EngineCapabilities(streaming=True, lowvram=True, deepspeed=True, deepspeed_available=True,
+                                            cuda=True))
+
+    def load_voice(self, voice: str) -> str:
+        if voice not in ("tone", "hang"):
+            raise UnknownVoice(f"Voice {voice!r} is not a fake voice")
+        return voice
+
+    def synthesize(self, voice: str, request: SynthesisRequest) -> Iterator[PcmChunk]:
+        if voice == "hang":
+            time.sleep(HANG_S)
+        t = np.arange(int(0.05 * len(request.text) * 16000)) / 16000
+        yield PcmChunk.from_float(0.3 * np.sin(2 * np.pi * 440 * t), 16000)
+
+    def configure(self, deepspeed: bool, lowvram: bool) -> None:
+        self.deepspeed, self.lowvram = deepspeed, lowvram
+
+    def check_model(self, model: str) -> None:
+        self.select_model(model)
+
+    def select_model(self, model: str | None) -> None:
+        if model not in (None, "fake"):
+            raise UnknownModel(f"the fake engine has one model; got {model!r}")
+
+
+def build_fake_engine_app(args: dict[str, Any]) -> Application:
+    """The fake engine as an engine application (deployment `tts-piper`); `health_check_period_s`
+    in args sets how often Serve probes its replicas."""
+    args = dict(args)
+    period = args.pop("health_check_period_s", 10.0)
+    options = {**serve_app.ENGINE_OPTIONS, "ray_actor_options": {"num_cpus": 0}, "health_check_period_s": period,
+               "health_check_timeout_s": 5}
+    return serve.deployment(EngineServer, name="tts-piper", **options).bind(args, engine_cls=GpuCapableEngine)
