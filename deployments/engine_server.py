@@ -96,7 +96,10 @@ class EngineServer:
         return await asyncio.to_thread(self.engine.load_voice, voice)
 
     def _next(self, chunks: Iterator[PcmChunk]) -> tuple[Any, int]:
-        return next(chunks, _DONE), self.stop_signal.current()
+        """One synthesis step, in a worker thread (timed there: see StepWatch)."""
+        with self._watch.step():
+            chunk = next(chunks, _DONE)
+        return chunk, self.stop_signal.current()
 
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         """Streams the chunks of one request. Cancelling the call (client gone) or a cluster-wide
@@ -112,8 +115,7 @@ class EngineServer:
                     if waiting:
                         self.metrics.waited(time.perf_counter() - arrived)
                         waiting = False
-                    with self._watch.step():
-                        chunk, epoch = await asyncio.to_thread(self._next, chunks)
+                    chunk, epoch = await asyncio.to_thread(self._next, chunks)
                 if epoch != started:
                     raise GenerationStopped()
                 if chunk is _DONE:

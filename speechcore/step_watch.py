@@ -1,10 +1,13 @@
 """StepWatch: how long the synthesis steps in flight on a replica have been running, so that a
-health check can tell a busy replica (steps finish) from a hung one (a step never returns)."""
+health check can tell a busy replica (steps finish) from a hung one (a step never returns). Steps
+are timed in the threads that run them: a step whose request was cancelled still occupies its
+thread, and still counts, until it returns."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -14,15 +17,18 @@ class StepWatch:
         self._clock = clock
         self._started: dict[int, float] = {}
         self._ids = itertools.count()
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def step(self) -> Iterator[None]:
-        step_id = next(self._ids)
-        self._started[step_id] = self._clock()
+        with self._lock:
+            step_id = next(self._ids)
+            self._started[step_id] = self._clock()
         try:
             yield
         finally:
-            del self._started[step_id]
+            with self._lock:
+                del self._started[step_id]
 
     @property
     def in_flight(self) -> int:
@@ -31,7 +37,9 @@ class StepWatch:
 
     def longest_running_s(self) -> float:
         """Seconds the oldest step in flight has run; 0 when none is."""
-        return self._clock() - min(self._started.values()) if self._started else 0.0
+        with self._lock:
+            oldest = min(self._started.values(), default=None)
+        return 0.0 if oldest is None else self._clock() - oldest
 
     def check(self, limit_s: float) -> None:
         """Raises when a step has run longer than `limit_s` (the replica is then replaced)."""

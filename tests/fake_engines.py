@@ -74,5 +74,5 @@ def build_fake_engine_app(args: dict[str, Any]) -> Application:
     args = dict(args)
     period = args.pop("health_check_period_s", 10.0)
     options = {**serve_app.ENGINE_OPTIONS, "ray_actor_options": {"num_cpus": 0}, "health_check_period_s": period,
-               "health_check_timeout_s": 5}
+               "health_check_timeout_s": 5, "graceful_shutdown_timeout_s": 5}
     return serve.deployment(EngineServer, name="tts-piper", **options).bind(args, engine_cls=GpuCapableEngine)

@@ -74,7 +74,7 @@ def decode_audio(data: bytes) -> DecodedAudio:
         return DecodedAudio(stream.rate, stream.channels, frames / stream.rate, stream.codec_context.name)
 
 
-SECOND_VOICE_SLOWER = 1.5
+SECOND_VOICE_SLOWER = 2.0
 """The second test voice speaks this much slower than the bundled one (its `length_scale`), so that
 a test can tell from the audio which voice spoke."""
 

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.serve
 TEXT = "The quick brown fox jumps over the lazy dog. Then it runs far away into the green forest."
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def page(browser, serve_server):
+    """The page, loaded afresh for each test."""
     browser.get(f"{serve_server.client.base_url}/")
     wait = WebDriverWait(browser, 60)
     wait.until(lambda d: d.find_element(By.ID, "ready").text == "Ready")

@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from tests.conftest import BUNDLED_VOICE, SECOND_VOICE
-from tests.support import SECOND_VOICE_SLOWER, decode_audio
+from tests.support import decode_audio
 
 TEXT = "The official client asks for speech in every format."
 EXPECTED = {  # response_format: (codec, sample rate, content type)
@@ -70,7 +70,7 @@ def test_sse_stream_carries_base64_audio(server):
     # OpenAI's done event carries usage: here the input's characters and milliseconds of audio.
     usage = events[-1]["usage"]
     assert usage["input_tokens"] == len(TEXT)
-    assert usage["output_tokens"] == pytest.approx(seconds * 1000, abs=60)
+    assert usage["output_tokens"] == pytest.approx(seconds * 1000, abs=150)  # mp3 adds its encoder's padding
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
 
 
@@ -95,11 +95,21 @@ def _seconds(sdk, voice: str) -> float:
                                                 response_format="wav").content).duration_s
 
 
-def test_any_engine_voice_works_too(sdk):
-    """The second voice speaks slower than the bundled one: its audio shows it spoke."""
-    bundled, second = _seconds(sdk, BUNDLED_VOICE), _seconds(sdk, SECOND_VOICE)
-    assert bundled > 2
-    assert second / bundled == pytest.approx(SECOND_VOICE_SLOWER, rel=0.08)
+@pytest.fixture
+def spoken_by(server) -> dict[str, float]:
+    """How long TEXT lasts spoken by each Piper voice (the second one speaks slower)."""
+    def seconds(voice: str) -> float:
+        answer = server.client.post("/api/tts-generate", data={"text_input": TEXT, "character_voice_gen": voice})
+        return decode_audio(server.client.get(answer.json()["output_file_url"]).content).duration_s
+    lengths = {voice: seconds(voice) for voice in (BUNDLED_VOICE, SECOND_VOICE)}
+    assert lengths[SECOND_VOICE] > 1.4 * lengths[BUNDLED_VOICE]  # the voices can be told apart
+    return lengths
+
+
+def test_any_engine_voice_works_too(sdk, spoken_by):
+    """The audio shows which voice spoke."""
+    for voice in (BUNDLED_VOICE, SECOND_VOICE):
+        assert _seconds(sdk, voice) == pytest.approx(spoken_by[voice], rel=0.05), voice
 
 
 @pytest.mark.parametrize("kwargs,param", [
@@ -128,7 +138,7 @@ def test_malformed_bodies_are_400_not_422(server, body):
     assert "message" in response.json()["error"]
 
 
-def test_voice_list_and_voice_map_round_trip(server, sdk):
+def test_voice_list_and_voice_map_round_trip(server, sdk, spoken_by):
     body = server.client.get("/v1/audio/voices").json()
     assert body["voices"] == [BUNDLED_VOICE, SECOND_VOICE]
     assert set(body["aliases"]) == {"alloy", "echo", "fable", "nova", "onyx", "shimmer"}
@@ -138,8 +148,9 @@ def test_voice_list_and_voice_map_round_trip(server, sdk):
     assert server.client.get("/v1/audio/voices").json()["aliases"]["onyx"] == SECOND_VOICE
     saved = json.loads((server.root / "system/tts_engines/piper/model_settings.json").read_text())
     assert saved["openai_voices"]["onyx"] == SECOND_VOICE
-    # The map is used: onyx now speaks with the second (slower) voice, alloy with the bundled one.
-    assert _seconds(sdk, "onyx") / _seconds(sdk, "alloy") == pytest.approx(SECOND_VOICE_SLOWER, rel=0.08)
+    # The map is used: onyx now speaks with the second voice, alloy with the bundled one.
+    assert _seconds(sdk, "onyx") == pytest.approx(spoken_by[SECOND_VOICE], rel=0.05)
+    assert _seconds(sdk, "alloy") == pytest.approx(spoken_by[BUNDLED_VOICE], rel=0.05)
     server.client.put("/api/openai-voicemap", json=body["aliases"])
 
 

@@ -3,15 +3,20 @@ fails, each response comes from one model, and after model-success every new res
 new model. Two tiny VITS models with the same speakers but different sample rates make the model
 behind each response visible in its audio."""
 
+import asyncio
 import importlib.util
 import json
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import yaml
 
+from deployments.rollout import ServeRollout
+from tests.conftest import PROJECT_DIR
 from tests.support import decode_audio
 
 pytestmark = [pytest.mark.serve,
@@ -131,3 +136,54 @@ def test_enginereload_deploys_an_engine_that_is_not_running(serve_server):
         assert body["status"] == "generate-success", body
     finally:
         client.post("/api/enginereload", params={"engine": "piper"})
+
+
+def _configured_autoscaling(app: str) -> dict:
+    config = yaml.safe_load((PROJECT_DIR / "serve_config.yaml").read_text())
+    return next(a for a in config["applications"] if a["name"] == app)["deployments"][0]["autoscaling_config"]
+
+
+@pytest.fixture
+def two_vits_replicas(vits_current):
+    """VITS on two replicas (the embedded server's cap of one per core's worth of threads is for
+    serving, not for this test), back to serve_config.yaml's autoscaling afterwards."""
+    rollout = ServeRollout()
+    asyncio.run(rollout.update("vits", "tts-vits", {"num_replicas": 2, "autoscaling_config": None}))
+    yield vits_current
+    asyncio.run(rollout.update("vits", "tts-vits", {"num_replicas": None,
+                                                    "autoscaling_config": _configured_autoscaling("vits")}))
+
+
+def _pair(client) -> list[int]:
+    """Two requests at once: the engines' router sends them to different replicas."""
+    def one(_):
+        answer = client.post("/api/tts-generate", data={"text_input": "Which model am I?", "character_voice_gen": "p225"})
+        return decode_audio(client.get(answer.json()["output_file_url"]).content).sample_rate
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(one, range(2)))
+
+
+def test_with_two_replicas_in_flight_requests_finish_on_the_old_model_and_every_replica_swaps(two_vits_replicas):
+    client = two_vits_replicas
+    running = [r for r in _vits_replicas() if r["state"] == "RUNNING"]
+    assert len(running) == 2
+    assert _pair(client) == [16000, 16000]
+    long_text = " ".join(["A long request that is in flight while the model changes."] * 30)
+    in_flight = {}
+    worker = threading.Thread(target=lambda: in_flight.update(answer=client.post(
+        "/api/tts-generate", data={"text_input": long_text, "character_voice_gen": "p225"})))
+    worker.start()
+    time.sleep(0.3)
+    assert client.post("/api/reload", params={"tts_method": MODEL_22K}).json() == {"status": "model-success"}
+    worker.join(120)
+    old = decode_audio(client.get(in_flight["answer"].json()["output_file_url"]).content)
+    assert old.sample_rate == 16000, "the request in flight finished on the model it started with"
+    for _ in range(4):  # both replicas serve the new model
+        assert _pair(client) == [22050, 22050]
+    assert {r["replica_id"] for r in _vits_replicas() if r["state"] == "RUNNING"} == {r["replica_id"] for r in running}
+
+
+def _vits_replicas() -> list[dict]:
+    from ray import serve
+    details = serve.context._get_global_client().get_serve_details()
+    return details["applications"]["vits"]["deployments"]["tts-vits"]["replicas"]

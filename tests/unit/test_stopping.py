@@ -30,7 +30,8 @@ def test_a_generation_is_counted_while_in_flight(stoppable):
     text = " ".join(["A sentence to keep the stream busy for a moment."] * 35)
     with httpx.stream("GET", f"{base}/api/tts-generate-streaming", timeout=60, params={
             "text": text, "voice": BUNDLED_VOICE, "language": "en", "output_file": "x"}) as stream:
-        next(stream.iter_raw())
+        audio = stream.iter_raw()  # kept: a dropped iterator closes the stream
+        next(audio)
         seen.append(generations.total)
     assert seen == [1]
     deadline = time.monotonic() + 20  # the client went away: the generation ends after its sentence
