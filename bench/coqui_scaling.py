@@ -58,7 +58,9 @@ def measure(root: Path, replicas: int, requests_per_client: int) -> dict[str, fl
     config = yaml.safe_load(serve_app.DEFAULT_CONFIG.read_text())
     for app in config["applications"]:
         if app["name"] == "xtts":
-            app["deployments"][0].update(num_replicas=replicas, max_ongoing_requests=CLIENTS)
+            deployment = app["deployments"][0]
+            deployment.pop("autoscaling_config", None)  # a fixed count: Serve refuses both
+            deployment.update(num_replicas=replicas, max_ongoing_requests=CLIENTS)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(config, handle)
     serve_app.start_embedded(Path(handle.name), root, "127.0.0.1", PORT, engines=["xtts"])
