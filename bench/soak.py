@@ -15,6 +15,7 @@ the second half (a plateau is under 1%), in bench/results/soak.{json,md,png}.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import threading
 import time
@@ -148,39 +149,63 @@ def _at(samples: list[Sample], requests: float) -> Sample:
     return next(s for s in samples if s.requests >= requests)
 
 
+def _trend_mib_per_request(samples: list[Sample], name: str) -> float:
+    """The least-squares slope of a process's memory over the requests served: a trend that one
+    sample's ups and downs (a garbage collection, an allocator's arena) do not move."""
+    points = [(s.requests, s.rss_mib[name]) for s in samples if name in s.rss_mib]
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
+
+
 def summarize(samples: list[Sample]) -> list[dict[str, float | str | bool]]:
+    """Per process: memory at the start, the middle and the end; the growth over the second half,
+    as measured (end - middle) and as its trend (the slope over the second half's samples)."""
     total = samples[-1].requests
     middle, end = _at(samples, total / 2), samples[-1]
+    second_half = [s for s in samples if s.requests >= middle.requests]
     first = _at(samples, 1)
     rows = []
     for name in PROCESSES:
         if name not in end.rss_mib:
             continue
         growth = (end.rss_mib[name] - middle.rss_mib[name]) / middle.rss_mib[name]
+        trend = _trend_mib_per_request(second_half, name)
+        trend_growth = trend * (end.requests - middle.requests) / middle.rss_mib[name]
         rows.append({"process": name, "start_mib": first.rss_mib[name], "middle_mib": middle.rss_mib[name],
                      "end_mib": end.rss_mib[name], "second_half_growth": growth,
-                     "mib_per_1000_requests": 1000 * (end.rss_mib[name] - middle.rss_mib[name])
-                     / max(1, end.requests - middle.requests),
+                     "second_half_trend_growth": trend_growth, "trend_mib_per_1000_requests": 1000 * trend,
                      "fds_middle": middle.fds[name], "fds_end": end.fds[name], "flat": growth < PLATEAU})
     return rows
 
 
 def plot(samples: list[Sample]) -> None:
+    """Left: each process's resident memory. Right: the same relative to the middle of the run,
+    where a flat second half is a line that stays within 1%."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5))
+    middle = _at(samples, samples[-1].requests / 2)
+    fig, (absolute, relative) = plt.subplots(1, 2, figsize=(13, 5))
     for name in PROCESSES:
         points = [(s.requests, s.rss_mib[name]) for s in samples if name in s.rss_mib]
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=name)
-    ax.axvline(samples[-1].requests / 2, color="grey", linestyle=":", label="second half starts")
-    ax.set_xlabel("requests served")
-    ax.set_ylabel("resident memory (MiB)")
-    ax.set_yscale("log")
-    ax.set_title("Soak: resident memory per server process")
-    ax.legend(fontsize=8)
+        if points and name in middle.rss_mib:
+            absolute.plot([p[0] for p in points], [p[1] for p in points], label=name)
+            relative.plot([p[0] for p in points], [100 * (p[1] / middle.rss_mib[name] - 1) for p in points],
+                          label=name)
+    for ax in (absolute, relative):
+        ax.axvline(middle.requests, color="grey", linestyle=":")
+        ax.set_xlabel("requests served")
+    absolute.set_yscale("log")
+    absolute.set_ylabel("resident memory (MiB)")
+    absolute.set_title("Resident memory per server process")
+    relative.axhspan(-100 * PLATEAU, 100 * PLATEAU, color="green", alpha=0.1, label="±1% of the middle")
+    relative.set_ylim(-6, 6)
+    relative.set_ylabel("% of its memory at the middle of the run")
+    relative.set_title("Second half: growth against the middle")
+    relative.legend(fontsize=8)
     fig.tight_layout()
     RESULTS.mkdir(exist_ok=True)
     fig.savefig(RESULTS / "soak.png", dpi=110)
@@ -193,21 +218,32 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=45, help="stop after this long (default: %(default)s)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (default: %(default)s)")
     parser.add_argument("--every", type=float, default=5, help="seconds between samples (default: %(default)s)")
+    parser.add_argument("--report", action="store_true",
+                        help="only rebuild soak.md and soak.png from the samples in soak.json")
     args = parser.parse_args()
-    with embedded_server(PORT) as client:
-        samples, load = soak(client, args.clients, args.requests, args.minutes, args.every)
+    if args.report:
+        saved = json.loads((RESULTS / "soak.json").read_text())
+        samples = [Sample(**s) for s in saved["samples"]]
+        load = Load(done=saved["requests"], failed=saved["failed"])
+        args.clients = saved["clients"]
+    else:
+        with embedded_server(PORT) as client:
+            samples, load = soak(client, args.clients, args.requests, args.minutes, args.every)
     rows = summarize(samples)
     plot(samples)
     wall = samples[-1].at_s
     table = "\n".join([
         f"{load.done} requests ({len(load.failed)} failed) from {args.clients} clients in {wall / 60:.1f} min "
         f"({load.done / wall:.1f} requests/s): generate + fetch, GET stream, OpenAI mp3 in turn; texts of 3-20 "
-        "words. Growth is over the second half of the run; flat is under 1%.", "",
-        "| process | start MiB | middle MiB | end MiB | second-half growth | MiB / 1000 requests | fds middle → end | flat |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "words. Growth is over the second half of the run, measured (end - middle) and as the trend of its "
+        "samples; flat is a measured growth under 1%.", "",
+        "| process | start MiB | middle MiB | end MiB | second-half growth | trend | trend MiB / 1000 requests "
+        "| fds middle → end | flat |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         *(f"| {r['process']} | {r['start_mib']:.0f} | {r['middle_mib']:.0f} | {r['end_mib']:.0f} | "
-          f"{100 * r['second_half_growth']:+.2f}% | {r['mib_per_1000_requests']:+.2f} | "
-          f"{r['fds_middle']} → {r['fds_end']} | {'yes' if r['flat'] else 'NO'} |" for r in rows),
+          f"{100 * r['second_half_growth']:+.2f}% | {100 * r['second_half_trend_growth']:+.2f}% | "
+          f"{r['trend_mib_per_1000_requests']:+.2f} | {r['fds_middle']} → {r['fds_end']} | "
+          f"{'yes' if r['flat'] else 'NO'} |" for r in rows),
         "", "![resident memory per process](soak.png)"])
     print(table)
     save("soak", {"requests": load.done, "failed": load.failed[:20], "clients": args.clients, "rows": rows,
