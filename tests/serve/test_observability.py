@@ -55,9 +55,23 @@ def _wait_for(condition: Callable[[dict], bool], timeout_s: float = 90) -> dict:
         time.sleep(1)
 
 
+def _settled_samples(quiet_s: float = 11.0, timeout_s: float = 90) -> dict:
+    """The samples once Ray has exported what earlier tests did (each process exports every 10 s):
+    two readings `quiet_s` apart that agree."""
+    deadline = time.monotonic() + timeout_s
+    last = _samples()
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = _samples()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def test_custom_metrics_count_the_requests_sent(serve_server):
     client = serve_server.client
-    before = _samples()
+    before = _settled_samples()
     audio_s = 0.0
     for text in TEXTS:
         answer = client.post("/api/tts-generate", data={"text_input": text, "character_voice_gen": BUNDLED_VOICE,
