@@ -46,7 +46,8 @@ def test_status_of_a_running_server(serve_server):
     raw = json.loads(cli("status", "--url", url, "--json").stdout)
     assert raw["ready"] == "Ready" and raw["currentsettings"]["current_engine_loaded"] == "piper"
     piper = next(a for a in raw["applications"] if a["name"] == "piper")
-    assert piper["status"] == "RUNNING" and piper["deployments"][0]["replicas"] == {"RUNNING": 1}
+    deployment = piper["deployments"][0]
+    assert piper["status"] == "RUNNING" and deployment["replicas"] == {"RUNNING": deployment["target_replicas"]}
 
 
 def test_reload_a_running_server(serve_server):

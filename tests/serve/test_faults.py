@@ -29,6 +29,20 @@ def _running() -> list[dict]:
     return [r for r in _replicas() if r["state"] == "RUNNING"]
 
 
+def _wait_until_healthy(timeout_s: float = 120) -> None:
+    """Until Piper is HEALTHY with every replica running: a test leaves the shared server as it found it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        details = serve.context._get_global_client().get_serve_details()
+        deployment = details["applications"]["piper"]["deployments"]["tts-piper"]
+        states = {r["state"] for r in deployment["replicas"]}
+        if str(deployment["status"]).endswith("HEALTHY") and states == {"RUNNING"} \
+                and not str(deployment["status"]).endswith("UNHEALTHY"):
+            return
+        assert time.monotonic() < deadline, f"Piper did not settle: {deployment['status']} {states}"
+        time.sleep(0.5)
+
+
 @pytest.fixture
 def two_piper_replicas(serve_server):
     rollout = ServeRollout()
@@ -71,6 +85,7 @@ def test_an_engine_replica_killed_under_load_fails_no_request(serve_server, two_
     while len(_running()) < 2 or victim["replica_id"] in {r["replica_id"] for r in _running()}:
         assert time.monotonic() < deadline, f"Serve did not replace the killed replica: {_replicas()}"
         time.sleep(0.5)
+    _wait_until_healthy()
 
 
 def test_a_stream_that_loses_its_replica_ends_early_and_cleanly(serve_server):
@@ -85,8 +100,9 @@ def test_a_stream_that_loses_its_replica_ends_early_and_cleanly(serve_server):
         assert stream.status_code == 200
         chunks = stream.iter_raw()
         received += next(chunks)
-        victim = _running()[0]
-        ray.kill(ray.get_actor(victim["actor_name"], namespace="serve"), no_restart=True)
+        victims = _running()  # every replica (autoscaling may have left two): the stream's is among them
+        for victim in victims:
+            ray.kill(ray.get_actor(victim["actor_name"], namespace="serve"), no_restart=True)
         for data in chunks:  # raises if the connection breaks instead of ending
             received += data
     heard = decode_audio(bytes(received)).duration_s
@@ -94,6 +110,7 @@ def test_a_stream_that_loses_its_replica_ends_early_and_cleanly(serve_server):
         "text": TEXT, "voice": "en_US-joe-medium.onnx", "language": "en", "output_file": "x"}).content).duration_s
     assert 0 < heard < 0.9 * whole
     deadline = time.monotonic() + 90
-    while not _running() or victim["replica_id"] in {r["replica_id"] for r in _running()}:
-        assert time.monotonic() < deadline, f"Serve did not replace the killed replica: {_replicas()}"
+    while not _running() or {v["replica_id"] for v in victims} & {r["replica_id"] for r in _running()}:
+        assert time.monotonic() < deadline, f"Serve did not replace the killed replicas: {_replicas()}"
         time.sleep(0.5)
+    _wait_until_healthy()
