@@ -88,6 +88,12 @@ def test_deepspeed_needs_cuda(serve_server):
 
 def test_a_request_can_name_a_live_engine_that_is_not_current(serve_server):
     client = serve_server.client
+    # Other tests leave VITS on another model; the voice "default" is the single-speaker model's.
+    assert client.post("/api/enginereload", params={"engine": "vits"}).json() == {"status": "engine-success"}
+    try:
+        assert client.post("/api/reload", params={"tts_method": ENGINES["vits"][0]}).json() == {"status": "model-success"}
+    finally:
+        assert client.post("/api/enginereload", params={"engine": "piper"}).json() == {"status": "engine-success"}
     assert client.get("/api/currentsettings").json()["current_engine_loaded"] == "piper"
     body = client.post("/api/tts-generate", data={"text_input": "From another engine.", "engine": "vits",
                                                    "character_voice_gen": "default"}).json()
