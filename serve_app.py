@@ -151,6 +151,7 @@ def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: 
         app.setdefault("args", {})["root"] = str(root)
         chosen = (user_configs or {}).get(app["args"].get("engine", ""))
         for deployment in app.get("deployments", []):
+            check_batch_fits(app, deployment)
             if chosen:
                 deployment["user_config"] = {**(deployment.get("user_config") or {}), **chosen}
             actor = deployment.get("ray_actor_options") or {}
@@ -166,6 +167,18 @@ def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: 
                                  fit, cores)
                     autoscaling["max_replicas"] = fit
     return ServeDeploySchema.model_validate(config)
+
+
+def check_batch_fits(app: dict[str, Any], deployment: dict[str, Any]) -> None:
+    """An engine replica batches only the requests Serve hands it at once, so its
+    max_ongoing_requests must be at least its max_batch."""
+    if "engine" not in app.get("args", {}):
+        return
+    batch = EngineArgs.model_validate(app["args"]).max_batch
+    ongoing = deployment.get("max_ongoing_requests", ENGINE_OPTIONS["max_ongoing_requests"])
+    if batch > ongoing:
+        raise ValueError(f"{app['name']}/{deployment['name']}: max_ongoing_requests ({ongoing}) is below the "
+                         f"engine's max_batch ({batch}); a replica could never fill its batch")
 
 
 def _wait_until_running(names: list[str], timeout_s: float, report_every_s: float = 10.0) -> None:

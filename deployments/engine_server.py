@@ -1,8 +1,10 @@
 """EngineServer: one engine replica. Voices are multiplexed (cached per replica, and with
 `voice_affinity` requests for a voice are routed to replicas that have it loaded); synthesis
-runs off the event loop so the replica keeps answering status calls while it speaks. Concurrent
-requests take turns sentence by sentence (`parallel_steps` at once), so a replica's threads are
-never oversubscribed and a short request is not stuck behind a long one."""
+runs off the event loop so the replica keeps answering status calls while it speaks. An engine
+that batches (XTTS) gets every concurrent request at once and computes them together, up to
+`max_batch`; for the others concurrent requests take turns sentence by sentence
+(`parallel_steps` at once), so a replica's threads are never oversubscribed and a short request
+is not stuck behind a long one."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -38,7 +41,8 @@ def _replica_options(args: EngineArgs) -> EngineOptions:
     """Device and GPU share from what Serve gave this replica (num_gpus in serve_config.yaml)."""
     gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
     device = args.device if args.device != "auto" else ("cuda" if gpu_share > 0 else "cpu")
-    return EngineOptions(threads=args.threads, device=device, gpu_share=gpu_share, parallel_steps=args.parallel_steps)
+    return EngineOptions(threads=args.threads, device=device, gpu_share=gpu_share, parallel_steps=args.parallel_steps,
+                         max_batch=args.max_batch)
 
 
 class EngineServer:
@@ -53,6 +57,10 @@ class EngineServer:
         self.stop_signal = ClusterStopSignal()
         self._steps = asyncio.Semaphore(self.args.parallel_steps)  # FIFO: requests take turns per step
         self._watch = StepWatch()
+        self._batches = getattr(self.engine, "batches", False)
+        if self._batches:  # the engine times its batch steps; threads here only wait for chunks
+            self.engine.report_steps_to(self._watch, self.metrics.batch_ran)
+            self._waiters = ThreadPoolExecutor(max_workers=2 * self.args.max_batch, thread_name_prefix="chunk-wait")
         # Optional engine hook: reads how many steps run at once (Piper picks its threading by it).
         if hasattr(self.engine, "count_steps_with"):
             self.engine.count_steps_with(lambda: self._watch.in_flight)
@@ -101,11 +109,19 @@ class EngineServer:
             chunk = next(chunks, _DONE)
         return chunk, self.stop_signal.current()
 
+    def _next_batched(self, chunks: Iterator[PcmChunk]) -> tuple[Any, int]:
+        """Waits for a batching engine's next chunk (the engine's own thread computes it)."""
+        return next(chunks, _DONE), self.stop_signal.current()
+
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         """Streams the chunks of one request. Cancelling the call (client gone) or a cluster-wide
-        stop ends it after the chunk being computed."""
+        stop ends it after the chunk being computed (for a batching engine: after the step)."""
         started = await asyncio.to_thread(self.stop_signal.current)
         voice = await self._voice(request.voice)
+        if self._batches:
+            async for chunk in self._synthesize_batched(voice, request, started):
+                yield chunk
+            return
         arrived = time.perf_counter()  # queue wait: from here (voice ready) to the first step's turn
         chunks = self.engine.synthesize(voice, request)
         waiting = True
@@ -126,3 +142,20 @@ class EngineServer:
             # then cannot be closed here and is dropped when that call returns.
             with contextlib.suppress(ValueError):
                 chunks.close()
+
+    async def _synthesize_batched(self, voice: Any, request: SynthesisRequest, started: int) -> AsyncIterator[PcmChunk]:
+        stream = await asyncio.to_thread(self.engine.synthesize, voice, request)
+        loop, waiting = asyncio.get_running_loop(), True
+        try:
+            while True:
+                chunk, epoch = await loop.run_in_executor(self._waiters, self._next_batched, stream)
+                if waiting and stream.queue_wait_s is not None:
+                    self.metrics.waited(stream.queue_wait_s)
+                    waiting = False
+                if epoch != started:
+                    raise GenerationStopped()
+                if chunk is _DONE:
+                    return
+                yield chunk
+        finally:
+            stream.close()  # the row leaves the batch before the next step

@@ -13,6 +13,7 @@ from speechcore.telemetry import RequestRecord, Telemetry
 LATENCY_BUCKETS_S = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0]
 RTF_BUCKETS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0]
 LOAD_BUCKETS_S = [0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]
+BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
 REJECTED_STATUSES = {413: "too_large", 429: "rate_limited", 503: "unavailable"}
 """Statuses that mean "not now" (body limit, per-client limit, a full queue or no replica)."""
 
@@ -66,8 +67,8 @@ class IngressMetrics(Telemetry):
 
 
 class EngineMetrics:
-    """Inside an engine replica: how long requests wait for their first synthesis step, and how
-    long models take to load."""
+    """Inside an engine replica: how long requests wait for their first synthesis step, how many
+    requests share each step of a batching engine, and how long models take to load."""
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
@@ -78,6 +79,13 @@ class EngineMetrics:
         self.model_load = metrics.Histogram(
             "alltalk_model_load_seconds", description="Time to load a model (replica start, model swap, option change)",
             boundaries=LOAD_BUCKETS_S, tag_keys=("engine", "model"))
+        self.batch_rows = metrics.Histogram(
+            "alltalk_batch_rows", description="Requests sharing one decoding step of a batching engine (occupancy)",
+            boundaries=BATCH_BUCKETS, tag_keys=("engine",))
+
+    def batch_ran(self, rows: int) -> None:
+        """Called from the engine's batch thread once per step."""
+        self.batch_rows.observe(rows, tags={"engine": self.engine})
 
     def waited(self, seconds: float) -> None:
         self.queue_wait.observe(seconds, tags={"engine": self.engine})

@@ -27,12 +27,20 @@ class EngineOptions:
     parallel_steps: int = 1
     """How many synthesis steps the replica runs at once: concurrent steps share `threads`."""
 
+    max_batch: int = 1
+    """For engines that batch (`batches = True`): requests that share each decoding step."""
+
 
 class TTSEngine(Protocol):
     """A loaded engine. Voices are loaded separately so that a server can cache them per replica
-    (for Piper a voice is an ONNX session; for XTTS it will be conditioning latents)."""
+    (for Piper a voice is an ONNX session; for XTTS conditioning latents).
+
+    An engine that `batches` computes all its concurrent requests together: its `synthesize`
+    returns at once a closable iterator that blocks until the next chunk, and the server hands it
+    every request instead of taking turns. The others are iterated one step at a time."""
 
     name: str
+    batches: bool
 
     @classmethod
     def create(cls, paths: ServerPaths, options: EngineOptions) -> "TTSEngine": ...

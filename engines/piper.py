@@ -81,6 +81,7 @@ class SpinWhenAlone:
 
 class PiperEngine:
     name = "piper"
+    batches = False
 
     def __init__(self, voices_dir: Path, options: EngineOptions):
         self.voices_dir = voices_dir

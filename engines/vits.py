@@ -56,6 +56,7 @@ def load_vits(name: str, folder: Path, device: torch.device) -> LoadedVits:
 
 class VitsEngine:
     name = "vits"
+    batches = False
 
     def __init__(self, models: ModelFolders, options: EngineOptions):
         self.device = torch_device(options)

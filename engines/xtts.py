@@ -2,16 +2,18 @@
 model.pth and vocab.json; voices are reference WAVs in `voices/`, voice sets
 (`voiceset:<folder>` under `voices/xtts_multi_voice_sets/`) and saved latents
 (`latent:<file>.json` under `voices/xtts_latents/`). Conditioning latents are computed once per
-voice and model; speech streams in sub-sentence chunks from `inference_stream`."""
+voice and model. Speech streams in sub-sentence chunks; concurrent requests share each decoding
+step of the model's batcher (xtts_batcher: continuous batching, up to `max_batch` rows)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,15 +21,17 @@ import torch
 from TTS.tts.configs.xtts_config import XttsConfig
 from TTS.tts.models.xtts import Xtts
 
-from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
-from speechcore.engine_types import (EngineCapabilities, EngineInfo, SynthesisRequest,
+from speechcore.engine_types import (EngineCapabilities, EngineError, EngineInfo, SynthesisRequest,
                                      UnknownVoice, UnsupportedLanguage)
 from speechcore.safe_paths import UnsafeName, resolve_inside
+from speechcore.step_watch import StepWatch
 from speechcore.text.sentences import split_sentences
 
 from .base import EngineOptions
 from .coqui_common import ModelFolders, ModelSlot, load_reference_audio, torch_device
+from .xtts_batcher import Voice, XttsBatcher, XttsStream
+from .xtts_sampling import Sampling
 
 _LOGGER = logging.getLogger(__name__)
 REQUIRED_FILES = ("config.json", "model.pth", "vocab.json")
@@ -44,6 +48,7 @@ class LoadedXtts:
     name: str
     model: Xtts
     config: XttsConfig
+    batcher: XttsBatcher
 
 
 @dataclass(frozen=True)
@@ -55,14 +60,27 @@ class XttsVoice:
     speaker_embedding: torch.Tensor
 
 
-def load_xtts(name: str, folder: Path, device: torch.device, use_deepspeed: bool) -> LoadedXtts:
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a loaded model's batcher runs, and whom it tells about its steps."""
+
+    max_batch: int = 1
+    chunk_tokens: int = STREAM_CHUNK_TOKENS
+    watch: StepWatch | None = None
+    on_step: Callable[[int], None] = lambda rows: None
+
+
+def load_xtts(name: str, folder: Path, device: torch.device, use_deepspeed: bool,
+              batching: BatchOptions = BatchOptions()) -> LoadedXtts:
     config = XttsConfig()
     config.load_json(str(folder / "config.json"))
     model = Xtts(config)
     # load_checkpoint reads model.pth with torch.load(weights_only=True) and vocab.json beside it.
     model.load_checkpoint(config, checkpoint_dir=str(folder), eval=True, use_deepspeed=use_deepspeed)
     model.to(device)
-    return LoadedXtts(name, model, config)
+    batcher = XttsBatcher(model, batching.max_batch, batching.chunk_tokens, watch=batching.watch,
+                          on_step=batching.on_step)
+    return LoadedXtts(name, model, config, batcher)
 
 
 def deepspeed_available() -> bool:
@@ -71,14 +89,16 @@ def deepspeed_available() -> bool:
 
 class XttsEngine:
     name = "xtts"
+    batches = True
 
     def __init__(self, models: ModelFolders, voices_dir: Path, options: EngineOptions, use_deepspeed: bool = False,
                  stream_chunk_tokens: int = STREAM_CHUNK_TOKENS):
-        self.stream_chunk_tokens = stream_chunk_tokens
+        self.batching = BatchOptions(max_batch=options.max_batch, chunk_tokens=stream_chunk_tokens)
         self.voices_dir = voices_dir
         self.device = torch_device(options)
         self.use_deepspeed = use_deepspeed and deepspeed_available()
-        self.slot = ModelSlot(models, lambda name, folder: load_xtts(name, folder, self.device, self.use_deepspeed),
+        self.slot = ModelSlot(models, lambda name, folder: load_xtts(name, folder, self.device, self.use_deepspeed,
+                                                                     self.batching),
                               "XTTS", move=lambda loaded, device: loaded.model.to(device), device=self.device)
         self._latents: OrderedDict[tuple[str, str, float], XttsVoice] = OrderedDict()
         self._latents_lock = threading.Lock()
@@ -87,6 +107,11 @@ class XttsEngine:
     @classmethod
     def create(cls, paths: ServerPaths, options: EngineOptions) -> "XttsEngine":
         return cls(ModelFolders(paths.engine_models("xtts"), "xtts", REQUIRED_FILES), paths.voices, options)
+
+    def report_steps_to(self, watch: StepWatch, on_step: Callable[[int], None]) -> None:
+        """Batch steps of models loaded from now on are timed by `watch` and their row counts
+        told to `on_step` (a server's health check and occupancy metric)."""
+        self.batching = BatchOptions(self.batching.max_batch, self.batching.chunk_tokens, watch, on_step)
 
     def select_model(self, model: str | None) -> None:
         self.slot.select(model)
@@ -177,25 +202,40 @@ class XttsEngine:
             raise UnsupportedLanguage(f"{loaded.name} does not speak {language!r} (it speaks {', '.join(loaded.config.languages)})")
         return code
 
-    def synthesize(self, voice: XttsVoice, request: SynthesisRequest) -> Iterator[PcmChunk]:
-        """Sub-sentence chunks as the model produces them; the caller may stop between chunks."""
-        with self.slot.use() as loaded:
+    def synthesize(self, voice: XttsVoice, request: SynthesisRequest) -> XttsStream:
+        """Sub-sentence chunks as the batch produces them. Returns at once; iterating blocks until
+        the next chunk, and closing the stream stops it between two decoding steps."""
+        uses = contextlib.ExitStack()
+        loaded = uses.enter_context(self.slot.use())
+        try:
             if voice.model_name != loaded.name:  # the model changed since the voice was cached
                 voice = self.load_voice(request.voice)
-            language = self._language(loaded, request.language)
+            sentences = self._text_tokens(loaded, request)
+        except BaseException:
+            uses.close()
+            raise
+        stream = XttsStream(
+            sentences, Voice(voice.gpt_cond_latent, voice.speaker_embedding),
+            Sampling(temperature=max(request.temperature, 0.01), repetition_penalty=request.repetition_penalty,
+                     top_k=request.top_k, top_p=request.top_p),
+            speed=request.speed, sample_rate=OUTPUT_RATE, on_close=uses.close)
+        return loaded.batcher.submit(stream)
+
+    def _text_tokens(self, loaded: LoadedXtts, request: SynthesisRequest) -> list[torch.Tensor]:
+        """Each sentence's text tokens, as coqui's streaming path encodes them (sentences are split
+        here: coqui's own splitting of long text needs spaCy)."""
+        language = self._language(loaded, request.language)
+        limit = loaded.config.model_args.gpt_max_text_tokens
+        sentences = []
+        for sentence in split_sentences(request.text):
             try:
-                # Sentences are split here (coqui's own splitting of long text needs spaCy); each
-                # one streams in chunks. inference_stream runs each step under inference mode itself.
-                for sentence in split_sentences(request.text):
-                    stream = loaded.model.inference_stream(
-                        sentence, language, voice.gpt_cond_latent, voice.speaker_embedding,
-                        stream_chunk_size=self.stream_chunk_tokens, temperature=request.temperature,
-                        repetition_penalty=request.repetition_penalty, speed=request.speed,
-                        enable_text_splitting=False)
-                    for chunk in stream:
-                        yield PcmChunk.from_float(chunk.detach().float().cpu().numpy().reshape(-1), OUTPUT_RATE)
+                tokens = loaded.model.tokenizer.encode(sentence.strip().lower(), lang=language.split("-")[0])
             except ImportError as exc:  # coqui's text front ends for zh, ja, ko need optional packages
                 raise UnsupportedLanguage(f"{loaded.name} cannot speak {language!r} on this server: {exc}") from exc
+            if len(tokens) >= limit:
+                raise EngineError(f"a sentence of {len(tokens)} text tokens is longer than XTTS reads ({limit - 1})")
+            sentences.append(torch.tensor(tokens, dtype=torch.long, device=self.device).unsqueeze(0))
+        return sentences
 
     def info(self) -> EngineInfo:
         loaded = self.slot.current_or_none()

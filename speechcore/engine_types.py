@@ -17,6 +17,9 @@ class SynthesisRequest:
     temperature: float = 0.75
     repetition_penalty: float = 10.0
     pitch: float = 0.0
+    top_k: int = 50
+    """XTTS sampling (coqui's defaults); not on the wire: set by benchmarks and tests (1: deterministic)."""
+    top_p: float = 0.85
 
 
 @dataclass(frozen=True)

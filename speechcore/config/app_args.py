@@ -59,6 +59,9 @@ class EngineArgs(_Args):
     parallel_steps: int = Field(1, ge=1, le=64, description=(
         "Synthesis steps (a sentence or a chunk) a replica computes at once. Requests beyond it take turns "
         "step by step (fair to short requests) instead of oversubscribing the replica's threads."))
+    max_batch: int = Field(1, ge=1, le=256, description=(
+        "For an engine that batches (XTTS): requests on a replica that share each decoding step; more wait "
+        "for a row to free. The deployment's max_ongoing_requests must be at least this."))
     voice_affinity: bool = Field(True, description=(
         "Route a voice's requests to replicas that already have it loaded (Serve model multiplexing). Worth it "
         "where loading a voice is slow next to synthesis; where it is cheap (Piper) it leaves a second replica "

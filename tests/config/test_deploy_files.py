@@ -150,3 +150,14 @@ def test_the_grafana_dashboard_queries_exactly_the_metrics_the_server_defines():
     assert queried == defined
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}" and panel["targets"], panel["title"]
+
+
+def test_a_batching_engine_must_be_handed_at_least_its_batch(tmp_path):
+    """XTTS batches the requests Serve hands a replica at once: a max_ongoing_requests below
+    max_batch would leave the batch never full, so the configuration is refused with both numbers."""
+    xtts = next(app for app in SERVE_CONFIG["applications"] if app["name"] == "xtts")
+    assert xtts["args"]["max_batch"] <= xtts["deployments"][0]["max_ongoing_requests"]
+    config = json.loads(json.dumps(SERVE_CONFIG))
+    next(app for app in config["applications"] if app["name"] == "xtts")["deployments"][0]["max_ongoing_requests"] = 4
+    with pytest.raises(ValueError, match=r"max_ongoing_requests \(4\) is below the engine's max_batch \(16\)"):
+        serve_app.prepare_config(config, tmp_path, "127.0.0.1", 9999, gpus=0)

@@ -9,7 +9,8 @@ pytest.importorskip("TTS", reason="the coqui extra is not installed")
 
 from engines.base import EngineOptions  # noqa: E402
 from engines.vits import VitsEngine  # noqa: E402
-from engines.xtts import XttsEngine  # noqa: E402
+from engines.coqui_common import ModelFolders  # noqa: E402
+from engines.xtts import REQUIRED_FILES, XttsEngine  # noqa: E402
 from speechcore.config.paths import ServerPaths  # noqa: E402
 from speechcore.engine_types import (EngineError, SynthesisRequest, UnknownModel, UnknownVoice,  # noqa: E402
                                      UnsupportedLanguage)
@@ -26,9 +27,8 @@ def vits(coqui_root):
 @pytest.fixture(scope="module")
 def xtts(coqui_root):
     paths = ServerPaths.at(coqui_root)
-    engine = XttsEngine.create(paths, EngineOptions(threads=2))
-    engine.stream_chunk_tokens = 8
-    return engine
+    return XttsEngine(ModelFolders(paths.engine_models("xtts"), "xtts", REQUIRED_FILES), paths.voices,
+                      EngineOptions(threads=2, max_batch=4), stream_chunk_tokens=8)
 
 
 def test_vits_lists_models_and_speakers(vits):

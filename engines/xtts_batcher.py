@@ -1,0 +1,229 @@
+"""XttsBatcher: continuous batching for one loaded XTTS model.
+
+Every request is a stream of sentences. A sentence is a row of the running batch from the step
+its prefix is computed to the step it emits its stop token or reaches the model's limit; then the
+stream's next sentence joins again, ahead of newcomers. Each iteration of the batcher's thread:
+1. drops the rows of streams that were closed (stopped, client gone) and admits waiting rows up to
+   `max_batch`;
+2. steps the running rows once, and prefills the admitted ones in one forward;
+3. draws one token per row with that row's own settings (xtts_sampling);
+4. decodes the chunks that are due (every `chunk_tokens` latents, and at a sentence's end) with a
+   bounded window (xtts_decode), and hands each to its stream.
+Rows never wait for each other beyond one step, and a request stopped mid-way leaves between two
+steps without disturbing the others. The thread runs while there is work and ends when idle; one
+batcher serves one model, so after a model swap the rows in flight finish on the old one.
+
+A stream is read by blocking iteration (a plain iterator, usable without any server); closing it
+is how a caller stops it."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from speechcore.audio.pcm import PcmChunk
+from speechcore.engine_types import EngineError
+from speechcore.step_watch import StepWatch
+
+from .xtts_decode import SentenceAudio, WindowedDecoder
+from .xtts_gpt import BatchedGpt
+from .xtts_sampling import RowSampler, Sampling
+
+_LOGGER = logging.getLogger(__name__)
+_END = object()
+PREFIX_PLACEHOLDER_ID = 1
+"""coqui feeds `generate` placeholder ids of 1 for the prefix: they count as seen tokens for the
+repetition penalty, and so they do here."""
+
+
+@dataclass
+class Voice:
+    gpt_cond_latent: torch.Tensor  # (1, latents, channels)
+    speaker_embedding: torch.Tensor  # (1, channels, 1)
+
+
+class XttsStream:
+    """One request's audio, chunk by chunk. Iterating blocks until the next chunk is ready."""
+
+    def __init__(self, sentences: list[torch.Tensor], voice: Voice, sampling: Sampling, speed: float,
+                 sample_rate: int, on_close: Callable[[], None] = lambda: None):
+        self.sentences = deque(sentences)
+        self.voice, self.sampling, self.speed, self.sample_rate = voice, sampling, speed, sample_rate
+        self.tokens: list[list[int]] = []  # per sentence, the audio tokens drawn (for tests and logs)
+        self.closed = False
+        self.submitted = time.perf_counter()
+        self.first_joined: float | None = None
+        self._chunks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._on_close = on_close
+
+    @property
+    def queue_wait_s(self) -> float | None:
+        """From submission to its first sentence joining the batch (None before that)."""
+        return None if self.first_joined is None else self.first_joined - self.submitted
+
+    def __iter__(self) -> "XttsStream":
+        return self
+
+    def __next__(self) -> PcmChunk:
+        item = self._chunks.get()
+        if item is _END:
+            self._chunks.put(_END)  # a later call ends too
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._chunks.put(_END)
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stops the stream: its row leaves the batch before the next step."""
+        if not self.closed:
+            self.closed = True
+            self._chunks.put(_END)
+            self._on_close()
+
+    # ----- called by the batcher's thread
+
+    def _put(self, item: Any) -> None:
+        if not self.closed:
+            self._chunks.put(item)
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        if error is not None:
+            self._put(error)
+        self._put(_END)
+        if not self.closed:
+            self.closed = True
+            self._on_close()
+
+
+@dataclass
+class _Row:
+    stream: XttsStream
+    text_tokens: torch.Tensor
+    audio: SentenceAudio
+    tokens: list[int] = field(default_factory=list)
+
+
+class XttsBatcher:
+    def __init__(self, model: Any, max_batch: int, chunk_tokens: int, decoder: WindowedDecoder | None = None,
+                 watch: StepWatch | None = None, on_step: Callable[[int], None] = lambda rows: None):
+        """`model` is a loaded coqui `Xtts`; `on_step(rows)` is told how many rows each step ran."""
+        self.model, self.max_batch, self.chunk_tokens = model, max_batch, chunk_tokens
+        self.gpt = model.gpt
+        self.decoder = decoder or WindowedDecoder(model.hifigan_decoder)
+        self.watch = watch or StepWatch()
+        self.on_step = on_step
+        self._waiting: deque[_Row] = deque()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, stream: XttsStream) -> XttsStream:
+        """Queues the stream's first sentence; its chunks arrive on the stream."""
+        row = self._next_row(stream)
+        if row is None:
+            stream._finish()
+            return stream
+        with self._lock:
+            self._waiting.append(row)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="xtts-batcher", daemon=True)
+                self._thread.start()
+        return stream
+
+    def _next_row(self, stream: XttsStream) -> _Row | None:
+        if not stream.sentences:
+            return None
+        stream.tokens.append([])
+        return _Row(stream, stream.sentences.popleft(), SentenceAudio(stream.voice.speaker_embedding, stream.speed))
+
+    # ----- the batcher's thread
+
+    def _run(self) -> None:
+        running: list[_Row] = []
+        batch = BatchedGpt(self.gpt)
+        sampler = RowSampler(self.gpt.num_audio_tokens, self.model.device)
+        while True:
+            running = self._leave(running, batch, sampler, [r for r in running if not r.stream.closed])
+            with self._lock:
+                joining = self._admit(self.max_batch - len(running))
+                if not running and not joining:
+                    self._thread = None
+                    return
+            try:
+                with self.watch.step(), torch.inference_mode():
+                    running = self._iterate(running, joining, batch, sampler)
+            except Exception as exc:  # noqa: BLE001 - every row in the batch fails with it, the thread goes on
+                _LOGGER.exception("XTTS batch step failed; failing its %d row(s)", len(running) + len(joining))
+                error = EngineError(f"XTTS synthesis failed: {type(exc).__name__}: {exc}")
+                for row in running + joining:
+                    row.stream._finish(error)
+                running = []
+                batch, sampler = BatchedGpt(self.gpt), RowSampler(self.gpt.num_audio_tokens, self.model.device)
+
+    def _admit(self, free: int) -> list[_Row]:
+        joining = []
+        while self._waiting and len(joining) < free:
+            row = self._waiting.popleft()
+            if not row.stream.closed:
+                joining.append(row)
+        return joining
+
+    def _iterate(self, running: list[_Row], joining: list[_Row], batch: BatchedGpt,
+                 sampler: RowSampler) -> list[_Row]:
+        logits, latents = [], []
+        if running:
+            out = batch.step(torch.tensor([r.tokens[-1] for r in running], dtype=torch.long, device=self.model.device))
+            logits.append(out.logits)
+            latents.append(out.latents)
+        if joining:
+            now = time.perf_counter()
+            for row in joining:
+                row.stream.first_joined = row.stream.first_joined or now
+                sampler.add(row.stream.sampling, [PREFIX_PLACEHOLDER_ID, self.gpt.start_audio_token])
+            out = batch.join([batch.prefix_embeddings(r.stream.voice.gpt_cond_latent, r.text_tokens) for r in joining])
+            logits.append(out.logits)
+            latents.append(out.latents)
+        rows = running + joining
+        self.on_step(len(rows))
+        tokens = sampler.choose(torch.cat(logits)).tolist()
+        due: list[tuple[_Row, bool]] = []
+        for row, token, latent in zip(rows, tokens, torch.cat(latents)):
+            row.tokens.append(token)
+            row.stream.tokens[-1].append(token)
+            row.audio.latents.append(latent)
+            ended = token == self.gpt.stop_audio_token or len(row.tokens) >= self.gpt.max_gen_mel_tokens
+            if ended or len(row.audio.latents) - row.audio.decoded >= self.chunk_tokens:
+                due.append((row, ended))
+        if due:
+            chunks = self.decoder.decode([(row.audio, ended) for row, ended in due])
+            for (row, _), chunk in zip(due, chunks):
+                row.stream._put(PcmChunk.from_float(chunk.float().cpu().numpy(), row.stream.sample_rate))
+        ended_rows = {id(row) for row, ended in due if ended}
+        for row in rows:
+            if id(row) in ended_rows:
+                self._sentence_done(row)
+        return self._leave(rows, batch, sampler, [r for r in rows if id(r) not in ended_rows and not r.stream.closed])
+
+    def _sentence_done(self, row: _Row) -> None:
+        following = self._next_row(row.stream)
+        if following is None:
+            row.stream._finish()
+            return
+        with self._lock:
+            self._waiting.appendleft(following)  # a started request goes ahead of newcomers
+
+    @staticmethod
+    def _leave(rows: list[_Row], batch: BatchedGpt, sampler: RowSampler, staying: list[_Row]) -> list[_Row]:
+        if len(staying) != len(rows):
+            kept = [i for i, row in enumerate(rows) if any(row is s for s in staying)]
+            batch.keep(kept)
+            sampler.keep(kept)
+        return staying

@@ -1,0 +1,135 @@
+"""BatchedGpt: XTTS's GPT decoding many sentences at once, with rows joining and leaving between
+steps. It drives coqui's own modules (the GPT-2 stack, the text/mel embeddings and their learned
+positions, the final norm and mel head) with their weights as loaded; nothing of coqui is copied.
+
+How rows of different lengths share one key/value cache:
+- XTTS's GPT-2 has no position embedding of its own (coqui replaces `wpe` with zeros); positions
+  enter only through the learned text and mel position embeddings added to each input. So a row
+  can sit anywhere in the cache's time axis: rows are **left-padded** to the longest row, and a 2-D
+  attention mask (1 = real, 0 = padding) hides the padding. Padded keys get no attention weight, so
+  a row computes what it would alone (up to float summation order).
+- **Join** (prefill): a sentence's prefix is conditioning latents + text embeddings + the start
+  audio token, computed in one forward (several joining rows together, left-padded). Their cache
+  is then concatenated to the running one along the batch axis, left-padding whichever side is
+  shorter.
+- **Step**: every row feeds its last token (mel embedding + mel position of that row) and gets one
+  token's logits and latent back; the mask grows by one real column for everyone.
+- **Leave**: a finished or stopped row is dropped from the batch axis (index select); columns that
+  have become padding for every remaining row are cut from the left, so the cache never stays wider
+  than its longest live row.
+Join and leave copy the cache once (O(rows x length x layers)); a step copies nothing but the
+new column. Each row's position counter is its own, so rows need not start together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+
+@dataclass
+class StepOutput:
+    """One forward's result for each row: the logits of the next token and the latent the
+    decoder turns into audio (coqui's `final_norm` of the last hidden state)."""
+
+    logits: torch.Tensor  # (rows, audio vocabulary)
+    latents: torch.Tensor  # (rows, model channels)
+
+
+class BatchedGpt:
+    def __init__(self, gpt: torch.nn.Module):
+        """`gpt` is a loaded coqui XTTS `model.gpt` after `init_gpt_for_inference`."""
+        self.gpt = gpt
+        self.inference = gpt.gpt_inference
+        self.cache: DynamicCache | None = None
+        self.mask: torch.Tensor | None = None  # (rows, cache length): 1 real, 0 padding
+        self.positions: torch.Tensor | None = None  # (rows,): mel position of each row's next input
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.mask is None else self.mask.shape[0]
+
+    # ----- join
+
+    def prefix_embeddings(self, cond_latents: torch.Tensor, text_tokens: torch.Tensor) -> torch.Tensor:
+        """(1, length, channels): what coqui's streaming path feeds first for one sentence:
+        conditioning latents, the text between its start/stop tokens, then the start audio token."""
+        gpt = self.gpt
+        text = F.pad(text_tokens, (0, 1), value=gpt.stop_text_token)
+        text = F.pad(text, (1, 0), value=gpt.start_text_token)
+        text_emb = gpt.text_embedding(text) + gpt.text_pos_embedding(text)
+        start = torch.full((1, 1), gpt.start_audio_token, dtype=torch.long, device=text_tokens.device)
+        start_emb = gpt.mel_embedding(start) + gpt.mel_pos_embedding(start)
+        return torch.cat([cond_latents.to(text_emb.dtype), text_emb, start_emb], dim=1)
+
+    def join(self, prefixes: list[torch.Tensor]) -> StepOutput:
+        """Prefills `prefixes` (each (1, length, channels)) in one forward and appends them as the
+        last rows of the batch. Returns the first step of each new row."""
+        length = max(p.shape[1] for p in prefixes)
+        embeds = torch.cat([F.pad(p, (0, 0, length - p.shape[1], 0)) for p in prefixes])
+        mask = torch.stack([_left_padded_ones(p.shape[1], length, embeds.device) for p in prefixes])
+        out = self.inference.transformer(inputs_embeds=embeds, attention_mask=mask, use_cache=True,
+                                         output_hidden_states=True, return_dict=True)
+        self._append(out.past_key_values, mask)
+        new_positions = torch.ones(len(prefixes), dtype=torch.long, device=embeds.device)
+        self.positions = new_positions if self.positions is None else torch.cat([self.positions, new_positions])
+        return self._outputs(out)
+
+    def _append(self, cache: DynamicCache, mask: torch.Tensor) -> None:
+        if self.cache is None:
+            self.cache, self.mask = cache, mask
+            return
+        old, new = self.mask.shape[1], mask.shape[1]
+        width = max(old, new)
+        for mine, theirs in zip(self.cache.layers, cache.layers):
+            mine.keys = torch.cat([_pad_time(mine.keys, width), _pad_time(theirs.keys, width)])
+            mine.values = torch.cat([_pad_time(mine.values, width), _pad_time(theirs.values, width)])
+        self.mask = torch.cat([F.pad(self.mask, (width - old, 0)), F.pad(mask, (width - new, 0))])
+
+    # ----- step
+
+    def step(self, tokens: torch.Tensor) -> StepOutput:
+        """Feeds each row its last token (rows, ) and returns the next step of every row."""
+        assert self.cache is not None and self.mask is not None and self.positions is not None
+        embeds = (self.gpt.mel_embedding(tokens) + self.gpt.mel_pos_embedding.emb(self.positions)).unsqueeze(1)
+        self.mask = F.pad(self.mask, (0, 1), value=1)
+        out = self.inference.transformer(inputs_embeds=embeds, past_key_values=self.cache, attention_mask=self.mask,
+                                         use_cache=True, output_hidden_states=True, return_dict=True)
+        self.positions = self.positions + 1
+        return self._outputs(out)
+
+    def _outputs(self, out) -> StepOutput:
+        last = out.last_hidden_state[:, -1:]
+        logits = self.inference.lm_head(last)[:, -1].float()
+        latents = self.gpt.final_norm(out.hidden_states[-1][:, -1])
+        return StepOutput(logits, latents)
+
+    # ----- leave
+
+    def keep(self, rows: list[int]) -> None:
+        """Keeps only `rows` (indices into the current batch, in order); frees the rest."""
+        if not rows:
+            self.cache = self.mask = self.positions = None
+            return
+        assert self.cache is not None and self.mask is not None and self.positions is not None
+        index = torch.tensor(rows, dtype=torch.long, device=self.mask.device)
+        mask = self.mask.index_select(0, index)
+        unused = int((mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # leading all-padding columns
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)[:, :, unused:]
+            layer.values = layer.values.index_select(0, index)[:, :, unused:]
+        self.mask = mask[:, unused:]
+        self.positions = self.positions.index_select(0, index)
+
+
+def _left_padded_ones(real: int, width: int, device: torch.device) -> torch.Tensor:
+    mask = torch.zeros(width, dtype=torch.long, device=device)
+    mask[width - real:] = 1
+    return mask
+
+
+def _pad_time(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """Left-pads a (rows, heads, time, channels) cache tensor with zeros to `width` steps."""
+    return F.pad(tensor, (0, 0, width - tensor.shape[2], 0))

@@ -1,0 +1,152 @@
+"""Continuous batching of XTTS (engines/xtts_batcher.py) on a tiny random model, without Ray:
+with deterministic decoding (top-k 1) every request's audio tokens are those coqui's own
+`generate` draws for it alone, however many rows share the steps and whenever they join or leave."""
+
+import threading
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("TTS", reason="the coqui extra is not installed")
+
+from engines.xtts import BatchOptions, load_xtts  # noqa: E402
+from engines.xtts_batcher import Voice, XttsStream  # noqa: E402
+from engines.xtts_sampling import Sampling  # noqa: E402
+from tests.coqui_models import build_tiny_xtts  # noqa: E402
+
+GREEDY = Sampling(top_k=1)
+SENTENCES = ["hello there, how are you today?", "a much longer sentence that goes on and on for quite a while.",
+             "short.", "the fourth one"]
+MAX_TOKENS = 40
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    folder = build_tiny_xtts(tmp_path_factory.mktemp("xtts") / "tiny", max_audio_tokens=MAX_TOKENS)
+    return load_xtts("tiny", folder, torch.device("cpu"), False, BatchOptions(max_batch=8, chunk_tokens=6))
+
+
+@pytest.fixture(scope="module")
+def voice(loaded):
+    generator = torch.Generator().manual_seed(3)
+    return Voice(torch.randn(1, 32, loaded.model.gpt.model_dim, generator=generator) * 0.5,
+                 torch.randn(1, 512, 1, generator=generator) * 0.1)
+
+
+def tokens_of(loaded, text: str) -> torch.Tensor:
+    return torch.tensor(loaded.model.tokenizer.encode(text, lang="en"), dtype=torch.long).unsqueeze(0)
+
+
+def stream(loaded, voice, texts, sampling=GREEDY, speed=1.0) -> XttsStream:
+    return loaded.batcher.submit(XttsStream([tokens_of(loaded, t) for t in texts], voice, sampling, speed, 24000))
+
+
+@pytest.fixture(scope="module")
+def coqui_tokens(loaded, voice):
+    """What coqui's own (unbatched) generate draws for each sentence with top-k 1."""
+    codes = {}
+    with torch.no_grad():
+        for text in SENTENCES:
+            out = loaded.model.gpt.generate(
+                cond_latents=voice.gpt_cond_latent, text_inputs=tokens_of(loaded, text).int(), do_sample=True,
+                top_k=1, top_p=GREEDY.top_p, temperature=GREEDY.temperature, repetition_penalty=GREEDY.repetition_penalty,
+                num_return_sequences=1, num_beams=1, length_penalty=1.0, output_attentions=False)
+            codes[text] = out[0].tolist()
+    return codes
+
+
+def test_alone_a_request_draws_what_coqui_draws(loaded, voice, coqui_tokens):
+    for text in SENTENCES:
+        alone = stream(loaded, voice, [text])
+        chunks = list(alone)
+        assert alone.tokens == [coqui_tokens[text]]
+        assert len(chunks) >= 2, "sub-sentence chunks"
+
+
+def test_rows_joining_at_different_steps_draw_what_they_draw_alone(loaded, voice, coqui_tokens):
+    seen_rows = []
+    loaded.batcher.on_step = seen_rows.append
+    try:
+        streams = []
+        for text in SENTENCES:  # each joins once the one before has audio: a batch already running
+            streams.append(stream(loaded, voice, [text]))
+            next(streams[-1])
+        for s in streams:
+            list(s)
+    finally:
+        loaded.batcher.on_step = lambda rows: None
+    assert [s.tokens for s in streams] == [[coqui_tokens[t]] for t in SENTENCES]
+    assert max(seen_rows) == len(SENTENCES), "all four shared steps"
+
+
+def test_a_request_of_several_sentences_beside_others(loaded, voice, coqui_tokens):
+    long = stream(loaded, voice, SENTENCES[:3])
+    next(long)
+    short = stream(loaded, voice, [SENTENCES[3]])
+    list(short)
+    list(long)
+    assert long.tokens == [coqui_tokens[t] for t in SENTENCES[:3]]
+    assert short.tokens == [coqui_tokens[SENTENCES[3]]]
+
+
+def test_rows_with_their_own_sampling_settings_do_not_change_a_greedy_row(loaded, voice, coqui_tokens):
+    torch.manual_seed(0)
+    warm = [stream(loaded, voice, [SENTENCES[1]], Sampling(temperature=t, top_k=k, top_p=p, repetition_penalty=r))
+            for t, k, p, r in ((1.0, 50, 0.85, 2.0), (0.5, 10, 0.5, 10.0))]
+    greedy = stream(loaded, voice, [SENTENCES[0]])
+    list(greedy)
+    sampled = [list(s) and s.tokens[0] for s in warm]
+    assert greedy.tokens == [coqui_tokens[SENTENCES[0]]]
+    assert all(tokens != coqui_tokens[SENTENCES[1]] for tokens in sampled), "the sampled rows did sample"
+
+
+def test_a_row_stopped_mid_way_leaves_and_the_others_are_undisturbed(loaded, voice, coqui_tokens):
+    keep = stream(loaded, voice, [SENTENCES[0]])
+    stopped = stream(loaded, voice, [SENTENCES[1], SENTENCES[2]])
+    next(stopped)
+    stopped.close()
+    assert list(stopped) == [], "a closed stream ends"
+    list(keep)
+    assert keep.tokens == [coqui_tokens[SENTENCES[0]]]
+    assert len(stopped.tokens) == 1 and len(stopped.tokens[0]) < MAX_TOKENS, "it left before its sentence ended"
+    after = stream(loaded, voice, [SENTENCES[2]])
+    list(after)
+    assert after.tokens == [coqui_tokens[SENTENCES[2]]], "the batcher serves on"
+
+
+def test_streamed_chunks_join_into_the_audio_of_coquis_whole_sentence_inference(loaded, voice):
+    """Bounded-window decoding gives the length of coqui's whole-sentence `inference` (the same
+    tokens, decoded at once) and, up to the cross-faded seams, its samples."""
+    streamed = stream(loaded, voice, [SENTENCES[1]])
+    audio = np.concatenate([np.frombuffer(c.pcm, dtype="<i2") / 32767.0 for c in streamed])
+    whole = loaded.model.inference(SENTENCES[1], "en", voice.gpt_cond_latent, voice.speaker_embedding,
+                                   do_sample=True, top_k=1)["wav"]
+    assert len(audio) == len(whole)
+    assert np.corrcoef(audio, np.clip(whole, -1, 1))[0, 1] > 0.99
+
+
+def test_speed_stretches_the_audio(loaded, voice):
+    normal = sum(c.frames for c in stream(loaded, voice, [SENTENCES[0]]))
+    slow = sum(c.frames for c in stream(loaded, voice, [SENTENCES[0]], speed=0.5))
+    assert slow == pytest.approx(2 * normal, rel=0.05)
+
+
+def test_more_requests_than_rows_wait_for_a_row(loaded, voice, coqui_tokens):
+    seen_rows = []
+    loaded.batcher.on_step = seen_rows.append
+    before = loaded.batcher.max_batch
+    loaded.batcher.max_batch = 2
+    try:
+        streams = [stream(loaded, voice, [text]) for text in SENTENCES]
+        threads = [threading.Thread(target=list, args=(s,)) for s in streams]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        loaded.batcher.max_batch = before
+        loaded.batcher.on_step = lambda rows: None
+    assert max(seen_rows) == 2
+    assert [s.tokens for s in streams] == [[coqui_tokens[t]] for t in SENTENCES]
+    assert all(s.queue_wait_s is not None for s in streams)
