@@ -118,10 +118,18 @@ class EngineServer:
         stop ends it after the chunk being computed (for a batching engine: after the step)."""
         started = await asyncio.to_thread(self.stop_signal.current)
         voice = await self._voice(request.voice)
-        if self._batches:
-            async for chunk in self._synthesize_batched(voice, request, started):
+        steps = self._batched_steps if self._batches else self._turn_steps
+        async with contextlib.aclosing(steps(voice, request)) as chunks:
+            async for chunk, epoch in chunks:
+                if epoch != started:
+                    raise GenerationStopped()
+                if chunk is _DONE:
+                    return
                 yield chunk
-            return
+
+    async def _turn_steps(self, voice: Any, request: SynthesisRequest) -> AsyncIterator[tuple[Any, int]]:
+        """(chunk, stop epoch) pairs, one step at a time in turn with the replica's other requests
+        (`parallel_steps` at once), ending with _DONE."""
         arrived = time.perf_counter()  # queue wait: from here (voice ready) to the first step's turn
         chunks = self.engine.synthesize(voice, request)
         waiting = True
@@ -131,31 +139,24 @@ class EngineServer:
                     if waiting:
                         self.metrics.waited(time.perf_counter() - arrived)
                         waiting = False
-                    chunk, epoch = await asyncio.to_thread(self._next, chunks)
-                if epoch != started:
-                    raise GenerationStopped()
-                if chunk is _DONE:
-                    return
-                yield chunk
+                    step = await asyncio.to_thread(self._next, chunks)
+                yield step
         finally:
             # After a cancellation the worker thread may still be inside next(); the generator
             # then cannot be closed here and is dropped when that call returns.
             with contextlib.suppress(ValueError):
                 chunks.close()
 
-    async def _synthesize_batched(self, voice: Any, request: SynthesisRequest, started: int) -> AsyncIterator[PcmChunk]:
+    async def _batched_steps(self, voice: Any, request: SynthesisRequest) -> AsyncIterator[tuple[Any, int]]:
+        """(chunk, stop epoch) pairs as a batching engine computes them, ending with _DONE."""
         stream = await asyncio.to_thread(self.engine.synthesize, voice, request)
         loop, waiting = asyncio.get_running_loop(), True
         try:
             while True:
-                chunk, epoch = await loop.run_in_executor(self._waiters, self._next_batched, stream)
+                step = await loop.run_in_executor(self._waiters, self._next_batched, stream)
                 if waiting and stream.queue_wait_s is not None:
                     self.metrics.waited(stream.queue_wait_s)
                     waiting = False
-                if epoch != started:
-                    raise GenerationStopped()
-                if chunk is _DONE:
-                    return
-                yield chunk
+                yield step
         finally:
             stream.close()  # the row leaves the batch before the next step

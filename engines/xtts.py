@@ -8,6 +8,7 @@ step of the model's batcher (xtts_batcher: continuous batching, up to `max_batch
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -40,6 +41,8 @@ LATENTS = "xtts_latents"
 MAX_SET_FILES = 5
 OUTPUT_RATE = 24_000
 STREAM_CHUNK_TOKENS = 20
+FIRST_CHUNK_TOKENS = 6
+"""A request's first chunk is shorter (about 0.25 s of audio) so that audio starts sooner."""
 LATENT_CACHE_SIZE = 32
 
 
@@ -66,6 +69,7 @@ class BatchOptions:
 
     max_batch: int = 1
     chunk_tokens: int = STREAM_CHUNK_TOKENS
+    first_chunk_tokens: int = FIRST_CHUNK_TOKENS
     watch: StepWatch | None = None
     on_step: Callable[[int], None] = lambda rows: None
 
@@ -78,8 +82,8 @@ def load_xtts(name: str, folder: Path, device: torch.device, use_deepspeed: bool
     # load_checkpoint reads model.pth with torch.load(weights_only=True) and vocab.json beside it.
     model.load_checkpoint(config, checkpoint_dir=str(folder), eval=True, use_deepspeed=use_deepspeed)
     model.to(device)
-    batcher = XttsBatcher(model, batching.max_batch, batching.chunk_tokens, watch=batching.watch,
-                          on_step=batching.on_step)
+    batcher = XttsBatcher(model, batching.max_batch, batching.chunk_tokens, batching.first_chunk_tokens,
+                          watch=batching.watch, on_step=batching.on_step)
     return LoadedXtts(name, model, config, batcher)
 
 
@@ -93,7 +97,8 @@ class XttsEngine:
 
     def __init__(self, models: ModelFolders, voices_dir: Path, options: EngineOptions, use_deepspeed: bool = False,
                  stream_chunk_tokens: int = STREAM_CHUNK_TOKENS):
-        self.batching = BatchOptions(max_batch=options.max_batch, chunk_tokens=stream_chunk_tokens)
+        self.batching = BatchOptions(max_batch=options.max_batch, chunk_tokens=stream_chunk_tokens,
+                                     first_chunk_tokens=min(FIRST_CHUNK_TOKENS, stream_chunk_tokens))
         self.voices_dir = voices_dir
         self.device = torch_device(options)
         self.use_deepspeed = use_deepspeed and deepspeed_available()
@@ -111,7 +116,7 @@ class XttsEngine:
     def report_steps_to(self, watch: StepWatch, on_step: Callable[[int], None]) -> None:
         """Batch steps of models loaded from now on are timed by `watch` and their row counts
         told to `on_step` (a server's health check and occupancy metric)."""
-        self.batching = BatchOptions(self.batching.max_batch, self.batching.chunk_tokens, watch, on_step)
+        self.batching = dataclasses.replace(self.batching, watch=watch, on_step=on_step)
 
     def select_model(self, model: str | None) -> None:
         self.slot.select(model)

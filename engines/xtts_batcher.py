@@ -5,10 +5,12 @@ its prefix is computed to the step it emits its stop token or reaches the model'
 stream's next sentence joins again, ahead of newcomers. Each iteration of the batcher's thread:
 1. drops the rows of streams that were closed (stopped, client gone) and admits waiting rows up to
    `max_batch`;
-2. steps the running rows once, and prefills the admitted ones in one forward;
+2. steps the running rows once, and prefills the admitted ones in one forward (only their text:
+   the keys and values of a voice's conditioning latents are computed once and reused);
 3. draws one token per row with that row's own settings (xtts_sampling);
-4. decodes the chunks that are due (every `chunk_tokens` latents, and at a sentence's end) with a
-   bounded window (xtts_decode), and hands each to its stream.
+4. decodes the chunks that are due (every `chunk_tokens` latents, `first_chunk_tokens` for a
+   request's first chunk so that audio starts sooner, and at a sentence's end) with a bounded
+   window (xtts_decode), and hands each to its stream.
 Rows never wait for each other beyond one step, and a request stopped mid-way leaves between two
 steps without disturbing the others. The thread runs while there is work and ends when idle; one
 batcher serves one model, so after a model swap the rows in flight finish on the old one.
@@ -22,7 +24,8 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
+import weakref
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +42,8 @@ from .xtts_sampling import RowSampler, Sampling
 
 _LOGGER = logging.getLogger(__name__)
 _END = object()
+VOICE_PREFIXES = 16
+"""Voices whose conditioning keys and values a batcher keeps (about 8 MB each for XTTS v2)."""
 PREFIX_PLACEHOLDER_ID = 1
 """coqui feeds `generate` placeholder ids of 1 for the prefix: they count as seen tokens for the
 repetition penalty, and so they do here."""
@@ -59,6 +64,7 @@ class XttsStream:
         self.voice, self.sampling, self.speed, self.sample_rate = voice, sampling, speed, sample_rate
         self.tokens: list[list[int]] = []  # per sentence, the audio tokens drawn (for tests and logs)
         self.closed = False
+        self.started_audio = False
         self.submitted = time.perf_counter()
         self.first_joined: float | None = None
         self._chunks: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -113,15 +119,18 @@ class _Row:
 
 
 class XttsBatcher:
-    def __init__(self, model: Any, max_batch: int, chunk_tokens: int, decoder: WindowedDecoder | None = None,
-                 watch: StepWatch | None = None, on_step: Callable[[int], None] = lambda rows: None):
+    def __init__(self, model: Any, max_batch: int, chunk_tokens: int, first_chunk_tokens: int | None = None,
+                 decoder: WindowedDecoder | None = None, watch: StepWatch | None = None,
+                 on_step: Callable[[int], None] = lambda rows: None):
         """`model` is a loaded coqui `Xtts`; `on_step(rows)` is told how many rows each step ran."""
         self.model, self.max_batch, self.chunk_tokens = model, max_batch, chunk_tokens
+        self.first_chunk_tokens = first_chunk_tokens or chunk_tokens
         self.gpt = model.gpt
         self.decoder = decoder or WindowedDecoder(model.hifigan_decoder)
         self.watch = watch or StepWatch()
         self.on_step = on_step
         self._waiting: deque[_Row] = deque()
+        self._prefixes: OrderedDict[int, tuple[weakref.ref, list[tuple[torch.Tensor, torch.Tensor]]]] = OrderedDict()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -188,7 +197,8 @@ class XttsBatcher:
             for row in joining:
                 row.stream.first_joined = row.stream.first_joined or now
                 sampler.add(row.stream.sampling, [PREFIX_PLACEHOLDER_ID, self.gpt.start_audio_token])
-            out = batch.join([batch.prefix_embeddings(r.stream.voice.gpt_cond_latent, r.text_tokens) for r in joining])
+            out = batch.join([(self._voice_prefix(batch, r.stream.voice), batch.text_embeddings(r.text_tokens))
+                              for r in joining])
             logits.append(out.logits)
             latents.append(out.latents)
         rows = running + joining
@@ -200,8 +210,10 @@ class XttsBatcher:
             row.stream.tokens[-1].append(token)
             row.audio.latents.append(latent)
             ended = token == self.gpt.stop_audio_token or len(row.tokens) >= self.gpt.max_gen_mel_tokens
-            if ended or len(row.audio.latents) - row.audio.decoded >= self.chunk_tokens:
+            chunk = self.chunk_tokens if row.stream.started_audio else self.first_chunk_tokens
+            if ended or len(row.audio.latents) - row.audio.decoded >= chunk:
                 due.append((row, ended))
+                row.stream.started_audio = True
         if due:
             chunks = self.decoder.decode([(row.audio, ended) for row, ended in due])
             for (row, _), chunk in zip(due, chunks):
@@ -211,6 +223,20 @@ class XttsBatcher:
             if id(row) in ended_rows:
                 self._sentence_done(row)
         return self._leave(rows, batch, sampler, [r for r in rows if id(r) not in ended_rows and not r.stream.closed])
+
+    def _voice_prefix(self, batch: BatchedGpt, voice: Voice) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The voice's conditioning keys and values, computed once per latents tensor (a voice's
+        latents are one tensor for as long as the engine caches the voice)."""
+        key = id(voice.gpt_cond_latent)
+        cached = self._prefixes.get(key)
+        if cached is not None and cached[0]() is voice.gpt_cond_latent:
+            self._prefixes.move_to_end(key)
+            return cached[1]
+        prefix = batch.voice_prefix(voice.gpt_cond_latent)
+        self._prefixes[key] = (weakref.ref(voice.gpt_cond_latent), prefix)
+        while len(self._prefixes) > VOICE_PREFIXES:
+            self._prefixes.popitem(last=False)
+        return prefix
 
     def _sentence_done(self, row: _Row) -> None:
         following = self._next_row(row.stream)

@@ -17,8 +17,11 @@ How rows of different lengths share one key/value cache:
 - **Leave**: a finished or stopped row is dropped from the batch axis (index select); columns that
   have become padding for every remaining row are cut from the left, so the cache never stays wider
   than its longest live row.
-Join and leave copy the cache once (O(rows x length x layers)); a step copies nothing but the
-new column. Each row's position counter is its own, so rows need not start together."""
+Join and leave copy the cache once (O(rows x length x layers)). A step writes only its new column,
+in place: each layer keeps its keys and values in a buffer with room to grow (`RoomyLayer`), where
+Hugging Face's default layer would concatenate, copying the whole cache at every step (at 16 rows
+that copy costs about as much as reading the weights). Each row's position counter is its own, so
+rows need not start together."""
 
 from __future__ import annotations
 
@@ -27,6 +30,48 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+SPARE_STEPS = 64
+"""Columns a layer's buffer holds beyond its contents; it grows by at least this much when full."""
+
+
+class RoomyLayer(DynamicLayer):
+    """A cache layer whose keys and values are views of a larger buffer: appending a step writes
+    one column in place. Shapes are (rows, heads, time, channels)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
+        self._store(keys, values)
+
+    def _store(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        rows, heads, length, channels = keys.shape
+        self._keys = keys.new_empty(rows, heads, length + max(SPARE_STEPS, length // 2), channels)
+        self._values = torch.empty_like(self._keys)
+        self._keys[:, :, :length] = keys
+        self._values[:, :, :length] = values
+        self._length = length
+        self._expose()
+
+    def _expose(self) -> None:
+        self.keys = self._keys[:, :, :self._length]
+        self.values = self._values[:, :, :self._length]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        added = key_states.shape[2]
+        if self._length + added > self._keys.shape[2]:
+            self._store(self.keys, self.values)
+        self._keys[:, :, self._length:self._length + added] = key_states
+        self._values[:, :, self._length:self._length + added] = value_states
+        self._length += added
+        self._expose()
+        return self.keys, self.values
+
+    def replace(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """New contents (rows joined or left): copied into a fresh buffer."""
+        self._store(keys, values)
 
 
 @dataclass
@@ -53,39 +98,58 @@ class BatchedGpt:
 
     # ----- join
 
-    def prefix_embeddings(self, cond_latents: torch.Tensor, text_tokens: torch.Tensor) -> torch.Tensor:
-        """(1, length, channels): what coqui's streaming path feeds first for one sentence:
-        conditioning latents, the text between its start/stop tokens, then the start audio token."""
+    def voice_prefix(self, cond_latents: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The keys and values (per layer, each (1, heads, latents, channels)) of a voice's
+        conditioning latents: the part of every sentence's prefix that depends on the voice alone.
+        Attention is causal, so they do not depend on what follows and are computed once per voice."""
+        out = self.inference.transformer(inputs_embeds=cond_latents, use_cache=True, return_dict=True)
+        return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
+    def text_embeddings(self, text_tokens: torch.Tensor) -> torch.Tensor:
+        """(1, length, channels): the rest of the prefix coqui's streaming path feeds for one
+        sentence: the text between its start and stop tokens, then the start audio token."""
         gpt = self.gpt
         text = F.pad(text_tokens, (0, 1), value=gpt.stop_text_token)
         text = F.pad(text, (1, 0), value=gpt.start_text_token)
         text_emb = gpt.text_embedding(text) + gpt.text_pos_embedding(text)
         start = torch.full((1, 1), gpt.start_audio_token, dtype=torch.long, device=text_tokens.device)
         start_emb = gpt.mel_embedding(start) + gpt.mel_pos_embedding(start)
-        return torch.cat([cond_latents.to(text_emb.dtype), text_emb, start_emb], dim=1)
+        return torch.cat([text_emb, start_emb], dim=1)
 
-    def join(self, prefixes: list[torch.Tensor]) -> StepOutput:
-        """Prefills `prefixes` (each (1, length, channels)) in one forward and appends them as the
-        last rows of the batch. Returns the first step of each new row."""
-        length = max(p.shape[1] for p in prefixes)
-        embeds = torch.cat([F.pad(p, (0, 0, length - p.shape[1], 0)) for p in prefixes])
-        mask = torch.stack([_left_padded_ones(p.shape[1], length, embeds.device) for p in prefixes])
-        out = self.inference.transformer(inputs_embeds=embeds, attention_mask=mask, use_cache=True,
+    def join(self, rows: list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]]) -> StepOutput:
+        """Prefills the text of new rows (each: its voice prefix, its text embeddings) in one
+        forward over their voice prefixes, and appends them as the last rows of the batch. Both
+        parts are left-padded to the longest, so a row's padding may sit between them: the mask
+        hides it wherever it is. Returns the first step of each new row."""
+        voice_length = max(prefix[0][0].shape[2] for prefix, _ in rows)
+        text_length = max(text.shape[1] for _, text in rows)
+        layers = len(rows[0][0])
+        past = DynamicCache()
+        for layer in range(layers):
+            keys = torch.cat([_pad_time(prefix[layer][0], voice_length) for prefix, _ in rows])
+            values = torch.cat([_pad_time(prefix[layer][1], voice_length) for prefix, _ in rows])
+            past.update(keys, values, layer)
+        embeds = torch.cat([F.pad(text, (0, 0, text_length - text.shape[1], 0)) for _, text in rows])
+        device = embeds.device
+        mask = torch.stack([torch.cat([_left_padded_ones(prefix[0][0].shape[2], voice_length, device),
+                                       _left_padded_ones(text.shape[1], text_length, device)]) for prefix, text in rows])
+        out = self.inference.transformer(inputs_embeds=embeds, past_key_values=past, attention_mask=mask, use_cache=True,
                                          output_hidden_states=True, return_dict=True)
         self._append(out.past_key_values, mask)
-        new_positions = torch.ones(len(prefixes), dtype=torch.long, device=embeds.device)
+        new_positions = torch.ones(len(rows), dtype=torch.long, device=device)
         self.positions = new_positions if self.positions is None else torch.cat([self.positions, new_positions])
         return self._outputs(out)
 
     def _append(self, cache: DynamicCache, mask: torch.Tensor) -> None:
         if self.cache is None:
+            cache.layers = [RoomyLayer(layer.keys, layer.values) for layer in cache.layers]
             self.cache, self.mask = cache, mask
             return
         old, new = self.mask.shape[1], mask.shape[1]
         width = max(old, new)
         for mine, theirs in zip(self.cache.layers, cache.layers):
-            mine.keys = torch.cat([_pad_time(mine.keys, width), _pad_time(theirs.keys, width)])
-            mine.values = torch.cat([_pad_time(mine.values, width), _pad_time(theirs.values, width)])
+            mine.replace(torch.cat([_pad_time(mine.keys, width), _pad_time(theirs.keys, width)]),
+                         torch.cat([_pad_time(mine.values, width), _pad_time(theirs.values, width)]))
         self.mask = torch.cat([F.pad(self.mask, (width - old, 0)), F.pad(mask, (width - new, 0))])
 
     # ----- step
@@ -118,8 +182,8 @@ class BatchedGpt:
         mask = self.mask.index_select(0, index)
         unused = int((mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # leading all-padding columns
         for layer in self.cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, unused:]
-            layer.values = layer.values.index_select(0, index)[:, :, unused:]
+            layer.replace(layer.keys.index_select(0, index)[:, :, unused:],
+                          layer.values.index_select(0, index)[:, :, unused:])
         self.mask = mask[:, unused:]
         self.positions = self.positions.index_select(0, index)
 

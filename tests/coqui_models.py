@@ -22,15 +22,20 @@ VITS_SPEAKERS = ["p225", "p226", "p227"]
 XTTS_LANGUAGES = ["en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn", "hu", "ko", "ja", "hi"]
 
 
-def build_tiny_vits(folder: Path, speakers: list[str] | None = VITS_SPEAKERS, sample_rate: int = 16000) -> Path:
-    """A VITS folder: config.json, model_file.pth and (multi-speaker) speaker_ids.json."""
+def build_tiny_vits(folder: Path, speakers: list[str] | None = VITS_SPEAKERS, sample_rate: int = 16000,
+                    full_size: bool = False) -> Path:
+    """A VITS folder: config.json, model_file.pth and (multi-speaker) speaker_ids.json. `full_size`
+    keeps coqui's default VITS architecture (the shape of its released models) for speed measurements."""
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
-    args = VitsArgs(hidden_channels=16, hidden_channels_ffn_text_encoder=32, num_layers_text_encoder=1,
-                    num_layers_flow=1, num_layers_posterior_encoder=1, init_discriminator=False,
-                    resblock_type_decoder="2", resblock_kernel_sizes_decoder=[3],
-                    resblock_dilation_sizes_decoder=[[1, 3]], upsample_rates_decoder=[8, 8, 4],
-                    upsample_initial_channel_decoder=32, upsample_kernel_sizes_decoder=[16, 16, 8])
+    if full_size:
+        args = VitsArgs(init_discriminator=False)
+    else:
+        args = VitsArgs(hidden_channels=16, hidden_channels_ffn_text_encoder=32, num_layers_text_encoder=1,
+                        num_layers_flow=1, num_layers_posterior_encoder=1, init_discriminator=False,
+                        resblock_type_decoder="2", resblock_kernel_sizes_decoder=[3],
+                        resblock_dilation_sizes_decoder=[[1, 3]], upsample_rates_decoder=[8, 8, 4],
+                        upsample_initial_channel_decoder=32, upsample_kernel_sizes_decoder=[16, 16, 8])
     if speakers:
         (folder / "speaker_ids.json").write_text(json.dumps({name: i for i, name in enumerate(speakers)}))
         args.use_speaker_embedding = True

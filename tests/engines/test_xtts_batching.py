@@ -24,7 +24,8 @@ MAX_TOKENS = 40
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     folder = build_tiny_xtts(tmp_path_factory.mktemp("xtts") / "tiny", max_audio_tokens=MAX_TOKENS)
-    return load_xtts("tiny", folder, torch.device("cpu"), False, BatchOptions(max_batch=8, chunk_tokens=6))
+    return load_xtts("tiny", folder, torch.device("cpu"), False,
+                     BatchOptions(max_batch=8, chunk_tokens=6, first_chunk_tokens=3))
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +151,39 @@ def test_more_requests_than_rows_wait_for_a_row(loaded, voice, coqui_tokens):
     assert max(seen_rows) == 2
     assert [s.tokens for s in streams] == [[coqui_tokens[t]] for t in SENTENCES]
     assert all(s.queue_wait_s is not None for s in streams)
+
+
+def test_a_model_swap_lets_running_rows_finish_on_the_old_model(tmp_path):
+    """The engine's batcher belongs to the loaded model: a request in flight when the model
+    changes finishes on the old one; the next one runs on the new one."""
+    import json
+
+    from engines.base import EngineOptions
+    from engines.coqui_common import ModelFolders
+    from engines.xtts import REQUIRED_FILES, XttsEngine
+    from speechcore.engine_types import SynthesisRequest
+
+    for name in ("a", "b"):
+        build_tiny_xtts(tmp_path / "models" / name, max_audio_tokens=MAX_TOKENS)
+    (tmp_path / "voices" / "xtts_latents").mkdir(parents=True)
+    (tmp_path / "voices" / "xtts_latents" / "v.json").write_text(json.dumps({
+        "gpt_cond_latent": [[[0.01 * ((i + j) % 7) for j in range(64)] for i in range(8)]],
+        "speaker_embedding": [[[0.001 * (i % 11)] for i in range(512)]]}))
+    engine = XttsEngine(ModelFolders(tmp_path / "models", "xtts", REQUIRED_FILES), tmp_path / "voices",
+                        EngineOptions(max_batch=4), stream_chunk_tokens=4)
+    request = SynthesisRequest(text=SENTENCES[1], voice="latent:v.json", top_k=1)
+    engine.select_model("xtts - a")
+    old_batcher = engine.slot.current().batcher
+    old_steps: list[int] = []
+    old_batcher.on_step = old_steps.append
+    running = engine.synthesize(engine.load_voice(request.voice), request)
+    first = next(running)
+    engine.select_model("xtts - b")
+    steps_at_swap = len(old_steps)
+    rest = list(running)
+    assert first.frames > 0 and sum(c.frames for c in rest) > 0, "the running request finished"
+    assert len(old_steps) > steps_at_swap, "on the old model's batcher"
+    after = engine.synthesize(engine.load_voice(request.voice), request)
+    list(after)
+    assert engine.slot.current().batcher is not old_batcher
+    assert engine.info().current_model == "xtts - b"

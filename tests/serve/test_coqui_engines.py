@@ -109,3 +109,69 @@ def test_a_language_whose_text_front_end_is_missing_is_a_clear_400(serve_server)
         assert "pypinyin" in response.json()["error"]
     else:
         assert response.status_code == 200, "zh is spoken as zh-cn"
+
+
+def test_concurrent_xtts_streams_share_decoding_steps(serve_server):
+    """Four streams at once on the one XTTS replica: every one gets its audio, and the replica's
+    batch-occupancy metric shows that they shared steps (a replica taking turns would run one
+    row per step)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.serve.test_observability import _value, _wait_for
+
+    client = serve_server.client
+    params = {"voice": "female_01.wav", "language": "en", "output_file": "batch", "engine": "xtts"}
+    before = _wait_for(lambda s: True)
+
+    def stream(i: int) -> bytes:
+        response = client.get("/api/tts-generate-streaming", params={**params, "text": f"Request {i}. It has two sentences."})
+        assert response.status_code == 200, response.text
+        return response.content
+
+    with ThreadPoolExecutor(4) as pool:
+        bodies = list(pool.map(stream, range(4)))
+    for body in bodies:
+        audio = decode_audio(body)
+        assert audio.sample_rate == 24000 and audio.duration_s > 0.3
+
+    def grown(s: dict) -> bool:
+        return _value(s, "ray_alltalk_batch_rows_count", engine="xtts") > _value(before, "ray_alltalk_batch_rows_count",
+                                                                                  engine="xtts")
+    after = _wait_for(grown)
+    steps = _value(after, "ray_alltalk_batch_rows_count", engine="xtts") - _value(before, "ray_alltalk_batch_rows_count", engine="xtts")
+    rows = _value(after, "ray_alltalk_batch_rows_sum", engine="xtts") - _value(before, "ray_alltalk_batch_rows_sum", engine="xtts")
+    assert steps > 0 and rows / steps > 1.5, f"{rows} rows over {steps} steps"
+
+
+def test_an_xtts_stream_closed_mid_way_leaves_the_batch_and_the_others_finish(serve_server):
+    import threading
+
+    from tests.serve.test_observability import _value, _wait_for
+
+    client = serve_server.client
+    params = {"voice": "female_01.wav", "language": "en", "output_file": "leave", "engine": "xtts",
+              "text": "The first sentence is here. A second one follows. And a third one ends it."}
+    before = _wait_for(lambda s: True)
+    answers = {}
+
+    def leave() -> None:
+        with httpx.Client(base_url=str(client.base_url), timeout=120) as own:
+            with own.stream("GET", "/api/tts-generate-streaming", params=params) as response:
+                answers["first"] = next(response.iter_raw())  # then the client goes away
+
+    def stay() -> None:
+        answers["kept"] = client.get("/api/tts-generate-streaming", params=params)
+
+    threads = [threading.Thread(target=stay), threading.Thread(target=leave)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    assert answers["first"] and answers["kept"].status_code == 200
+    assert decode_audio(answers["kept"].content).duration_s > 1.0
+
+    def disconnects(s: dict) -> float:
+        return _value(s, "ray_alltalk_cancellations_total", engine="xtts", reason="disconnect")
+    assert disconnects(_wait_for(lambda s: disconnects(s) > disconnects(before))) == disconnects(before) + 1
+    again = client.get("/api/tts-generate-streaming", params=params)
+    assert again.status_code == 200 and decode_audio(again.content).duration_s > 1.0, "the batch serves on"
