@@ -111,7 +111,16 @@ def test_a_language_whose_text_front_end_is_missing_is_a_clear_400(serve_server)
         assert response.status_code == 200, "zh is spoken as zh-cn"
 
 
-def test_concurrent_xtts_streams_share_decoding_steps(serve_server):
+@pytest.fixture
+def xtts_current(serve_server):
+    """The streaming endpoints speak with the current engine: XTTS for the test, Piper after."""
+    client = serve_server.client
+    assert client.post("/api/enginereload", params={"engine": "xtts"}).json() == {"status": "engine-success"}
+    yield client
+    assert client.post("/api/enginereload", params={"engine": "piper"}).json() == {"status": "engine-success"}
+
+
+def test_concurrent_xtts_streams_share_decoding_steps(xtts_current):
     """Four streams at once on the one XTTS replica: every one gets its audio, and the replica's
     batch-occupancy metric shows that they shared steps (a replica taking turns would run one
     row per step)."""
@@ -119,8 +128,8 @@ def test_concurrent_xtts_streams_share_decoding_steps(serve_server):
 
     from tests.serve.test_observability import _value, _wait_for
 
-    client = serve_server.client
-    params = {"voice": "female_01.wav", "language": "en", "output_file": "batch", "engine": "xtts"}
+    client = xtts_current
+    params = {"voice": "female_01.wav", "language": "en", "output_file": "batch"}
     before = _wait_for(lambda s: True)
 
     def stream(i: int) -> bytes:
@@ -143,13 +152,13 @@ def test_concurrent_xtts_streams_share_decoding_steps(serve_server):
     assert steps > 0 and rows / steps > 1.5, f"{rows} rows over {steps} steps"
 
 
-def test_an_xtts_stream_closed_mid_way_leaves_the_batch_and_the_others_finish(serve_server):
+def test_an_xtts_stream_closed_mid_way_leaves_the_batch_and_the_others_finish(xtts_current):
     import threading
 
     from tests.serve.test_observability import _value, _wait_for
 
-    client = serve_server.client
-    params = {"voice": "female_01.wav", "language": "en", "output_file": "leave", "engine": "xtts",
+    client = xtts_current
+    params = {"voice": "female_01.wav", "language": "en", "output_file": "leave",
               "text": "The first sentence is here. A second one follows. And a third one ends it."}
     before = _wait_for(lambda s: True)
     answers = {}
