@@ -223,7 +223,7 @@ class XttsEngine:
             sentences, Voice(voice.gpt_cond_latent, voice.speaker_embedding),
             Sampling(temperature=max(request.temperature, 0.01), repetition_penalty=request.repetition_penalty,
                      top_k=request.top_k, top_p=request.top_p),
-            speed=request.speed, sample_rate=OUTPUT_RATE, on_close=uses.close)
+            speed=request.speed, sample_rate=OUTPUT_RATE, on_retire=uses.close)
         return loaded.batcher.submit(stream)
 
     def _text_tokens(self, loaded: LoadedXtts, request: SynthesisRequest) -> list[torch.Tensor]:

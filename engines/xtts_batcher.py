@@ -59,7 +59,9 @@ class XttsStream:
     """One request's audio, chunk by chunk. Iterating blocks until the next chunk is ready."""
 
     def __init__(self, sentences: list[torch.Tensor], voice: Voice, sampling: Sampling, speed: float,
-                 sample_rate: int, on_close: Callable[[], None] = lambda: None):
+                 sample_rate: int, on_retire: Callable[[], None] = lambda: None):
+        """`on_retire` runs once, in the batcher's thread, when the batch is done with the stream
+        (finished, failed, or closed and dropped): the model it used may then be released."""
         self.sentences = deque(sentences)
         self.voice, self.sampling, self.speed, self.sample_rate = voice, sampling, speed, sample_rate
         self.tokens: list[list[int]] = []  # per sentence, the audio tokens drawn (for tests and logs)
@@ -68,7 +70,8 @@ class XttsStream:
         self.submitted = time.perf_counter()
         self.first_joined: float | None = None
         self._chunks: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._on_close = on_close
+        self._on_retire = on_retire
+        self._retired = False
 
     @property
     def queue_wait_s(self) -> float | None:
@@ -93,7 +96,6 @@ class XttsStream:
         if not self.closed:
             self.closed = True
             self._chunks.put(_END)
-            self._on_close()
 
     # ----- called by the batcher's thread
 
@@ -101,13 +103,15 @@ class XttsStream:
         if not self.closed:
             self._chunks.put(item)
 
-    def _finish(self, error: BaseException | None = None) -> None:
+    def _retire(self, error: BaseException | None = None) -> None:
+        """The batch is done with this stream: its reader gets the error, if any, then the end."""
         if error is not None:
             self._put(error)
         self._put(_END)
-        if not self.closed:
-            self.closed = True
-            self._on_close()
+        self.closed = True
+        if not self._retired:
+            self._retired = True
+            self._on_retire()
 
 
 @dataclass
@@ -138,7 +142,7 @@ class XttsBatcher:
         """Queues the stream's first sentence; its chunks arrive on the stream."""
         row = self._next_row(stream)
         if row is None:
-            stream._finish()
+            stream._retire()
             return stream
         with self._lock:
             self._waiting.append(row)
@@ -173,7 +177,7 @@ class XttsBatcher:
                 _LOGGER.exception("XTTS batch step failed; failing its %d row(s)", len(running) + len(joining))
                 error = EngineError(f"XTTS synthesis failed: {type(exc).__name__}: {exc}")
                 for row in running + joining:
-                    row.stream._finish(error)
+                    row.stream._retire(error)
                 running = []
                 batch, sampler = BatchedGpt(self.gpt), RowSampler(self.gpt.num_audio_tokens, self.model.device)
 
@@ -181,7 +185,9 @@ class XttsBatcher:
         joining = []
         while self._waiting and len(joining) < free:
             row = self._waiting.popleft()
-            if not row.stream.closed:
+            if row.stream.closed:
+                row.stream._retire()
+            else:
                 joining.append(row)
         return joining
 
@@ -241,15 +247,19 @@ class XttsBatcher:
     def _sentence_done(self, row: _Row) -> None:
         following = self._next_row(row.stream)
         if following is None:
-            row.stream._finish()
+            row.stream._retire()
             return
         with self._lock:
             self._waiting.appendleft(following)  # a started request goes ahead of newcomers
 
     @staticmethod
     def _leave(rows: list[_Row], batch: BatchedGpt, sampler: RowSampler, staying: list[_Row]) -> list[_Row]:
+        """Keeps `staying` in the batch; a closed stream among the others is retired."""
         if len(staying) != len(rows):
             kept = [i for i, row in enumerate(rows) if any(row is s for s in staying)]
             batch.keep(kept)
             sampler.keep(kept)
+            for row in rows:
+                if row.stream.closed and not any(row is s for s in staying):
+                    row.stream._retire()
         return staying
