@@ -53,7 +53,6 @@ class EngineServer:
         self.metrics = EngineMetrics(self.args.engine)
         started = time.perf_counter()
         self.engine = cls.create(ServerPaths.at(self.args.root), options)
-        self.metrics.model_loaded(self.engine.info().current_model or "none", time.perf_counter() - started)
         self.stop_signal = ClusterStopSignal()
         self._steps = asyncio.Semaphore(self.args.parallel_steps)  # FIFO: requests take turns per step
         self._watch = StepWatch()
@@ -64,6 +63,8 @@ class EngineServer:
         # Optional engine hook: reads how many steps run at once (Piper picks its threading by it).
         if hasattr(self.engine, "count_steps_with"):
             self.engine.count_steps_with(lambda: self._watch.in_flight)
+        # The first model loads here (the hooks above must be in place before it does).
+        self.metrics.model_loaded(self.engine.info().current_model or "none", time.perf_counter() - started)
         _LOGGER.info("engine %s ready on %s with %d thread(s)", self.args.engine, options.device, options.threads)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:

@@ -96,9 +96,10 @@ class ModelSlot(Generic[M]):
             raise EngineError(f"could not load {name}: {type(exc).__name__}: {exc}") from exc
 
     def select(self, name: str | None) -> None:
-        """Loads `name` (None: the first model folder) unless it is the current model."""
+        """Loads `name` unless it is the current model; None keeps the current model, or loads the
+        first model folder when none is loaded."""
         with self._lock:
-            if self._model is not None and name is not None and getattr(self._model, "name", None) == name:
+            if self._model is not None and (name is None or getattr(self._model, "name", None) == name):
                 return
             _name, model = self._load_named(name)
             self._park(model)
