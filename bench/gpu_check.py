@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.report import percentile
 from engines.base import EngineOptions
 from engines.coqui_common import ModelFolders
 from engines.vits import WEIGHT_FILES, VitsEngine
@@ -96,11 +97,6 @@ def run_streams(loaded: LoadedXtts, voice: Voice, count: int) -> tuple[float, li
     for thread in threads:
         thread.join()
     return audio[0] / (time.perf_counter() - start), firsts
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure_xtts(folder: Path, device: torch.device, levels: list[int], log: Callable[[str], None]) -> list[XttsRow]:

@@ -22,7 +22,7 @@ import httpx
 import yaml
 
 import serve_app
-from bench.report import RESULTS
+from bench.report import RESULTS, percentile
 
 VOICE = "en_US-joe-medium.onnx"
 SENTENCES = [
@@ -54,8 +54,7 @@ class LoadResult:
         return len(self.latencies_s) / self.wall_s if self.wall_s else 0.0
 
     def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_s)
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+        return percentile(self.latencies_s, q)
 
 
 def run_load(clients: int, total: int, request: Callable[[], object]) -> LoadResult:
@@ -99,8 +98,7 @@ def median_ms(samples: list[float]) -> float:
 
 
 def p95_ms(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000
+    return percentile(samples, 0.95) * 1000
 
 
 def wav_seconds(data: bytes) -> float:

@@ -11,11 +11,15 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank `q` quantile (0..1) of `values`; NaN when there are none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
 def summarize(samples_s: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_s)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {"n": len(ordered), "median_ms": statistics.median(ordered) * 1000, "p95_ms": p95 * 1000,
-            "mean_ms": statistics.fmean(ordered) * 1000}
+    return {"n": len(samples_s), "median_ms": statistics.median(samples_s) * 1000,
+            "p95_ms": percentile(samples_s, 0.95) * 1000, "mean_ms": statistics.fmean(samples_s) * 1000}
 
 
 def save(name: str, results: dict[str, object], table: str) -> Path:

@@ -23,7 +23,7 @@ import yaml
 
 import serve_app
 from bench.harness import bar_chart
-from bench.report import save
+from bench.report import percentile, save
 from tests.conftest import speak_reference
 from tests.coqui_models import build_tiny_xtts
 
@@ -68,11 +68,6 @@ def config_with(max_batch: int, concurrency: int) -> Path:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(config, handle)
     return Path(handle.name)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure(root: Path, max_batch: int, levels: list[int]) -> list[dict[str, float]]:

@@ -256,10 +256,11 @@ class XttsBatcher:
     def _leave(rows: list[_Row], batch: BatchedGpt, sampler: RowSampler, staying: list[_Row]) -> list[_Row]:
         """Keeps `staying` in the batch; a closed stream among the others is retired."""
         if len(staying) != len(rows):
-            kept = [i for i, row in enumerate(rows) if any(row is s for s in staying)]
+            stays = {id(row) for row in staying}
+            kept = [i for i, row in enumerate(rows) if id(row) in stays]
             batch.keep(kept)
             sampler.keep(kept)
             for row in rows:
-                if row.stream.closed and not any(row is s for s in staying):
+                if row.stream.closed and id(row) not in stays:
                     row.stream._retire()
         return staying

@@ -92,10 +92,6 @@ class BatchedGpt:
         self.mask: torch.Tensor | None = None  # (rows, cache length): 1 real, 0 padding
         self.positions: torch.Tensor | None = None  # (rows,): mel position of each row's next input
 
-    @property
-    def rows(self) -> int:
-        return 0 if self.mask is None else self.mask.shape[0]
-
     # ----- join
 
     def voice_prefix(self, cond_latents: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:

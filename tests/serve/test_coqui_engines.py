@@ -2,11 +2,14 @@
 beside Piper (CPU: the launcher turns their GPU shares into num_gpus: 0)."""
 
 import importlib.util
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
 
+from tests.serve.test_observability import _samples, _value, _wait_for
 from tests.support import decode_audio
 
 pytestmark = [pytest.mark.serve,
@@ -124,13 +127,9 @@ def test_concurrent_xtts_streams_share_decoding_steps(xtts_current):
     """Four streams at once on the one XTTS replica: every one gets its audio, and the replica's
     batch-occupancy metric shows that they shared steps (a replica taking turns would run one
     row per step)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tests.serve.test_observability import _value, _wait_for
-
     client = xtts_current
     params = {"voice": "female_01.wav", "language": "en", "output_file": "batch"}
-    before = _wait_for(lambda s: True)
+    before = _samples()
 
     def stream(i: int) -> bytes:
         response = client.get("/api/tts-generate-streaming", params={**params, "text": f"Request {i}. It has two sentences."})
@@ -153,14 +152,10 @@ def test_concurrent_xtts_streams_share_decoding_steps(xtts_current):
 
 
 def test_an_xtts_stream_closed_mid_way_leaves_the_batch_and_the_others_finish(xtts_current):
-    import threading
-
-    from tests.serve.test_observability import _value, _wait_for
-
     client = xtts_current
     params = {"voice": "female_01.wav", "language": "en", "output_file": "leave",
               "text": "The first sentence is here. A second one follows. And a third one ends it."}
-    before = _wait_for(lambda s: True)
+    before = _samples()
     answers = {}
 
     def leave() -> None:
