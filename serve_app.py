@@ -30,7 +30,7 @@ from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 from deployments.engine_server import EngineServer
 from deployments.ingress import IngressServer
 from deployments.routing import LeastInFlightRouter
-from deployments.stop_signal import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
+from deployments.cluster_signals import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
 from engines.registry import ENGINE_CLASSES, ENGINE_EXTRAS, installed_engines
 from speechcore.config.alltalk import AllTalkConfig, read_json_model
 from speechcore.config.app_args import EngineArgs, IngressArgs, RvcArgs
@@ -125,48 +125,59 @@ def rvc_available(root: Path) -> bool:
 def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: float,
                    engines: list[str] | None = None, user_configs: dict[str, dict[str, Any]] | None = None,
                    rvc: bool = True, cores: int | None = None) -> ServeDeploySchema:
-    """serve_config.yaml made concrete for this machine: only the engine applications of
-    `engines` (all when None) and an ingress that knows just those, the RVC application only with
-    `rvc`, absolute server root in every application's args, each engine's saved choices
-    (`user_configs`: model, DeepSpeed, LowVRAM) in its user_config, the listen address, no GPU
-    requests where the cluster has none, and, given the machine's `cores`, no more CPU replicas of
-    an engine than its threads fit in (a second replica on cores the first already fills only
-    slows both)."""
+    """serve_config.yaml made concrete for this machine: absolute server root in every
+    application's args, each engine's saved choices (`user_configs`: model, DeepSpeed, LowVRAM) in
+    its user_config, the listen address, no GPU requests where the cluster has none, and, given the
+    machine's `cores`, no more CPU replicas of an engine than its threads fit in (a second replica
+    on cores the first already fills only slows both). Then only the engine applications of
+    `engines` (all when None) run, with an ingress that knows just those; it also gets every
+    engine's application entry (`engine_apps`), so that an engine started later by
+    /api/enginereload runs as this file configures it. The RVC application runs only with `rvc`."""
     config = copy.deepcopy(raw)
     config["http_options"] = {**config.get("http_options", {}), "host": host, "port": port}
+    for app in config.get("applications", []):
+        app.setdefault("args", {})["root"] = str(root)
+        _fit_to_machine(app, (user_configs or {}).get(app["args"].get("engine", "")), gpus, cores)
+    engine_apps = {app["args"]["engine"]: copy.deepcopy(app) for app in config.get("applications", [])
+                   if "engine" in app["args"]}
     if not rvc:
         for app in config.get("applications", []):
             rvc_app = app.get("args", {}).pop("rvc_app", None)
             config["applications"] = [a for a in config["applications"] if a["name"] != rvc_app]
     if engines is not None:
         config["applications"] = [app for app in config.get("applications", [])
-                                  if "engine" not in app.get("args", {}) or app["args"]["engine"] in engines]
-        for app in config["applications"]:
-            args = app.get("args", {})
-            if "engines" in args:
-                args["engines"] = {name: target for name, target in args["engines"].items() if name in engines}
-                if args.get("default_engine") not in args["engines"]:
-                    args["default_engine"] = next(iter(args["engines"]))
-    for app in config.get("applications", []):
-        app.setdefault("args", {})["root"] = str(root)
-        chosen = (user_configs or {}).get(app["args"].get("engine", ""))
-        for deployment in app.get("deployments", []):
-            check_batch_fits(app, deployment)
-            if chosen:
-                deployment["user_config"] = {**(deployment.get("user_config") or {}), **chosen}
-            actor = deployment.get("ray_actor_options") or {}
-            if actor.get("num_gpus") and not gpus:
-                _LOGGER.info("no GPU here: %s/%s runs on the CPU", app["name"], deployment["name"])
-                actor["num_gpus"] = 0
-            autoscaling = deployment.get("autoscaling_config")
-            if cores and "engine" in app["args"] and not actor.get("num_gpus") and isinstance(autoscaling, dict):
-                threads = EngineArgs.model_validate(app["args"]).threads
-                fit = max(1, cores // threads, autoscaling.get("min_replicas", 1))
-                if autoscaling.get("max_replicas", 1) > fit:
-                    _LOGGER.info("%s/%s: at most %d replica(s) on %d cores", app["name"], deployment["name"],
-                                 fit, cores)
-                    autoscaling["max_replicas"] = fit
+                                  if "engine" not in app["args"] or app["args"]["engine"] in engines]
+    for app in config["applications"]:
+        args = app["args"]
+        if "engines" not in args:
+            continue
+        args["engine_apps"] = engine_apps
+        if engines is not None:
+            args["engines"] = {name: target for name, target in args["engines"].items() if name in engines}
+            if args.get("default_engine") not in args["engines"]:
+                args["default_engine"] = next(iter(args["engines"]))
     return ServeDeploySchema.model_validate(config)
+
+
+def _fit_to_machine(app: dict[str, Any], chosen: dict[str, Any] | None, gpus: float, cores: int | None) -> None:
+    """One application's deployments with the saved choices, GPU requests and replica caps of
+    prepare_config."""
+    for deployment in app.get("deployments", []):
+        check_batch_fits(app, deployment)
+        if chosen:
+            deployment["user_config"] = {**(deployment.get("user_config") or {}), **chosen}
+        actor = deployment.get("ray_actor_options") or {}
+        if actor.get("num_gpus") and not gpus:
+            _LOGGER.info("no GPU here: %s/%s runs on the CPU", app["name"], deployment["name"])
+            actor["num_gpus"] = 0
+        autoscaling = deployment.get("autoscaling_config")
+        if cores and "engine" in app["args"] and not actor.get("num_gpus") and isinstance(autoscaling, dict):
+            threads = EngineArgs.model_validate(app["args"]).threads
+            fit = max(1, cores // threads, autoscaling.get("min_replicas", 1))
+            if autoscaling.get("max_replicas", 1) > fit:
+                _LOGGER.info("%s/%s: at most %d replica(s) on %d cores", app["name"], deployment["name"],
+                             fit, cores)
+                autoscaling["max_replicas"] = fit
 
 
 def check_batch_fits(app: dict[str, Any], deployment: dict[str, Any]) -> None:

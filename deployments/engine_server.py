@@ -30,7 +30,7 @@ from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
 from speechcore.step_watch import StepWatch
 
 from .metrics import EngineMetrics
-from .stop_signal import ClusterStopSignal
+from .cluster_signals import ClusterStopSignal, ReplicaReports
 
 _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 8
@@ -54,6 +54,8 @@ class EngineServer:
         started = time.perf_counter()
         self.engine = cls.create(ServerPaths.at(self.args.root), options)
         self.stop_signal = ClusterStopSignal()
+        self._reports = ReplicaReports()
+        self._replica = serve.get_replica_context().replica_id
         self._steps = asyncio.Semaphore(self.args.parallel_steps)  # FIFO: requests take turns per step
         self._watch = StepWatch()
         self._batches = getattr(self.engine, "batches", False)
@@ -70,17 +72,19 @@ class EngineServer:
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Called by Serve with the deployment's user_config, at start and on every rollout. The
         model loads off the event loop (requests keep being served) and is swapped in at once. A
-        model that fails to load is logged and the current one keeps serving: rollouts check the
-        model first (check_model), so this only happens when files change underneath."""
+        model that fails to load leaves the current one serving, and the replica's report says
+        so: the rollout that asked for it reads the reports and answers a failure."""
         config = EngineUserConfig.model_validate(user_config or {})
         before = await asyncio.to_thread(self.engine.info)
-        started = time.perf_counter()
+        started, error = time.perf_counter(), None
         try:
             await asyncio.to_thread(self.engine.configure, config.deepspeed, config.lowvram)
             await asyncio.to_thread(self.engine.select_model, config.model)
         except EngineError as exc:
             _LOGGER.error("keeping the current model: %s", exc)
-            return
+            error = str(exc)
+        await asyncio.to_thread(self._reports.publish, self._replica.deployment_id.app_name, self._replica.unique_id,
+                                user_config or {}, error)
         after = await asyncio.to_thread(self.engine.info)
         if (after.current_model, after.deepspeed_enabled, after.lowvram_enabled) != \
                 (before.current_model, before.deepspeed_enabled, before.lowvram_enabled):
@@ -88,6 +92,10 @@ class EngineServer:
             self.metrics.model_loaded(after.current_model or "none", seconds)
             _LOGGER.info("engine %s now serves model %s (loaded in %.1f s)", self.args.engine, after.current_model,
                          seconds)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # best effort: readers only look at running replicas
+            self._reports.remove(self._replica.deployment_id.app_name, self._replica.unique_id)
 
     async def check_health(self) -> None:
         """Serve's periodic probe: a replica whose synthesis step never returns is replaced."""

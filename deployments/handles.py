@@ -19,6 +19,7 @@ from speechcore.engine_client import EngineTimeout, EngineUnavailable, ModelChan
 from speechcore.conversion import ConversionRequest, RvcUnavailable
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
 
+from .cluster_signals import ReplicaReports
 from .rollout import RolloutBusy, RolloutFailed, ServeRollout
 
 
@@ -110,6 +111,7 @@ class HandleEngineClient:
         self._last_info_at = float("-inf")
         self._describing: asyncio.Task[EngineInfo] | None = None
         self._serving = ServingProbe(app_name)
+        self._reports = ReplicaReports()
 
     async def _get_handle(self) -> DeploymentHandle:
         if self._handle is None:
@@ -161,15 +163,36 @@ class HandleEngineClient:
             yield chunk
 
     async def configure(self, options: dict[str, object]) -> None:
-        """Rolls `options` into the deployment's user_config on every replica."""
+        """Rolls `options` into the deployment's user_config on every replica, then reads every
+        replica's report: where one could not apply them (a node without the model's files, a GPU
+        out of memory), all go back to what they served before and EngineError says why."""
+        before = await self._describe()
         try:
-            await self.rollout.update(self.app_name, self.deployment_name, {"user_config": options})
+            replicas = await self.rollout.update(self.app_name, self.deployment_name, {"user_config": options})
+            failures = await asyncio.to_thread(self._failures, replicas, options)
+            if failures:
+                restore = {"model": before.current_model, "deepspeed": before.deepspeed_enabled,
+                           "lowvram": before.lowvram_enabled}
+                await self.rollout.update(self.app_name, self.deployment_name,
+                                          {"user_config": {key: restore[key] for key in options}})
+                raise EngineError(f"{len(failures)} of {len(replicas)} replica(s) of the {self.app_name} engine could "
+                                  f"not apply {options}: {failures[0]}; every replica is back on what it served before")
         except RolloutBusy as exc:
             raise ModelChangeInProgress(str(exc)) from exc
         except RolloutFailed as exc:
             raise EngineError(str(exc)) from exc
         finally:
             self._last_info = None
+
+    def _failures(self, replicas: list[str], options: dict[str, object]) -> list[str]:
+        """The errors the running `replicas` reported for `options` (a replica without a report
+        for them has not said it failed)."""
+        errors = []
+        for replica in replicas:
+            report = self._reports.read(self.app_name, replica)
+            if report and report["error"] and all(report["options"].get(k) == v for k, v in options.items()):
+                errors.append(report["error"])
+        return errors
 
     async def select_model(self, model: str) -> None:
         """Checks on one replica that `model` loads, then rolls it out to every replica through

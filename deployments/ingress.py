@@ -5,6 +5,7 @@ Runs in the ingress process: must not import torch or any engine."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import ipaddress
 import logging
 import os
@@ -23,7 +24,7 @@ from speechcore.service import SpeechService
 from .handles import HandleConversionClient, HandleEngineClient
 from .metrics import IngressMetrics, RolloutMetrics
 from .rollout import ServeRollout
-from .stop_signal import ClusterDrain, ClusterStopSignal
+from .cluster_signals import ClusterDrain, ClusterStopSignal
 
 _LOGGER = logging.getLogger("ray.serve")
 
@@ -62,14 +63,19 @@ class IngressServer:
                                                                 self.generations))
 
     async def deploy_engine(self, engine: str) -> HandleEngineClient:
-        """Deploys the application of an engine that is not live (its builder's defaults, the
-        model chosen in tts_engines.json) and returns a client for it."""
-        model = self.service.settings.engines.selected_model_for(engine)
-        await self.rollout.deploy_app({
+        """Deploys the application of an engine that is not live, as its entry in the server's
+        configuration says (`engine_apps`; the builder's defaults without one), serving the model
+        chosen in tts_engines.json, and returns a client for it."""
+        app = copy.deepcopy(self.args.engine_apps.get(engine)) or {
             "name": engine, "route_prefix": None, "import_path": self.args.engine_import_path,
-            "args": {"engine": engine, "root": self.args.root},
-            "deployments": [{"name": f"tts-{engine}", "user_config": {"model": model}}]})
-        client = HandleEngineClient(engine, f"tts-{engine}", self.rollout, self.args.describe_timeout_s,
+            "args": {"engine": engine, "root": self.args.root}, "deployments": [{"name": f"tts-{engine}"}]}
+        if engine not in self.args.engine_apps:
+            _LOGGER.warning("no configuration for the %s engine: deploying it with its builder's defaults", engine)
+        if model := self.service.settings.engines.selected_model_for(engine):
+            for deployment in app.setdefault("deployments", [{"name": f"tts-{engine}"}]):
+                deployment["user_config"] = {**(deployment.get("user_config") or {}), "model": model}
+        await self.rollout.deploy_app(app)
+        client = HandleEngineClient(app["name"], f"tts-{engine}", self.rollout, self.args.describe_timeout_s,
                                     self.args.describe_max_age_s, self.args.engine_chunk_timeout_s)
         await client.warm_up()
         return client

@@ -54,11 +54,11 @@ class ServeRollout:
         self.poll_s = poll_s
         self.metrics = metrics
 
-    async def update(self, app: str, deployment: str, options: dict[str, Any]) -> None:
-        """Sets deployment options (`user_config` keys are merged) and waits until every replica
-        runs with them."""
+    async def update(self, app: str, deployment: str, options: dict[str, Any]) -> list[str]:
+        """Sets deployment options (`user_config` keys are merged), waits until every replica
+        runs with them and returns the ids of the running replicas."""
         with self._measured(app):
-            await asyncio.to_thread(self._update, app, deployment, options)
+            return await asyncio.to_thread(self._update, app, deployment, options)
 
     async def deploy_app(self, app_config: dict[str, Any]) -> None:
         """Adds (or replaces) one application beside the running ones and waits until it runs."""
@@ -107,7 +107,7 @@ class ServeRollout:
     def _is_updating(self, app: str) -> bool:
         return self._deploying(self._details()["applications"].get(app, {}))
 
-    def _update(self, app: str, deployment: str, options: dict[str, Any]) -> None:
+    def _update(self, app: str, deployment: str, options: dict[str, Any]) -> list[str]:
         details = self._details()
         apps = details["applications"]
         if app not in apps:
@@ -126,7 +126,7 @@ class ServeRollout:
             else:
                 entry[key] = value
         _LOGGER.info("rolling out %s/%s: %s", app, deployment, options)
-        self._deploy(details, configs, app, deployment)
+        return self._deploy(details, configs, app, deployment)
 
     def _deploy_app(self, app_config: dict[str, Any]) -> None:
         details = self._details()
@@ -137,17 +137,18 @@ class ServeRollout:
         self._deploy(details, [*configs, app_config], name, None)
 
     def _deploy(self, details: dict[str, Any], applications: list[dict[str, Any]], app: str,
-                deployment: str | None) -> None:
-        """Deploys `applications` (every application Serve should run) and waits until `app`
-        (and its `deployment`, when named) settles on the new config."""
+                deployment: str | None) -> list[str]:
+        """Deploys `applications` (every application Serve should run), waits until `app` (and
+        its `deployment`, when named) settles on the new config and returns the ids of the
+        deployment's running replicas."""
         config = ServeDeploySchema.model_validate({"applications": applications,
                                                    "http_options": details.get("http_options"),
                                                    "proxy_location": details.get("proxy_location")})
         before = details["applications"].get(app, {}).get("last_deployed_time_s", 0.0)
         serve.context._get_global_client().deploy_apps(config)
-        self._wait(app, deployment, before)
+        return self._wait(app, deployment, before)
 
-    def _wait(self, app: str, deployment: str | None, deployed_before: float) -> None:
+    def _wait(self, app: str, deployment: str | None, deployed_before: float) -> list[str]:
         name = f"{app}/{deployment}" if deployment else app
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
@@ -159,7 +160,7 @@ class ServeRollout:
                                              and not str(state.get("status_trigger")).endswith("CONFIG_UPDATE_STARTED"))
             if details.get("last_deployed_time_s", 0) > deployed_before and str(details.get("status")).endswith("RUNNING") \
                     and settled:
-                return
+                return [r["replica_id"] for r in state.get("replicas", []) if _state(r.get("state")) == "RUNNING"]
             if str(details.get("status", "")).endswith("DEPLOY_FAILED") or status.endswith("DEPLOY_FAILED"):
                 raise RolloutFailed(f"{name}: {details.get('message') or state.get('message')}")
             time.sleep(self.poll_s)

@@ -24,7 +24,7 @@ from speechcore.conversion import ConversionRequest
 from speechcore.engine_types import SynthesisRequest
 
 from .handles import relay
-from .stop_signal import ClusterStopSignal
+from .cluster_signals import ClusterStopSignal
 
 _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 4

@@ -1,7 +1,9 @@
 """A fake engine for the Serve tests of what the real engines cannot show on this CPU machine: it
 says it has CUDA, DeepSpeed and LowVRAM (so /api/deepspeed and /api/lowvramsetting roll out
 through Serve for real), and its voice `hang` never finishes a step (so the ingress's chunk timeout
-and the replica's health check can be seen). Its audio is a tone, 0.05 s per character.
+and the replica's health check can be seen). Its model `unloadable` passes the check a rollout makes
+on one replica and then fails to load on every replica (as a model whose files are missing on some
+nodes would). Its audio is a tone, 0.05 s per character.
 
 `build_fake_engine_app` is a Serve builder: the tests deploy it by import path, declaratively, as
 serve_config.yaml deploys the real engines."""
@@ -21,9 +23,10 @@ from deployments.engine_server import EngineServer
 from engines.base import EngineOptions
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
-from speechcore.engine_types import (EngineCapabilities, EngineInfo, SynthesisRequest, UnknownModel,
+from speechcore.engine_types import (EngineCapabilities, EngineError, EngineInfo, SynthesisRequest, UnknownModel,
                                      UnknownVoice)
 
+MODELS = ("fake", "unloadable")
 HANG_S = 60.0
 """How long a step of the `hang` voice takes: far longer than any timeout the tests set."""
 
@@ -33,6 +36,7 @@ class GpuCapableEngine:
 
     def __init__(self) -> None:
         self.deepspeed = self.lowvram = False
+        self.model = "fake"
 
     @classmethod
     def create(cls, paths: ServerPaths, options: EngineOptions) -> "GpuCapableEngine":
@@ -40,7 +44,7 @@ class GpuCapableEngine:
 
     def info(self) -> EngineInfo:
         return EngineInfo(
-            engine="piper", manufacturer_name="Fake", audio_format="wav", models=["fake"], current_model="fake",
+            engine="piper", manufacturer_name="Fake", audio_format="wav", models=list(MODELS), current_model=self.model,
             voices=["tone", "hang"], default_voice="tone", deepspeed_enabled=self.deepspeed,
             lowvram_enabled=self.lowvram,
             capabilities=EngineCapabilities(streaming=True, lowvram=True, deepspeed=True, deepspeed_available=True,
@@ -61,11 +65,16 @@ class GpuCapableEngine:
         self.deepspeed, self.lowvram = deepspeed, lowvram
 
     def check_model(self, model: str) -> None:
-        self.select_model(model)
+        if model not in MODELS:
+            raise UnknownModel(f"the fake engine's models are {MODELS}; got {model!r}")
 
     def select_model(self, model: str | None) -> None:
-        if model not in (None, "fake"):
-            raise UnknownModel(f"the fake engine has one model; got {model!r}")
+        if model is None:
+            return
+        self.check_model(model)
+        if model == "unloadable":
+            raise EngineError("the files of 'unloadable' are not on this node")
+        self.model = model
 
 
 def build_fake_engine_app(args: dict[str, Any]) -> Application:

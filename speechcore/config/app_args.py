@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .access import AccessArgs
@@ -26,6 +28,10 @@ class IngressArgs(_Args):
         "builder. Asking for one is answered at once with the install command."))
     engine_import_path: str = Field("", description="Builder of engine applications, for engines deployed on "
                                                     "demand by /api/enginereload; filled in by the builder.")
+    engine_apps: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
+        "The Serve application entry of each engine (serve_config.yaml's own, with the server root), by engine "
+        "name: how /api/enginereload deploys an engine that is not running. Filled in by the embedded launcher; "
+        "an engine without an entry is deployed with its builder's defaults."))
     describe_timeout_s: float = Field(2.0, gt=0, description="How long status calls wait for an engine replica.")
     narrator_concurrency: int = Field(4, ge=1, le=64, description=(
         "Narrator segments of one request synthesized at once (spread over replicas). Best at what the "

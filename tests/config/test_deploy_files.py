@@ -69,6 +69,9 @@ def test_prepare_config_keeps_only_the_chosen_engines(tmp_path):
     assert [app.name for app in prepared.applications] == ["alltalk", "piper", "xtts"]
     assert "rvc_app" not in prepared.applications[0].args
     assert prepared.applications[0].args["engines"] == {"piper": "piper", "xtts": "xtts"}
+    on_demand = prepared.applications[0].args["engine_apps"]["vits"]  # for /api/enginereload, as configured
+    assert on_demand["args"] == {"engine": "vits", "root": str(tmp_path), "threads": 2}
+    assert on_demand["deployments"][0]["ray_actor_options"]["num_gpus"] == 0, "fitted to the machine"
     only_xtts = serve_app.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["xtts"])
     assert only_xtts.applications[0].args["default_engine"] == "xtts"
     assert serve_app.required_cpus(prepared) == pytest.approx(0.25 + 2 * 1 + 2 * 1), "room for max_replicas"

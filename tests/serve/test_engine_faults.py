@@ -4,6 +4,8 @@ server root), both deployed declaratively by import path as serve_config.yaml de
 
 - /api/deepspeed and /api/lowvramsetting roll the option out to the engine deployment (its
   user_config), /api/currentsettings reports it, and the choice is saved in model_settings.json;
+- a model that passes the rollout's check but fails to load on the replicas is a model-failure,
+  and every replica goes back to the model it served;
 - an engine that stops sending: the request answers 504 after `engine_chunk_timeout_s`;
 - a synthesis step that never returns fails the replica's health check, and Serve replaces it.
 """
@@ -78,6 +80,16 @@ def test_deepspeed_and_lowvram_roll_out_through_serve(fake, endpoint, param, opt
     assert client.post(endpoint, params={param: "false"}).json()["status"] == f"{option}-success"
     assert client.get("/api/currentsettings").json()[f"{option}_enabled"] is False
     assert _user_config()[option] is False
+
+
+def test_a_model_the_replicas_fail_to_load_is_a_model_failure_and_they_keep_the_old_one(fake):
+    client, _root = fake
+    answer = client.post("/api/reload", params={"tts_method": "unloadable"}).json()
+    assert answer["status"] == "model-failure" and "not on this node" in answer["message"], answer
+    assert client.get("/api/currentsettings").json()["current_model_loaded"] == "fake"
+    assert _user_config()["model"] == "fake", "the deployment is configured with the model it serves"
+    assert client.post("/api/tts-generate", data={"text_input": "Still here.", "character_voice_gen": "tone"}
+                       ).json()["status"] == "generate-success"
 
 
 def test_an_engine_that_stops_sending_is_a_504_and_its_hung_replica_is_replaced(fake):

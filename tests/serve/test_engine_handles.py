@@ -6,7 +6,7 @@ import pytest
 
 from deployments.handles import HandleEngineClient
 from deployments.rollout import ServeRollout
-from deployments.stop_signal import ClusterStopSignal
+from deployments.cluster_signals import ClusterStopSignal
 from speechcore.cancellation import GenerationStopped
 from speechcore.engine_client import EngineUnavailable
 from speechcore.engine_types import SynthesisRequest, UnknownVoice

@@ -131,6 +131,17 @@ def test_enginereload_deploys_an_engine_that_is_not_running(serve_server):
         assert client.post("/api/enginereload", params={"engine": "vits"}).json() == {"status": "engine-success"}
         assert "vits" in serve.status().applications
         assert client.get("/api/currentsettings").json()["current_engine_loaded"] == "vits"
+        # Deployed from serve_config.yaml's own entry, not with the builder's code defaults.
+        configured = next(a for a in yaml.safe_load((PROJECT_DIR / "serve_config.yaml").read_text())["applications"]
+                          if a["name"] == "vits")
+        deployed = serve.context._get_global_client().get_serve_details()["applications"]["vits"]
+        assert deployed["deployed_app_config"]["args"]["threads"] == configured["args"]["threads"]
+        options = deployed["deployments"]["tts-vits"]["deployment_config"]
+        wanted = configured["deployments"][0]
+        assert options["max_ongoing_requests"] == wanted["max_ongoing_requests"]
+        assert options["max_queued_requests"] == wanted["max_queued_requests"]
+        assert options["autoscaling_config"]["target_ongoing_requests"] == \
+            wanted["autoscaling_config"]["target_ongoing_requests"]
         voice = client.get("/api/voices").json()["voices"][0]
         body = client.post("/api/tts-generate", data={"text_input": "Back again.", "character_voice_gen": voice}).json()
         assert body["status"] == "generate-success", body

@@ -5,13 +5,19 @@ between chunks and end generations that started before it.
 
 ClusterDrain: the server is stopping. Whoever stops it (the embedded server on SIGTERM) asks for a
 drain; every ingress replica then refuses new generations and reports how many it still runs,
-until the stopper sees none left (or its time is up) and shuts Serve down."""
+until the stopper sees none left (or its time is up) and shuts Serve down.
+
+ReplicaReports: what each engine replica serves after its last reconfigure (the options it was
+given, and the error if it could not apply them), so that a rollout can tell whether every replica
+really serves what was asked."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from typing import Any
 
 from ray.experimental import internal_kv
 
@@ -21,6 +27,7 @@ _LOGGER = logging.getLogger("ray.serve")
 _KEY = b"alltalk-serve/stop-epoch"
 _DRAIN_KEY = b"alltalk-serve/drain"
 _IN_FLIGHT_PREFIX = b"alltalk-serve/drain-in-flight/"
+_REPORT_PREFIX = b"alltalk-serve/replica-report/"
 DRAIN_POLL_S = 0.5
 """How often an ingress replica looks for a drain request, and reports while draining."""
 
@@ -68,3 +75,23 @@ class ClusterDrain:
         while True:
             await asyncio.to_thread(self.report, replica, generations.total)
             await asyncio.sleep(DRAIN_POLL_S)
+
+
+class ReplicaReports:
+    """One report per engine replica, kept in the GCS key-value store under its application:
+    `{"options": <user_config it was given>, "error": <why it keeps serving something else> | None}`."""
+
+    @staticmethod
+    def _key(app: str, replica: str) -> bytes:
+        return _REPORT_PREFIX + f"{app}/{replica}".encode()
+
+    def publish(self, app: str, replica: str, options: dict[str, Any], error: str | None) -> None:
+        report = json.dumps({"options": options, "error": error})
+        internal_kv._internal_kv_put(self._key(app, replica), report.encode(), overwrite=True)
+
+    def read(self, app: str, replica: str) -> dict[str, Any] | None:
+        value = internal_kv._internal_kv_get(self._key(app, replica))
+        return json.loads(value) if value else None
+
+    def remove(self, app: str, replica: str) -> None:
+        internal_kv._internal_kv_del(self._key(app, replica))
