@@ -27,10 +27,10 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
+from deployments.cluster_signals import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
 from deployments.engine_server import EngineServer
 from deployments.ingress import IngressServer
 from deployments.routing import LeastInFlightRouter
-from deployments.cluster_signals import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
 from engines.registry import ENGINE_CLASSES, ENGINE_EXTRAS, installed_engines
 from speechcore.config.alltalk import AllTalkConfig, read_json_model
 from speechcore.config.app_args import EngineArgs, IngressArgs, RvcArgs

@@ -57,7 +57,9 @@ def load_levels(replicas: int, requests: int) -> list[dict[str, float]]:
                     with ThreadPoolExecutor(clients) as pool:
                         latencies = list(pool.map(lambda _: timed_post(client), range(requests)))
                     wall = time.perf_counter() - start
-                    rows.append({"replicas": replicas, "clients": clients, "rps": requests / wall, **summarize(latencies)})
+                    rows.append(
+                        {"replicas": replicas, "clients": clients, "rps": requests / wall, **summarize(latencies)}
+                    )
         finally:
             serve_app.stop_embedded()
     return rows
@@ -79,7 +81,9 @@ def swap_under_load() -> dict[str, float]:
 
                 def loop() -> None:
                     while not stop.is_set():
-                        response = client.post("/api/tts-generate", data={"text_input": TEXT, "character_voice_gen": "p225"})
+                        response = client.post(
+                            "/api/tts-generate", data={"text_input": TEXT, "character_voice_gen": "p225"}
+                        )
                         (done if response.status_code == 200 else failed).append(time.perf_counter())
 
                 workers = [threading.Thread(target=loop) for _ in range(4)]
@@ -97,9 +101,14 @@ def swap_under_load() -> dict[str, float]:
             serve_app.stop_embedded()
     window = sorted(t for t in done if swap_start - 1 <= t <= swap_start + swap_s + 1)
     gaps = [b - a for a, b in zip(window, window[1:])]
-    return {"status": status, "swap_s": swap_s, "requests_completed": len(done), "requests_failed": len(failed),
-            "longest_gap_ms": max(gaps) * 1000 if gaps else float("nan"),
-            "median_gap_ms": sorted(gaps)[len(gaps) // 2] * 1000 if gaps else float("nan")}
+    return {
+        "status": status,
+        "swap_s": swap_s,
+        "requests_completed": len(done),
+        "requests_failed": len(failed),
+        "longest_gap_ms": max(gaps) * 1000 if gaps else float("nan"),
+        "median_gap_ms": sorted(gaps)[len(gaps) // 2] * 1000 if gaps else float("nan"),
+    }
 
 
 def main() -> None:
@@ -108,15 +117,25 @@ def main() -> None:
     args = parser.parse_args()
     rows = load_levels(1, args.requests) + load_levels(2, args.requests)
     swap = swap_under_load()
-    lines = [f"Piper, {args.requests} requests per level ({len(TEXT)} characters each).", "",
-             "| replicas | clients | requests/s | p50 ms | p95 ms |", "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['replicas']} | {r['clients']} | {r['rps']:.2f} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} |"
-              for r in rows]
-    lines += ["", "Model swap under load (4 clients, tiny VITS a -> b):", "",
-              f"- answer: {swap['status']} after {swap['swap_s']:.2f} s",
-              f"- requests completed: {swap['requests_completed']}, failed: {swap['requests_failed']}",
-              f"- longest gap between completions around the swap: {swap['longest_gap_ms']:.0f} ms "
-              f"(median gap {swap['median_gap_ms']:.0f} ms)"]
+    lines = [
+        f"Piper, {args.requests} requests per level ({len(TEXT)} characters each).",
+        "",
+        "| replicas | clients | requests/s | p50 ms | p95 ms |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['replicas']} | {r['clients']} | {r['rps']:.2f} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} |"
+        for r in rows
+    ]
+    lines += [
+        "",
+        "Model swap under load (4 clients, tiny VITS a -> b):",
+        "",
+        f"- answer: {swap['status']} after {swap['swap_s']:.2f} s",
+        f"- requests completed: {swap['requests_completed']}, failed: {swap['requests_failed']}",
+        f"- longest gap between completions around the swap: {swap['longest_gap_ms']:.0f} ms "
+        f"(median gap {swap['median_gap_ms']:.0f} ms)",
+    ]
     table = "\n".join(lines)
     path = save("concurrency", {"levels": rows, "swap": swap}, table)
     print(table)

@@ -91,11 +91,17 @@ def main() -> None:
         speak_reference(root / "voices" / "reference.wav", "A short reference recording for the benchmark.")
         rows = [measure(root, replicas, args.requests) for replicas in (1, 2)]
     kind = "full-size XTTS v2 architecture" if args.full_size else "tiny XTTS"
-    lines = [f"{kind}, random weights, {CLIENTS} concurrent clients, {rows[0]['requests']} requests per run.", "",
-             "| replicas | audio seconds | wall seconds | audio-seconds per second | streaming first chunk, median ms |",
-             "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['replicas']} | {r['audio_s']:.1f} | {r['wall_s']:.1f} | {r['audio_s_per_s']:.2f} | "
-              f"{r['first_chunk_ms_median']:.0f} |" for r in rows]
+    lines = [
+        f"{kind}, random weights, {CLIENTS} concurrent clients, {rows[0]['requests']} requests per run.",
+        "",
+        "| replicas | audio seconds | wall seconds | audio-seconds per second | streaming first chunk, median ms |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['replicas']} | {r['audio_s']:.1f} | {r['wall_s']:.1f} | {r['audio_s_per_s']:.2f} | "
+        f"{r['first_chunk_ms_median']:.0f} |"
+        for r in rows
+    ]
     lines.append(f"\n2 replicas / 1 replica throughput: {rows[1]['audio_s_per_s'] / rows[0]['audio_s_per_s']:.2f}")
     table = "\n".join(lines)
     path = save("coqui_scaling" + ("_full" if args.full_size else ""), {"kind": kind, "rows": rows}, table)

@@ -134,7 +134,8 @@ def measure_deepspeed(folder: Path, device: torch.device, log: Callable[[str], N
             for _ in range(3):
                 start, audio = time.perf_counter(), 0
                 for sentence in SENTENCES:
-                    for chunk in loaded.model.inference_stream(sentence, "en", cond, speaker, enable_text_splitting=False):
+                    stream = loaded.model.inference_stream(sentence, "en", cond, speaker, enable_text_splitting=False)
+                    for chunk in stream:
                         audio += chunk.shape[-1]
                 times.append((audio / 24_000) / (time.perf_counter() - start))
             result["on" if enabled else "off"] = statistics.median(times)
@@ -161,7 +162,7 @@ def measure_vits(root: Path, device: torch.device, full_size: bool, log: Callabl
 
 def measure_rvc(root: Path, device: torch.device, full_size: bool, log: Callable[[str], None]) -> float:
     from rvc.pipeline import VoiceConverter
-    from speechcore.conversion import ConversionRequest
+    from speechcore.rvc_requests import ConversionRequest
     from tests.rvc_models import build_tiny_embedder, build_tiny_rmvpe, build_tiny_voice
 
     voices, base = root / "rvc" / "voices", root / "rvc" / "base"
@@ -172,7 +173,9 @@ def measure_rvc(root: Path, device: torch.device, full_size: bool, log: Callable
     voice = converter.load_voice("bench.pth")
     rate = 16_000
     t = np.arange(10 * rate) / rate
-    audio = (0.3 * np.sin(2 * np.pi * (140 + 40 * np.sin(2 * np.pi * 0.5 * t)) * t)).astype(np.float32)  # a gliding tone
+    audio = (0.3 * np.sin(2 * np.pi * (140 + 40 * np.sin(2 * np.pi * 0.5 * t)) * t)).astype(
+        np.float32
+    )  # a gliding tone
     request = ConversionRequest(model="bench.pth", f0_method="rmvpe")
     converter.convert(voice, audio[: 2 * rate], rate, request)  # warm up
     start = time.perf_counter()
@@ -194,22 +197,38 @@ def memory_per_row(rows: list[XttsRow]) -> tuple[float, int] | None:
 
 
 def report(device: str, kind: str, rows: list[XttsRow], deepspeed: dict[str, object], vits: float, rvc: float) -> str:
-    lines = [f"{kind} on {device}, one replica's share ({SHARE:.0%} of the GPU's memory), engines without Ray.", "",
-             "| XTTS batching | streams | x real time (total) | first audio p50 s | p95 s | peak memory GiB |",
-             "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r.batching} | {r.streams} | {r.rtf_total:.1f} | {r.first_audio_p50_s:.2f} | "
-              f"{r.first_audio_p95_s:.2f} | {r.peak_memory_gib:.2f} |" for r in rows]
+    lines = [
+        f"{kind} on {device}, one replica's share ({SHARE:.0%} of the GPU's memory), engines without Ray.",
+        "",
+        "| XTTS batching | streams | x real time (total) | first audio p50 s | p95 s | peak memory GiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.batching} | {r.streams} | {r.rtf_total:.1f} | {r.first_audio_p50_s:.2f} | "
+        f"{r.first_audio_p95_s:.2f} | {r.peak_memory_gib:.2f} |"
+        for r in rows
+    ]
     sizing = memory_per_row(rows)
     if sizing:
-        lines.append(f"\nMemory per batched row: {sizing[0] * 1024:.0f} MiB; max_batch that fits the share with 20% "
-                     f"headroom: {sizing[1]}.")
-    lines += ["", f"DeepSpeed (one request, coqui's streaming path): {json.dumps(deepspeed)}",
-              "", "| engine | x real time |", "|---|---:|", f"| VITS | {vits:.1f} |", f"| RVC (rmvpe) | {rvc:.1f} |"]
+        lines.append(
+            f"\nMemory per batched row: {sizing[0] * 1024:.0f} MiB; max_batch that fits the share with 20% "
+            f"headroom: {sizing[1]}."
+        )
+    lines += [
+        "",
+        f"DeepSpeed (one request, coqui's streaming path): {json.dumps(deepspeed)}",
+        "",
+        "| engine | x real time |",
+        "|---|---:|",
+        f"| VITS | {vits:.1f} |",
+        f"| RVC (rmvpe) | {rvc:.1f} |",
+    ]
     return "\n".join(lines)
 
 
 def plot(path: Path, rows: list[XttsRow]) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -217,8 +236,9 @@ def plot(path: Path, rows: list[XttsRow]) -> None:
     for batching in ("on", "off"):
         mine = [r for r in rows if r.batching == batching]
         speed.plot([r.streams for r in mine], [r.rtf_total for r in mine], marker="o", label=f"batching {batching}")
-        first.plot([r.streams for r in mine], [r.first_audio_p50_s for r in mine], marker="o",
-                   label=f"batching {batching}")
+        first.plot(
+            [r.streams for r in mine], [r.first_audio_p50_s for r in mine], marker="o", label=f"batching {batching}"
+        )
     speed.set(xlabel="concurrent streams", ylabel="x real time (total)", title="XTTS throughput")
     first.set(xlabel="concurrent streams", ylabel="first audio p50 (s)", title="XTTS time to first audio")
     for ax in (speed, first):
@@ -259,10 +279,23 @@ def main() -> None:
     table = report(name, kind, rows, deepspeed, vits, rvc)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "gpu" if args.device == "cuda" else "gpu_check_cpu"
-    (args.out / f"{stem}.md").write_text(f"# GPU check\n\n{time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s\n\n{table}\n")
-    (args.out / f"{stem}.json").write_text(json.dumps({"device": name, "kind": kind, "xtts": [asdict(r) for r in rows],
-                                                       "deepspeed": deepspeed, "vits_x_real_time": vits,
-                                                       "rvc_x_real_time": rvc}, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(
+        f"# GPU check\n\n{time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s\n\n{table}\n"
+    )
+    (args.out / f"{stem}.json").write_text(
+        json.dumps(
+            {
+                "device": name,
+                "kind": kind,
+                "xtts": [asdict(r) for r in rows],
+                "deepspeed": deepspeed,
+                "vits_x_real_time": vits,
+                "rvc_x_real_time": rvc,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     plot(args.out / f"{stem}.png", rows)
     print(table)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import statistics
 import subprocess
 import sys
@@ -257,8 +256,15 @@ class Target:
 
     def row(self) -> str:
         sign = "≤" if self.at_most else "≥"
-        return f"| {self.scenario} | {self.what} | {self.value:.2f} | {sign} {self.bound:g} | {'met' if self.met else 'MISSED'} |"
+        verdict = "met" if self.met else "MISSED"
+        return f"| {self.scenario} | {self.what} | {self.value:.2f} | {sign} {self.bound:g} | {verdict} |"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "what": self.what, "value": self.value, "bound": self.bound,
-                "at_most": self.at_most, "met": self.met}
+        return {
+            "scenario": self.scenario,
+            "what": self.what,
+            "value": self.value,
+            "bound": self.bound,
+            "at_most": self.at_most,
+            "met": self.met,
+        }

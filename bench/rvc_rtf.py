@@ -21,8 +21,8 @@ from bench.report import save
 from engines.base import EngineOptions
 from engines.piper import BUNDLED_VOICE, PiperEngine
 from rvc.pipeline import VoiceConverter
-from speechcore.conversion import ConversionRequest
 from speechcore.engine_types import SynthesisRequest
+from speechcore.rvc_requests import ConversionRequest
 from tests.rvc_models import build_tiny_embedder, build_tiny_rmvpe, build_tiny_voice
 
 METHODS = ["pm", "harvest", "dio", "crepe-tiny", "crepe", "fcpe", "rmvpe"]
@@ -64,10 +64,14 @@ def main() -> None:
             seconds = statistics.median(times)
             results[method] = {"median_s": seconds, "rtf": seconds / 10.0}
             print(f"{method:>10}: {seconds:6.2f} s for 10 s of audio (RTF {seconds / 10:.3f})", flush=True)
-    rows = "\n".join(f"| {m} | {r['median_s']:.2f} | {r['rtf']:.3f} | {1 / r['rtf']:.1f}x |" for m, r in results.items())
-    table = ("RVC v2 40 kHz (full-size shapes, random weights) + HuBERT base, "
-             f"{args.threads} torch threads, 10 s of Piper speech, median of {args.runs} runs.\n\n"
-             "| f0 method | seconds | real-time factor | speed (x real time) |\n|---|---:|---:|---:|\n" + rows)
+    rows = "\n".join(
+        f"| {m} | {r['median_s']:.2f} | {r['rtf']:.3f} | {1 / r['rtf']:.1f}x |" for m, r in results.items()
+    )
+    table = (
+        "RVC v2 40 kHz (full-size shapes, random weights) + HuBERT base, "
+        f"{args.threads} torch threads, 10 s of Piper speech, median of {args.runs} runs.\n\n"
+        "| f0 method | seconds | real-time factor | speed (x real time) |\n|---|---:|---:|---:|\n" + rows
+    )
     print(save("rvc_rtf", {"threads": args.threads, "runs": args.runs, "methods": results}, table))
 
 

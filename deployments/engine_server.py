@@ -13,8 +13,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
@@ -29,8 +29,8 @@ from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
 from speechcore.step_watch import StepWatch
 
-from .metrics import EngineMetrics
 from .cluster_signals import ClusterStopSignal, ReplicaReports
+from .metrics import EngineMetrics
 
 _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 8

@@ -4,53 +4,22 @@ over Serve application handles. Only serialisable values cross: requests in, Pcm
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 
 from ray import serve
-from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
-from ray.serve.exceptions import BackPressureError, RayServeException
-from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
+from ray.serve.handle import DeploymentHandle
 
 from speechcore.audio.pcm import PcmChunk
-from speechcore.cancellation import GenerationStopped
-from speechcore.engine_client import EngineTimeout, EngineUnavailable, ModelChangeInProgress, ReplicaLost
-from speechcore.conversion import ConversionRequest, RvcUnavailable
+from speechcore.engine_client import EngineUnavailable, ModelChangeInProgress
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
+from speechcore.rvc_requests import ConversionRequest, RvcUnavailable
 
 from .cluster_signals import ReplicaReports
+from .engine_calls import EngineCalls, EngineRoute, app_handle, as_core_errors, relay
 from .rollout import RolloutBusy, RolloutFailed, ServeRollout
 
-
 SERVING_MAX_AGE_S = 0.5
-
-
-@contextlib.contextmanager
-def engine_errors(app_name: str) -> Iterator[None]:
-    """Ray's wrappers turned back into the core's errors: the engine's own EngineError (with its
-    message, not a remote traceback), EngineUnavailable for full queues and lost replicas."""
-    try:
-        yield
-    except RayTaskError as exc:
-        cause = exc.cause
-        if isinstance(cause, GenerationStopped):
-            raise GenerationStopped() from None
-        if isinstance(cause, EngineError):
-            raise type(cause)(*cause.args) from None
-        raise EngineError(f"{type(cause).__name__}: {cause}") from None
-    except BackPressureError as exc:
-        raise EngineUnavailable(f"the {app_name} engine is at its queue limit; retry shortly") from exc
-    except (RayActorError, ActorUnavailableError) as exc:
-        raise ReplicaLost(f"a replica of the {app_name} engine was lost; retry shortly") from exc
-
-
-async def app_handle(app_name: str, missing: type[Exception]) -> DeploymentHandle:
-    """The application's handle, looked up off the event loop; `missing` when it is not deployed."""
-    try:
-        return await asyncio.to_thread(serve.get_app_handle, app_name)
-    except RayServeException as exc:
-        raise missing(f"the application {app_name!r} is not deployed") from exc
 
 
 class ServingProbe:
@@ -71,28 +40,6 @@ class ServingProbe:
         return serving
 
 
-async def relay(stream: DeploymentResponseGenerator, app_name: str,
-                chunk_timeout_s: float | None = None) -> AsyncIterator[PcmChunk]:
-    """The chunks of a streaming handle call, errors as the core's; a consumer that stops early
-    (stop request, client gone) ends the replica's work too. Waiting longer than `chunk_timeout_s`
-    for a chunk ends the call with EngineTimeout."""
-    try:
-        with engine_errors(app_name):
-            while True:
-                try:
-                    chunk = await asyncio.wait_for(anext(stream), chunk_timeout_s)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    stream.cancel()
-                    raise EngineTimeout(f"the {app_name} engine sent nothing for {chunk_timeout_s:g} s") from None
-                yield chunk
-    except (GeneratorExit, asyncio.CancelledError):
-        with contextlib.suppress(Exception):
-            stream.cancel()
-        raise
-
-
 class HandleEngineClient:
     """Reaches the engine application `app_name`. The handle is looked up once, off the event
     loop. `describe()` reuses a description younger than `describe_max_age_s` (one round trip
@@ -105,7 +52,7 @@ class HandleEngineClient:
         self.rollout = rollout
         self.describe_timeout_s = describe_timeout_s
         self.describe_max_age_s = describe_max_age_s
-        self._handle: DeploymentHandle | None = None
+        self.calls = EngineCalls(app_name)
         self._last_info: EngineInfo | None = None
         self.chunk_timeout_s = chunk_timeout_s
         self._last_info_at = float("-inf")
@@ -113,10 +60,12 @@ class HandleEngineClient:
         self._serving = ServingProbe(app_name)
         self._reports = ReplicaReports()
 
-    async def _get_handle(self) -> DeploymentHandle:
-        if self._handle is None:
-            self._handle = await app_handle(self.app_name, EngineUnavailable)
-        return self._handle
+    @property
+    def route(self) -> EngineRoute:
+        """How calls reach the engine: by voice as its last description says (fetched at start,
+        so no extra call per request); until there is one, by voice, Serve's default for
+        multiplexed models."""
+        return EngineRoute(self.app_name, self._last_info is None or self._last_info.voice_affinity)
 
     async def describe(self) -> EngineInfo:
         """Concurrent callers share one call to the engine (a burst of requests asks once)."""
@@ -137,9 +86,9 @@ class HandleEngineClient:
                 await asyncio.sleep(1.0)
 
     async def _describe(self) -> EngineInfo:
-        handle = await self._get_handle()
+        handle = await self.calls.handle()
         try:
-            with engine_errors(self.app_name):
+            with as_core_errors(self.app_name):
                 info: EngineInfo = await asyncio.wait_for(handle.describe.remote(), self.describe_timeout_s)
         except (TimeoutError, EngineUnavailable) as exc:
             # Replicas busy (slow to answer, or at their queue limit): the last answer is still good.
@@ -153,13 +102,7 @@ class HandleEngineClient:
         return await self._serving.check()
 
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
-        handle = await self._get_handle()
-        # Routing by voice follows the engine's last description (fetched at start, so no extra
-        # call here); until there is one, route by voice, Serve's default for multiplexed models.
-        by_voice = self._last_info is None or self._last_info.voice_affinity
-        options = {"multiplexed_model_id": request.voice} if by_voice else {}
-        stream = handle.options(stream=True, **options).synthesize.remote(request)
-        async for chunk in relay(stream, self.app_name, self.chunk_timeout_s):
+        async for chunk in self.calls.synthesize(request, self.route.by_voice, self.chunk_timeout_s):
             yield chunk
 
     async def configure(self, options: dict[str, object]) -> None:
@@ -197,21 +140,22 @@ class HandleEngineClient:
     async def select_model(self, model: str) -> None:
         """Checks on one replica that `model` loads, then rolls it out to every replica through
         the deployment's user_config (the declarative path), and waits until they all serve it."""
-        handle = await self._get_handle()
+        handle = await self.calls.handle()
         if await self.rollout.is_updating(self.app_name):
             raise ModelChangeInProgress(f"the {self.app_name} engine is being updated")
-        with engine_errors(self.app_name):
+        with as_core_errors(self.app_name):
             await handle.check_model.remote(model)
         await self.configure({"model": model})
 
 
 class HandleConversionClient:
     """The core's ConversionClient over the RVC application. Requests are routed by voice model
-    (multiplexed); the converter pulls the engine's stream itself, from `engine_apps[engine]`."""
+    (multiplexed); the converter pulls the engine's stream itself, routed as `engine_route(engine)`
+    says (the engine application and its voice affinity)."""
 
-    def __init__(self, app_name: str, engine_apps: dict[str, str]):
+    def __init__(self, app_name: str, engine_route: Callable[[str], EngineRoute]):
         self.app_name = app_name
-        self.engine_apps = engine_apps
+        self.engine_route = engine_route
         self._handle: DeploymentHandle | None = None
         self._serving = ServingProbe(app_name)
 
@@ -224,12 +168,12 @@ class HandleConversionClient:
                                 conversion: ConversionRequest) -> AsyncIterator[PcmChunk]:
         handle = await self._get_handle()
         call = handle.options(stream=True, multiplexed_model_id=conversion.model).convert_synthesis
-        async for chunk in relay(call.remote(self.engine_apps.get(engine, engine), request, conversion), self.app_name):
+        async for chunk in relay(call.remote(self.engine_route(engine), request, conversion), self.app_name):
             yield chunk
 
     async def convert_audio(self, audio: PcmChunk, conversion: ConversionRequest) -> PcmChunk:
         handle = await self._get_handle()
-        with engine_errors(self.app_name):
+        with as_core_errors(self.app_name):
             return await handle.options(multiplexed_model_id=conversion.model).convert_audio.remote(audio, conversion)
 
     async def is_serving(self) -> bool:

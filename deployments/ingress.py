@@ -21,10 +21,11 @@ from speechcore.config.paths import ServerPaths
 from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
 
+from .cluster_signals import ClusterDrain, ClusterStopSignal
+from .engine_calls import EngineRoute
 from .handles import HandleConversionClient, HandleEngineClient
 from .metrics import IngressMetrics, RolloutMetrics
 from .rollout import ServeRollout
-from .cluster_signals import ClusterDrain, ClusterStopSignal
 
 _LOGGER = logging.getLogger("ray.serve")
 
@@ -45,7 +46,7 @@ class IngressServer:
                    for name, app in self.args.engines.items()}
         settings = SettingsStore(ServerPaths.at(self.args.root))
         stop_signal = ClusterStopSignal()
-        converter = HandleConversionClient(self.args.rvc_app, dict(self.args.engines)) if self.args.rvc_app else None
+        converter = HandleConversionClient(self.args.rvc_app, self._engine_route) if self.args.rvc_app else None
         self.rollout = rollout
         self.service = SpeechService(settings, engines, self.args.engines_supported or list(engines),
                                      self.args.default_engine, self.args.narrator_concurrency,
@@ -61,6 +62,11 @@ class IngressServer:
         await self._warn_if_open(rollout)
         self._drain = asyncio.create_task(ClusterDrain().follow(serve.get_replica_context().replica_id.unique_id,
                                                                 self.generations))
+
+    def _engine_route(self, engine: str) -> EngineRoute:
+        """How the RVC replica reaches `engine`: as the ingress does (its live client's route)."""
+        client = self.service.engines.live.get(engine)
+        return client.route if isinstance(client, HandleEngineClient) else EngineRoute(engine)
 
     async def deploy_engine(self, engine: str) -> HandleEngineClient:
         """Deploys the application of an engine that is not live, as its entry in the server's

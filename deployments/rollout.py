@@ -158,8 +158,11 @@ class ServeRollout:
             # Autoscaling may act meanwhile; a deployment settles once its config update completed.
             settled = deployment is None or (status.endswith(("HEALTHY", "UPSCALING", "DOWNSCALING"))
                                              and not str(state.get("status_trigger")).endswith("CONFIG_UPDATE_STARTED"))
-            if details.get("last_deployed_time_s", 0) > deployed_before and str(details.get("status")).endswith("RUNNING") \
-                    and settled:
+            if (
+                details.get("last_deployed_time_s", 0) > deployed_before
+                and str(details.get("status")).endswith("RUNNING")
+                and settled
+            ):
                 return [r["replica_id"] for r in state.get("replicas", []) if _state(r.get("state")) == "RUNNING"]
             if str(details.get("status", "")).endswith("DEPLOY_FAILED") or status.endswith("DEPLOY_FAILED"):
                 raise RolloutFailed(f"{name}: {details.get('message') or state.get('message')}")

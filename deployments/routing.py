@@ -18,8 +18,15 @@ import logging
 import time
 from typing import Any
 
-from ray.serve.request_router import (FIFOMixin, LocalityMixin, MultiplexMixin, PendingRequest, ReplicaID,
-                                      RequestRouter, RunningReplica)
+from ray.serve.request_router import (
+    FIFOMixin,
+    LocalityMixin,
+    MultiplexMixin,
+    PendingRequest,
+    ReplicaID,
+    RequestRouter,
+    RunningReplica,
+)
 
 _LOGGER = logging.getLogger("ray.serve")
 CANDIDATES = 2

@@ -12,7 +12,6 @@ from typing import Any
 import ray
 import torch
 from ray import serve
-from ray.serve.handle import DeploymentHandle
 
 from rvc.chunks import convert_chunk, converted_stream
 from rvc.pipeline import VoiceConverter, VoiceModel
@@ -20,11 +19,11 @@ from speechcore.audio.pcm import PcmChunk
 from speechcore.cancellation import GenerationStopped
 from speechcore.config.app_args import RvcArgs
 from speechcore.config.paths import ServerPaths
-from speechcore.conversion import ConversionRequest
 from speechcore.engine_types import SynthesisRequest
+from speechcore.rvc_requests import ConversionRequest
 
-from .handles import relay
 from .cluster_signals import ClusterStopSignal
+from .engine_calls import EngineCalls, EngineRoute
 
 _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 4
@@ -39,28 +38,23 @@ class RvcServer:
         paths = ServerPaths.at(self.args.root)
         self.converter = VoiceConverter(paths.rvc_voices, paths.rvc_base, device)
         self.stop_signal = ClusterStopSignal()
-        self._engines: dict[str, DeploymentHandle] = {}
+        self._engines: dict[str, EngineCalls] = {}
         _LOGGER.info("RVC converter ready on %s with %d thread(s)", device, self.args.threads)
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
     async def _voice(self, model: str) -> VoiceModel:
         return await asyncio.to_thread(self.converter.load_voice, model)
 
-    async def _engine(self, app_name: str) -> DeploymentHandle:
-        if app_name not in self._engines:
-            self._engines[app_name] = await asyncio.to_thread(serve.get_app_handle, app_name)
-        return self._engines[app_name]
-
     async def _convert(self, voice: VoiceModel, chunk: PcmChunk, conversion: ConversionRequest) -> PcmChunk:
         return await asyncio.to_thread(convert_chunk, self.converter, voice, chunk, conversion)
 
-    async def convert_synthesis(self, engine_app: str, request: SynthesisRequest,
+    async def convert_synthesis(self, engine: EngineRoute, request: SynthesisRequest,
                                 conversion: ConversionRequest) -> AsyncIterator[PcmChunk]:
-        """The engine's stream for `request`, converted; a cluster-wide stop ends it between pieces."""
+        """The engine's stream for `request` (routed as the engine's voice affinity says),
+        converted; a cluster-wide stop ends it between pieces."""
         started = await asyncio.to_thread(self.stop_signal.current)
         voice = await self._voice(conversion.model)
-        handle = await self._engine(engine_app)
-        stream = handle.options(stream=True, multiplexed_model_id=request.voice).synthesize.remote(request)
+        calls = self._engines.setdefault(engine.app_name, EngineCalls(engine.app_name))
 
         async def convert(chunk: PcmChunk) -> PcmChunk:
             converted = await self._convert(voice, chunk, conversion)
@@ -68,7 +62,7 @@ class RvcServer:
                 raise GenerationStopped()
             return converted
 
-        async for chunk in converted_stream(relay(stream, engine_app), convert):
+        async for chunk in converted_stream(calls.synthesize(request, engine.by_voice), convert):
             yield chunk
 
     async def convert_audio(self, audio: PcmChunk, conversion: ConversionRequest) -> PcmChunk:

@@ -64,7 +64,9 @@ class ModelFolders:
     def folder(self, name: str) -> Path:
         """The folder of a listed model name; raises UnknownModel for anything else."""
         if name not in self.names():
-            raise UnknownModel(f"{name!r} is not a model in {self.root.name}/ (models: {', '.join(self.names()) or 'none'})")
+            raise UnknownModel(
+                f"{name!r} is not a model in {self.root.name}/ (models: {', '.join(self.names()) or 'none'})"
+            )
         return self.root / name.removeprefix(f"{self.prefix} - ")
 
 
@@ -73,8 +75,14 @@ class ModelSlot(Generic[M]):
     flight keep the model they started with); a failed load leaves the current model serving.
     With LowVRAM the model waits in RAM and sits on `device` only while requests use it."""
 
-    def __init__(self, folders: ModelFolders, load: Callable[[str, Path], M], kind: str,
-                 move: Callable[[M, torch.device], object] | None = None, device: torch.device | None = None):
+    def __init__(
+        self,
+        folders: ModelFolders,
+        load: Callable[[str, Path], M],
+        kind: str,
+        move: Callable[[M, torch.device], object] | None = None,
+        device: torch.device | None = None,
+    ):
         self.folders, self._load, self.kind = folders, load, kind
         self._move, self.device = move, device or torch.device("cpu")
         self._model: M | None = None
@@ -86,8 +94,10 @@ class ModelSlot(Generic[M]):
         names = self.folders.names()
         name = name or (names[0] if names else None)
         if name is None:
-            raise EngineError(f"no {self.kind} models in {self.folders.root} (a folder with "
-                              f"{', '.join(self.folders.required + self.folders.any_of[:1])})")
+            raise EngineError(
+                f"no {self.kind} models in {self.folders.root} (a folder with "
+                f"{', '.join(self.folders.required + self.folders.any_of[:1])})"
+            )
         folder = self.folders.folder(name)
         _LOGGER.info("loading %s model %s", self.kind, name)
         try:

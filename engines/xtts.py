@@ -23,8 +23,14 @@ from TTS.tts.configs.xtts_config import XttsConfig
 from TTS.tts.models.xtts import Xtts
 
 from speechcore.config.paths import ServerPaths
-from speechcore.engine_types import (EngineCapabilities, EngineError, EngineInfo, SynthesisRequest,
-                                     UnknownVoice, UnsupportedLanguage)
+from speechcore.engine_types import (
+    EngineCapabilities,
+    EngineError,
+    EngineInfo,
+    SynthesisRequest,
+    UnknownVoice,
+    UnsupportedLanguage,
+)
 from speechcore.safe_paths import UnsafeName, resolve_inside
 from speechcore.step_watch import StepWatch
 from speechcore.text.sentences import split_sentences
@@ -204,7 +210,8 @@ class XttsEngine:
     def _language(self, loaded: LoadedXtts, language: str) -> str:
         code = "zh-cn" if language == "zh" else language
         if code not in loaded.config.languages:
-            raise UnsupportedLanguage(f"{loaded.name} does not speak {language!r} (it speaks {', '.join(loaded.config.languages)})")
+            raise UnsupportedLanguage(f"{loaded.name} does not speak {language!r} "
+                                      f"(it speaks {', '.join(loaded.config.languages)})")
         return code
 
     def synthesize(self, voice: XttsVoice, request: SynthesisRequest) -> XttsStream:
@@ -220,10 +227,18 @@ class XttsEngine:
             uses.close()
             raise
         stream = XttsStream(
-            sentences, Voice(voice.gpt_cond_latent, voice.speaker_embedding),
-            Sampling(temperature=max(request.temperature, 0.01), repetition_penalty=request.repetition_penalty,
-                     top_k=request.top_k, top_p=request.top_p),
-            speed=request.speed, sample_rate=OUTPUT_RATE, on_retire=uses.close)
+            sentences,
+            Voice(voice.gpt_cond_latent, voice.speaker_embedding),
+            Sampling(
+                temperature=max(request.temperature, 0.01),
+                repetition_penalty=request.repetition_penalty,
+                top_k=request.top_k,
+                top_p=request.top_p,
+            ),
+            speed=request.speed,
+            sample_rate=OUTPUT_RATE,
+            on_retire=uses.close,
+        )
         return loaded.batcher.submit(stream)
 
     def _text_tokens(self, loaded: LoadedXtts, request: SynthesisRequest) -> list[torch.Tensor]:
@@ -246,11 +261,24 @@ class XttsEngine:
         loaded = self.slot.current_or_none()
         voices = self.voices()
         return EngineInfo(
-            engine=self.name, manufacturer_name="Coqui", audio_format="wav", models=self.slot.folders.names(),
-            current_model=loaded.name if loaded else None, voices=voices,
+            engine=self.name,
+            manufacturer_name="Coqui",
+            audio_format="wav",
+            models=self.slot.folders.names(),
+            current_model=loaded.name if loaded else None,
+            voices=voices,
             default_voice=voices[0] if voices else "female_01.wav",
             capabilities=EngineCapabilities(
-                streaming=True, languages=True, generationspeed=True, temperature=True, repetitionpenalty=True,
-                lowvram=True, deepspeed=True, deepspeed_available=deepspeed_available(),
-                cuda=self.device.type == "cuda"),
-            deepspeed_enabled=self.use_deepspeed, lowvram_enabled=self.slot.lowvram)
+                streaming=True,
+                languages=True,
+                generationspeed=True,
+                temperature=True,
+                repetitionpenalty=True,
+                lowvram=True,
+                deepspeed=True,
+                deepspeed_available=deepspeed_available(),
+                cuda=self.device.type == "cuda",
+            ),
+            deepspeed_enabled=self.use_deepspeed,
+            lowvram_enabled=self.slot.lowvram,
+        )

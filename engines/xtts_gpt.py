@@ -128,9 +128,16 @@ class BatchedGpt:
         embeds = torch.cat([F.pad(text, (0, 0, text_length - text.shape[1], 0)) for _, text in rows])
         device = embeds.device
         mask = torch.stack([torch.cat([_left_padded_ones(prefix[0][0].shape[2], voice_length, device),
-                                       _left_padded_ones(text.shape[1], text_length, device)]) for prefix, text in rows])
-        out = self.inference.transformer(inputs_embeds=embeds, past_key_values=past, attention_mask=mask, use_cache=True,
-                                         output_hidden_states=True, return_dict=True)
+                                       _left_padded_ones(text.shape[1], text_length, device)])
+                            for prefix, text in rows])
+        out = self.inference.transformer(
+            inputs_embeds=embeds,
+            past_key_values=past,
+            attention_mask=mask,
+            use_cache=True,
+            output_hidden_states=True,
+            return_dict=True,
+        )
         self._append(out.past_key_values, mask)
         new_positions = torch.ones(len(rows), dtype=torch.long, device=device)
         self.positions = new_positions if self.positions is None else torch.cat([self.positions, new_positions])
@@ -144,8 +151,10 @@ class BatchedGpt:
         old, new = self.mask.shape[1], mask.shape[1]
         width = max(old, new)
         for mine, theirs in zip(self.cache.layers, cache.layers):
-            mine.replace(torch.cat([_pad_time(mine.keys, width), _pad_time(theirs.keys, width)]),
-                         torch.cat([_pad_time(mine.values, width), _pad_time(theirs.values, width)]))
+            mine.replace(
+                torch.cat([_pad_time(mine.keys, width), _pad_time(theirs.keys, width)]),
+                torch.cat([_pad_time(mine.values, width), _pad_time(theirs.values, width)]),
+            )
         self.mask = torch.cat([F.pad(self.mask, (width - old, 0)), F.pad(mask, (width - new, 0))])
 
     # ----- step
@@ -155,8 +164,14 @@ class BatchedGpt:
         assert self.cache is not None and self.mask is not None and self.positions is not None
         embeds = (self.gpt.mel_embedding(tokens) + self.gpt.mel_pos_embedding.emb(self.positions)).unsqueeze(1)
         self.mask = F.pad(self.mask, (0, 1), value=1)
-        out = self.inference.transformer(inputs_embeds=embeds, past_key_values=self.cache, attention_mask=self.mask,
-                                         use_cache=True, output_hidden_states=True, return_dict=True)
+        out = self.inference.transformer(
+            inputs_embeds=embeds,
+            past_key_values=self.cache,
+            attention_mask=self.mask,
+            use_cache=True,
+            output_hidden_states=True,
+            return_dict=True,
+        )
         self.positions = self.positions + 1
         return self._outputs(out)
 
@@ -178,15 +193,16 @@ class BatchedGpt:
         mask = self.mask.index_select(0, index)
         unused = int((mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # leading all-padding columns
         for layer in self.cache.layers:
-            layer.replace(layer.keys.index_select(0, index)[:, :, unused:],
-                          layer.values.index_select(0, index)[:, :, unused:])
+            layer.replace(
+                layer.keys.index_select(0, index)[:, :, unused:], layer.values.index_select(0, index)[:, :, unused:]
+            )
         self.mask = mask[:, unused:]
         self.positions = self.positions.index_select(0, index)
 
 
 def _left_padded_ones(real: int, width: int, device: torch.device) -> torch.Tensor:
     mask = torch.zeros(width, dtype=torch.long, device=device)
-    mask[width - real:] = 1
+    mask[width - real :] = 1
     return mask
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from speechcore.conversion import VoiceConversionError
+from speechcore.rvc_requests import VoiceConversionError
 
 _RATES = {"32k": 32000, "40k": 40000, "48k": 48000}
 _NORM_PARTS = {".weight_g": "g", ".weight_v": "v",

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import numpy as np
 
 from speechcore.audio.pcm import PcmChunk
-from speechcore.conversion import ConversionRequest
+from speechcore.rvc_requests import ConversionRequest
 
 from .pipeline import VoiceConverter, VoiceModel
 

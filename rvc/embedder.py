@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import HubertConfig, HubertModel
 
-from speechcore.conversion import VoiceConversionError
+from speechcore.rvc_requests import VoiceConversionError
 
 from .checkpoint import MissingWeights, safe_torch_load
 
@@ -147,20 +147,26 @@ def _fairseq_config(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _hubert_config(model_cfg: dict[str, Any]) -> HubertConfig:
-    layers = _literal_expression(model_cfg.get("conv_feature_layers", "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"))
+    default_layers = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
+    layers = _literal_expression(model_cfg.get("conv_feature_layers", default_layers))
     if model_cfg.get("extractor_mode", "default") != "default" or model_cfg.get("layer_norm_first", False):
-        raise VoiceConversionError("only HuBERT base-style checkpoints (group-norm feature extractor, "
-                                   "post-norm encoder) are supported")
+        raise VoiceConversionError(
+            "only HuBERT base-style checkpoints (group-norm feature extractor, post-norm encoder) are supported"
+        )
     return HubertConfig(
         hidden_size=int(model_cfg.get("encoder_embed_dim", 768)),
         num_hidden_layers=int(model_cfg.get("encoder_layers", 12)),
         num_attention_heads=int(model_cfg.get("encoder_attention_heads", 12)),
         intermediate_size=int(model_cfg.get("encoder_ffn_embed_dim", 3072)),
-        conv_dim=tuple(c for c, _k, _s in layers), conv_kernel=tuple(k for _c, k, _s in layers),
-        conv_stride=tuple(s for _c, _k, s in layers), conv_bias=bool(model_cfg.get("conv_bias", False)),
+        conv_dim=tuple(c for c, _k, _s in layers),
+        conv_kernel=tuple(k for _c, k, _s in layers),
+        conv_stride=tuple(s for _c, _k, s in layers),
+        conv_bias=bool(model_cfg.get("conv_bias", False)),
         num_conv_pos_embeddings=int(model_cfg.get("conv_pos", 128)),
         num_conv_pos_embedding_groups=int(model_cfg.get("conv_pos_groups", 16)),
-        feat_extract_norm="group", do_stable_layer_norm=False)
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+    )
 
 
 def _fairseq_key(key: str, target: set[str]) -> str | None:
@@ -175,7 +181,10 @@ def _fairseq_key(key: str, target: set[str]) -> str | None:
         return "feature_projection.layer_norm." + parts[-1]
     if key.startswith("encoder.pos_conv.0."):
         param = parts[-1]
-        if param in ("weight_g", "weight_v") and "encoder.pos_conv_embed.conv.parametrizations.weight.original0" in target:
+        if (
+            param in ("weight_g", "weight_v")
+            and "encoder.pos_conv_embed.conv.parametrizations.weight.original0" in target
+        ):
             param = "parametrizations.weight.original0" if param == "weight_g" else "parametrizations.weight.original1"
         return "encoder.pos_conv_embed.conv." + param
     if key.startswith("encoder.layer_norm."):

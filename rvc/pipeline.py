@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy.signal import butter, filtfilt, resample_poly
 
-from speechcore.conversion import ConversionRequest, RvcModelMissing, VoiceConversionError
+from speechcore.rvc_requests import ConversionRequest, RvcModelMissing, VoiceConversionError
 from speechcore.safe_paths import UnsafeName, resolve_inside
 
 from .checkpoint import read_voice_checkpoint

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from speechcore.conversion import VoiceConversionError, hybrid_members
+from speechcore.rvc_requests import VoiceConversionError, hybrid_members
 
 from .checkpoint import MissingWeights
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechcore.conversion import VoiceConversionError
+from speechcore.rvc_requests import VoiceConversionError
 
 NEIGHBOURS = 8
 

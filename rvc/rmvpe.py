@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from speechcore.conversion import VoiceConversionError
+from speechcore.rvc_requests import VoiceConversionError
 
 from .checkpoint import safe_torch_load
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from speechcore.conversion import VoiceConversionError
+from speechcore.rvc_requests import VoiceConversionError
 
 from .checkpoint import SynthesizerConfig, VoiceCheckpoint, fold_weight_norm
 from .layers import LRELU_SLOPE, AttentionEncoder, CouplingFlow, ResBlock1, ResBlock2

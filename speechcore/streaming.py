@@ -1,5 +1,5 @@
-"""Audio streams for HTTP responses: start a synthesis stream so that errors before the first
-audio still get a proper status, then encode chunks as they arrive."""
+"""Audio streams for HTTP responses: chunks encoded as they arrive (the pipeline's stream has
+already produced the first one, so errors before any audio got their status)."""
 
 from __future__ import annotations
 
@@ -14,23 +14,6 @@ from .engine_client import EngineUnavailable
 from .engine_types import EngineError
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class NoAudio(RuntimeError):
-    """The engine finished without producing any audio."""
-
-
-async def start_stream(chunks: AsyncIterator[PcmChunk]) -> tuple[PcmChunk, AsyncIterator[PcmChunk]]:
-    """Waits for the first chunk (raising what the engine raises before any audio), then returns
-    it with the rest of the stream."""
-    try:
-        first = await anext(chunks)
-    except StopAsyncIteration:
-        raise NoAudio("the engine produced no audio") from None
-    except BaseException:
-        await chunks.aclose()  # type: ignore[attr-defined]
-        raise
-    return first, chunks
 
 
 async def encode_stream(first: PcmChunk, rest: AsyncIterator[PcmChunk], fmt: AudioFormat) -> AsyncIterator[bytes]:

@@ -9,16 +9,19 @@ from pathlib import Path
 
 from .audio.encode import decode_mono
 from .audio.wav import write_wav
-from .contract import rvc_voice_off
 from .errors import ContractError
-from .generation import detail, engine_errors
+from .rvc_requests import rvc_voice_off
 from .safe_paths import UnsafeName, resolve_inside
-from .service import SpeechService
-from .storage import SAFE_FILENAME, TEMP_PREFIX
+from .storage import SAFE_FILENAME, TEMP_PREFIX, OutputStore
+from .voice_conversion import VoiceConversion
 
 
 def status_error(message: str) -> ContractError:
     return ContractError(400, {"status": "error", "message": message})
+
+
+def detail(status: int, message: str) -> ContractError:
+    return ContractError(status, {"detail": message})
 
 
 def inside_outputs(folder: Path, given: str, field: str) -> Path:
@@ -39,35 +42,31 @@ def inside_outputs(folder: Path, given: str, field: str) -> Path:
     return path
 
 
-class VoiceToRvc:
-    def __init__(self, hub: SpeechService):
-        self.hub = hub
-
-    async def convert(self, input_tts_path: str, output_rvc_path: str, pth_name: str, pitch: str,
-                      method: str) -> dict[str, object]:
-        if rvc_voice_off(pth_name):
-            return {"status": "error", "message": "No RVC voice was specified, or it was Disabled"}
-        if not self.hub.settings.config.rvc_settings.rvc_enabled:
-            raise status_error("RVC is disabled: set rvc_settings.rvc_enabled in the settings first")
-        try:
-            semitones = int(pitch.strip())
-        except ValueError:
-            raise detail(400, f"pitch must be a whole number of semitones, not {pitch!r}") from None
-        store = self.hub.outputs()
-        source = inside_outputs(store.folder, input_tts_path, "input_tts_path")
-        target = inside_outputs(store.folder, output_rvc_path, "output_rvc_path")
-        if target.parent != store.folder.resolve() or not SAFE_FILENAME.fullmatch(target.name):
-            raise detail(400, "output_rvc_path must be a plain file name directly in the output folder")
-        if not source.is_file():
-            raise detail(404, f"input_tts_path {input_tts_path!r} does not exist in the output folder")
-        with engine_errors(detail):
-            conversion = self.hub.conversion(pth_name, semitones, method)
-            assert conversion is not None and self.hub.converter is not None
-            try:
-                audio = await asyncio.to_thread(decode_mono, str(source))
-            except Exception as exc:  # PyAV raises its own error classes for undecodable files
-                raise detail(400, f"input_tts_path is not a readable audio file: {exc}") from None
-            converted = await self.hub.converter.convert_audio(audio, conversion)
-        await asyncio.to_thread(store.write_named, target.name, lambda out: write_wav(out, converted.sample_rate,
-                                                                                      [converted]))
-        return {"status": "success", "output_path": output_rvc_path}
+async def voice_to_rvc(rvc: VoiceConversion, store: OutputStore, input_tts_path: str, output_rvc_path: str,
+                       pth_name: str, pitch: str, method: str) -> dict[str, object]:
+    """Converts a file of the output folder into another one; conversion errors are raised as
+    the domain errors they are."""
+    if rvc_voice_off(pth_name):
+        return {"status": "error", "message": "No RVC voice was specified, or it was Disabled"}
+    if not rvc.settings.config.rvc_settings.rvc_enabled:
+        raise status_error("RVC is disabled: set rvc_settings.rvc_enabled in the settings first")
+    try:
+        semitones = int(pitch.strip())
+    except ValueError:
+        raise detail(400, f"pitch must be a whole number of semitones, not {pitch!r}") from None
+    source = inside_outputs(store.folder, input_tts_path, "input_tts_path")
+    target = inside_outputs(store.folder, output_rvc_path, "output_rvc_path")
+    if target.parent != store.folder.resolve() or not SAFE_FILENAME.fullmatch(target.name):
+        raise detail(400, "output_rvc_path must be a plain file name directly in the output folder")
+    if not source.is_file():
+        raise detail(404, f"input_tts_path {input_tts_path!r} does not exist in the output folder")
+    conversion = rvc.request(pth_name, semitones, method)
+    assert conversion is not None and rvc.converter is not None  # RVC is on and a voice is named
+    try:
+        audio = await asyncio.to_thread(decode_mono, str(source))
+    except Exception as exc:  # PyAV raises its own error classes for undecodable files
+        raise detail(400, f"input_tts_path is not a readable audio file: {exc}") from None
+    converted = await rvc.converter.convert_audio(audio, conversion)
+    await asyncio.to_thread(store.write_named, target.name, lambda out: write_wav(out, converted.sample_rate,
+                                                                                  [converted]))
+    return {"status": "success", "output_path": output_rvc_path}

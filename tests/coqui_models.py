@@ -19,11 +19,30 @@ from TTS.tts.models.vits import Vits
 from TTS.tts.models.xtts import Xtts
 
 VITS_SPEAKERS = ["p225", "p226", "p227"]
-XTTS_LANGUAGES = ["en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn", "hu", "ko", "ja", "hi"]
+XTTS_LANGUAGES = [
+    "en",
+    "es",
+    "fr",
+    "de",
+    "it",
+    "pt",
+    "pl",
+    "tr",
+    "ru",
+    "nl",
+    "cs",
+    "ar",
+    "zh-cn",
+    "hu",
+    "ko",
+    "ja",
+    "hi",
+]
 
 
-def build_tiny_vits(folder: Path, speakers: list[str] | None = VITS_SPEAKERS, sample_rate: int = 16000,
-                    full_size: bool = False) -> Path:
+def build_tiny_vits(
+    folder: Path, speakers: list[str] | None = VITS_SPEAKERS, sample_rate: int = 16000, full_size: bool = False
+) -> Path:
     """A VITS folder: config.json, model_file.pth and (multi-speaker) speaker_ids.json. `full_size`
     keeps coqui's default VITS architecture (the shape of its released models) for speed measurements."""
     torch.manual_seed(0)
@@ -31,11 +50,20 @@ def build_tiny_vits(folder: Path, speakers: list[str] | None = VITS_SPEAKERS, sa
     if full_size:
         args = VitsArgs(init_discriminator=False)
     else:
-        args = VitsArgs(hidden_channels=16, hidden_channels_ffn_text_encoder=32, num_layers_text_encoder=1,
-                        num_layers_flow=1, num_layers_posterior_encoder=1, init_discriminator=False,
-                        resblock_type_decoder="2", resblock_kernel_sizes_decoder=[3],
-                        resblock_dilation_sizes_decoder=[[1, 3]], upsample_rates_decoder=[8, 8, 4],
-                        upsample_initial_channel_decoder=32, upsample_kernel_sizes_decoder=[16, 16, 8])
+        args = VitsArgs(
+            hidden_channels=16,
+            hidden_channels_ffn_text_encoder=32,
+            num_layers_text_encoder=1,
+            num_layers_flow=1,
+            num_layers_posterior_encoder=1,
+            init_discriminator=False,
+            resblock_type_decoder="2",
+            resblock_kernel_sizes_decoder=[3],
+            resblock_dilation_sizes_decoder=[[1, 3]],
+            upsample_rates_decoder=[8, 8, 4],
+            upsample_initial_channel_decoder=32,
+            upsample_kernel_sizes_decoder=[16, 16, 8],
+        )
     if speakers:
         (folder / "speaker_ids.json").write_text(json.dumps({name: i for i, name in enumerate(speakers)}))
         args.use_speaker_embedding = True
@@ -55,9 +83,13 @@ def _tiny_vocab(path: Path) -> None:
     tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     trainer = trainers.BpeTrainer(
-        vocab_size=256, special_tokens=["[STOP]", "[UNK]", "[SPACE]", "[START]"] + [f"[{x}]" for x in XTTS_LANGUAGES],
-        initial_alphabet=list(string.ascii_lowercase + string.digits + ".,;:!?'-\"") + list("àáâäçèéêëìíîïñòóôöùúûüß"))
-    tokenizer.train_from_iterator(["the quick brown fox jumps over the lazy dog", "hello world this is a test"], trainer)
+        vocab_size=256,
+        special_tokens=["[STOP]", "[UNK]", "[SPACE]", "[START]"] + [f"[{x}]" for x in XTTS_LANGUAGES],
+        initial_alphabet=list(string.ascii_lowercase + string.digits + ".,;:!?'-\"") + list("àáâäçèéêëìíîïñòóôöùúûüß"),
+    )
+    tokenizer.train_from_iterator(
+        ["the quick brown fox jumps over the lazy dog", "hello world this is a test"], trainer
+    )
     tokenizer.save(str(path))
 
 
@@ -72,9 +104,15 @@ def build_tiny_xtts(folder: Path, max_audio_tokens: int = 24, full_size: bool = 
     if full_size:
         config.model_args = XttsArgs(gpt_max_audio_tokens=max_audio_tokens)
     else:
-        config.model_args = XttsArgs(gpt_layers=1, gpt_n_model_channels=64, gpt_n_heads=2, decoder_input_dim=64,
-                                     gpt_max_audio_tokens=max_audio_tokens, gpt_max_text_tokens=200,
-                                     gpt_max_prompt_tokens=16)
+        config.model_args = XttsArgs(
+            gpt_layers=1,
+            gpt_n_model_channels=64,
+            gpt_n_heads=2,
+            decoder_input_dim=64,
+            gpt_max_audio_tokens=max_audio_tokens,
+            gpt_max_text_tokens=200,
+            gpt_max_prompt_tokens=16,
+        )
     config.languages = XTTS_LANGUAGES
     model = Xtts(config)
     model.tokenizer = VoiceBpeTokenizer(str(folder / "vocab.json"))

@@ -23,8 +23,14 @@ from deployments.engine_server import EngineServer
 from engines.base import EngineOptions
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
-from speechcore.engine_types import (EngineCapabilities, EngineError, EngineInfo, SynthesisRequest, UnknownModel,
-                                     UnknownVoice)
+from speechcore.engine_types import (
+    EngineCapabilities,
+    EngineError,
+    EngineInfo,
+    SynthesisRequest,
+    UnknownModel,
+    UnknownVoice,
+)
 
 MODELS = ("fake", "unloadable")
 HANG_S = 60.0

@@ -31,6 +31,31 @@ def _piper_nodes() -> list[str]:
     return sorted(r["node_id"] for r in replicas if r["state"] == "RUNNING")
 
 
+def _two_node_config() -> dict:
+    """serve_config.yaml with the ingress on the head and two Piper replicas on worker nodes."""
+    import serve_app
+
+    raw = yaml.safe_load(serve_app.DEFAULT_CONFIG.read_text())
+    raw["proxy_location"] = "HeadOnly"  # every node is this machine: one proxy, one port
+    ingress = next(app for app in raw["applications"] if app["name"] == "alltalk")["deployments"][0]
+    ingress["ray_actor_options"]["resources"] = {"head_node": 0.1}
+    piper = next(app for app in raw["applications"] if app["name"] == "piper")["deployments"][0]
+    piper.pop("autoscaling_config")
+    piper["num_replicas"] = 2
+    piper["ray_actor_options"]["resources"] = {"worker_node": 1}
+    return raw
+
+
+def _wait_for_two_replicas_without(node_id: str, timeout_s: float) -> None:
+    """Until Serve has two Piper replicas again, none on `node_id` (or the time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        nodes = _piper_nodes()
+        if len(nodes) == 2 and node_id not in nodes:
+            return
+        time.sleep(1.0)
+
+
 def main(root: Path, port: int) -> dict[str, object]:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a throw-away cluster on 127.0.0.1 for this run only
@@ -48,15 +73,7 @@ def main(root: Path, port: int) -> dict[str, object]:
     try:
         ray.init(address=cluster.address, logging_level="WARNING")
         cluster.wait_for_nodes()
-        raw = yaml.safe_load(serve_app.DEFAULT_CONFIG.read_text())
-        raw["proxy_location"] = "HeadOnly"  # every node is this machine: one proxy, one port
-        ingress = next(app for app in raw["applications"] if app["name"] == "alltalk")["deployments"][0]
-        ingress["ray_actor_options"]["resources"] = {"head_node": 0.1}
-        piper = next(app for app in raw["applications"] if app["name"] == "piper")["deployments"][0]
-        piper.pop("autoscaling_config")
-        piper["num_replicas"] = 2
-        piper["ray_actor_options"]["resources"] = {"worker_node": 1}
-        config = serve_app.prepare_config(raw, root, "127.0.0.1", port, 0, ["piper"], rvc=False)
+        config = serve_app.prepare_config(_two_node_config(), root, "127.0.0.1", port, 0, ["piper"], rvc=False)
         serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
         serve.context._get_global_client().deploy_apps(config)
         serve_app._wait_until_running([a.name for a in config.applications], 300)
@@ -90,12 +107,7 @@ def main(root: Path, port: int) -> dict[str, object]:
         removed_at = time.monotonic()
         cluster.remove_node(removed, allow_graceful=False)
         result["removed_node"] = removed.node_id
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:  # until Serve has two replicas again, on the node that is left
-            nodes = _piper_nodes()
-            if len(nodes) == 2 and removed.node_id not in nodes:
-                break
-            time.sleep(1.0)
+        _wait_for_two_replicas_without(removed.node_id, 180)
         recovered_at = time.monotonic()
         settled = len(statuses)
         while len(statuses) < settled + 8:  # and requests go on succeeding after it

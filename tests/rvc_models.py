@@ -43,27 +43,71 @@ def build_tiny_voice(path: Path, version: str = "v2", f0: bool = True, sample_ra
     HiFi-GAN from 512 channels; 768-wide features): the real compute cost, for benchmarks."""
     torch.manual_seed(seed)
     rates, kernels = _UPSAMPLING[sample_rate]
-    inter, filt, layers, first, gin, blocks = (192, 768, 6, 512, 256, (3, 7, 11)) if full_size else (16, 32, 2, 32, 8, (3, 5))
+    inter, filt, layers, first, gin, blocks = (
+        (192, 768, 6, 512, 256, (3, 7, 11)) if full_size else (16, 32, 2, 32, 8, (3, 5))
+    )
     width = (768 if version == "v2" else 256) if full_size else (EMBEDDER_WIDTH if version == "v2" else PROJECTED_WIDTH)
     dilations = [[1, 3, 5]] * len(blocks)
-    config_list = [1025, 32, inter, inter, filt, 2, layers, 3, 0, "1", list(blocks), dilations, rates, first,
-                   kernels, 2, gin, sample_rate]
+    config_list = [
+        1025,
+        32,
+        inter,
+        inter,
+        filt,
+        2,
+        layers,
+        3,
+        0,
+        "1",
+        list(blocks),
+        dilations,
+        rates,
+        first,
+        kernels,
+        2,
+        gin,
+        sample_rate,
+    ]
     config = SynthesizerConfig(
-        inter_channels=inter, hidden_channels=inter, filter_channels=filt, n_heads=2, n_layers=layers, kernel_size=3,
-        resblock="1", resblock_kernel_sizes=blocks, resblock_dilation_sizes=tuple(tuple(d) for d in dilations),
-        upsample_rates=tuple(rates), upsample_initial_channel=first, upsample_kernel_sizes=tuple(kernels),
-        speakers=2, gin_channels=gin, sample_rate=sample_rate, content_dim=width, f0=f0)
+        inter_channels=inter,
+        hidden_channels=inter,
+        filter_channels=filt,
+        n_heads=2,
+        n_layers=layers,
+        kernel_size=3,
+        resblock="1",
+        resblock_kernel_sizes=blocks,
+        resblock_dilation_sizes=tuple(tuple(d) for d in dilations),
+        upsample_rates=tuple(rates),
+        upsample_initial_channel=first,
+        upsample_kernel_sizes=tuple(kernels),
+        speakers=2,
+        gin_channels=gin,
+        sample_rate=sample_rate,
+        content_dim=width,
+        f0=f0,
+    )
     model = Synthesizer(config)
     weights = {k: v.half() for k, v in _split_weight_norm(model.state_dict()).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"weight": weights, "config": config_list, "info": "tiny test voice", "sr": _SR_NAMES[sample_rate],
-                "f0": int(f0), "version": version}, path)
+    torch.save(
+        {
+            "weight": weights,
+            "config": config_list,
+            "info": "tiny test voice",
+            "sr": _SR_NAMES[sample_rate],
+            "f0": int(f0),
+            "version": version,
+        },
+        path,
+    )
     return path
 
 
 def build_index(path: Path, width: int, vectors: int = 256, seed: int = 0) -> Path:
     """An IVF index over random features, as RVC's trainer writes one (`IVF<n>,Flat`)."""
     import faiss
+
     data = np.random.default_rng(seed).standard_normal((vectors, width)).astype(np.float32)
     index = faiss.index_factory(width, "IVF8,Flat")
     index.train(data)
@@ -74,18 +118,27 @@ def build_index(path: Path, width: int, vectors: int = 256, seed: int = 0) -> Pa
 
 def _tiny_hubert_config(full_size: bool = False):
     from transformers import HubertConfig
+
     if full_size:
         return HubertConfig()  # HuBERT base: 768 wide, 12 layers, 512-channel feature extractor
-    return HubertConfig(hidden_size=EMBEDDER_WIDTH, num_hidden_layers=12, num_attention_heads=2,
-                        intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
-                        num_conv_pos_embedding_groups=2)
+    return HubertConfig(
+        hidden_size=EMBEDDER_WIDTH,
+        num_hidden_layers=12,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
 
 
-def build_tiny_embedder(base_dir: Path, name: str = "hubert_base", layout: str = "transformers",
-                        seed: int = 0, full_size: bool = False) -> Path:
+def build_tiny_embedder(
+    base_dir: Path, name: str = "hubert_base", layout: str = "transformers", seed: int = 0, full_size: bool = False
+) -> Path:
     """A 12-layer HuBERT with a final_proj, 32 wide, as `<name>/` (transformers) or `<name>.pt`
     (fairseq: `cfg.model` + `model` weights under fairseq's layer names)."""
     from transformers import HubertModel
+
     torch.manual_seed(seed)
     config = _tiny_hubert_config(full_size)
     model = HubertModel(config)
@@ -93,6 +146,7 @@ def build_tiny_embedder(base_dir: Path, name: str = "hubert_base", layout: str =
     base_dir.mkdir(parents=True, exist_ok=True)
     if layout == "transformers":
         from safetensors.torch import save_file
+
         folder = base_dir / name
         model.save_pretrained(folder)
         weights = {k: v.contiguous() for k, v in model.state_dict().items()}
@@ -102,12 +156,28 @@ def build_tiny_embedder(base_dir: Path, name: str = "hubert_base", layout: str =
     state = {}
     for key, value in model.state_dict().items():
         state[_to_fairseq(key)] = value
-    state.update({"final_proj.weight": proj.weight.detach(), "final_proj.bias": proj.bias.detach(),
-                  "label_embs_concat": torch.zeros(4, PROJECTED_WIDTH)})
-    cfg = {"model": {"_name": "hubert", "encoder_layers": 12, "encoder_embed_dim": EMBEDDER_WIDTH,
-                     "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 2, "conv_feature_layers":
-                     "[(16,10,5)] + [(16,3,2)] * 4 + [(16,2,2)] * 2", "extractor_mode": "default",
-                     "conv_pos": 16, "conv_pos_groups": 2, "final_dim": PROJECTED_WIDTH, "layer_norm_first": False}}
+    state.update(
+        {
+            "final_proj.weight": proj.weight.detach(),
+            "final_proj.bias": proj.bias.detach(),
+            "label_embs_concat": torch.zeros(4, PROJECTED_WIDTH),
+        }
+    )
+    cfg = {
+        "model": {
+            "_name": "hubert",
+            "encoder_layers": 12,
+            "encoder_embed_dim": EMBEDDER_WIDTH,
+            "encoder_ffn_embed_dim": 64,
+            "encoder_attention_heads": 2,
+            "conv_feature_layers": "[(16,10,5)] + [(16,3,2)] * 4 + [(16,2,2)] * 2",
+            "extractor_mode": "default",
+            "conv_pos": 16,
+            "conv_pos_groups": 2,
+            "final_dim": PROJECTED_WIDTH,
+            "layer_norm_first": False,
+        }
+    }
     path = base_dir / f"{name}.pt"
     torch.save({"cfg": cfg, "model": state, "args": None}, path)
     return path
@@ -148,6 +218,7 @@ def build_tiny_rmvpe(path: Path, seed: int = 0, full_size: bool = False) -> Path
     """An RMVPE state dict in the published layout, 2 channels wide instead of 16 (or the full
     16 wide with 4 blocks per stage), in half precision as the distributed file."""
     from rvc.rmvpe import PitchNet
+
     torch.manual_seed(seed)
     net = PitchNet(width=16, blocks=4) if full_size else PitchNet(width=2, blocks=1)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,9 @@ def test_rvc_loads_no_ray_and_no_web_framework():
     assert not {"ray", "fastapi", "starlette"} & loaded_after_import("rvc.chunks")
 
 
-@pytest.mark.parametrize("module", ["speechcore.service", "speechcore.config.store", "engines.piper", "engines.registry"])
+@pytest.mark.parametrize(
+    "module", ["speechcore.service", "speechcore.config.store", "engines.piper", "engines.registry"]
+)
 def test_core_and_engines_load_no_ray(module):
     assert "ray" not in loaded_after_import(module)
 
@@ -38,3 +40,14 @@ def test_core_and_engines_load_no_ray(module):
 @pytest.mark.parametrize("module", ["speechcore.service", "engines.piper"])
 def test_core_service_and_engines_load_no_web_framework(module):
     assert not {"fastapi", "starlette"} & loaded_after_import(module)
+
+
+@pytest.mark.parametrize("module", ["rvc.chunks", "engines.piper"])
+def test_replica_code_loads_none_of_the_ingress_side_core(module):
+    """What RVC and engine replicas share with the core is the leaf types (requests, PcmChunk,
+    safe paths, server paths), not AllTalk's settings files or the generation pipeline."""
+    if module.startswith("rvc"):
+        pytest.importorskip("pyworld", reason="the rvc extra is not installed")
+    loaded = loaded_after_import(module)
+    assert not {"speechcore.config.alltalk", "speechcore.config.store", "speechcore.pipeline",
+                "speechcore.service"} & loaded

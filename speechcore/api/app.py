@@ -7,24 +7,27 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 
 from ..config.access import AccessArgs
-from ..errors import ContractError
-from ..generation import GenerationService
-from ..openai_speech import OpenAISpeechService
+from ..pipeline import SpeechPipeline
 from ..retention import retention_loop
 from ..service import SpeechService
-from . import (control_routes, file_routes, generate_routes, openai_routes, page_routes, rvc_routes,
-               status_routes, tools_routes)
+from . import (
+    control_routes,
+    file_routes,
+    generate_routes,
+    openai_routes,
+    page_routes,
+    rvc_routes,
+    status_routes,
+    tools_routes,
+)
 from .access import AccessControl
+from .errors import install_error_handlers
 from .generations import GenerationsInFlight
 from .request_log import RequestLog
-
-_LOGGER = logging.getLogger(__name__)
-
 
 NO_KEYS: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
@@ -56,12 +59,13 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
     app.state.service = service
     app.state.generations = generations
     app.state.deployments = deployments
-    app.state.generation = GenerationService(service, access.max_narrator_segments)
-    app.state.openai = OpenAISpeechService(service)
+    app.state.pipeline = SpeechPipeline(service.engines, service.rvc, service.runner, service.settings,
+                                        service.detector, service.narrator_concurrency,
+                                        access.max_narrator_segments)
     for module in (status_routes, control_routes, generate_routes, openai_routes, tools_routes, rvc_routes,
                    file_routes, page_routes):
         app.include_router(module.router)
-    _install_error_handlers(app)
+    install_error_handlers(app)
     app.add_middleware(AccessControl, args=access, user_keys=keys[0], admin_keys=keys[1], generations=generations)
     if access.cors_origins:  # before access control: a browser's preflight is answered without a key
         app.add_middleware(CORSMiddleware, allow_origins=access.cors_origins, allow_methods=["*"],
@@ -72,15 +76,3 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
                        templates=list(app.openapi()["paths"]))
     return app
 
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ContractError)
-    async def _contract_error(_request: Request, exc: ContractError) -> JSONResponse:
-        return JSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # A clear JSON error instead of AllTalk's plain-text "Internal Server Error".
-        _LOGGER.exception("unhandled error in %s %s", request.method, request.url.path)
-        return JSONResponse({"status": "error", "message": f"Internal server error: {type(exc).__name__}"},
-                            status_code=500)

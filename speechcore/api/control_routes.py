@@ -15,32 +15,32 @@ router = APIRouter(tags=["control"])
 @router.post("/api/reload")
 async def reload_model(service: Service, tts_method: Annotated[str | None, Query()] = None) -> dict[str, object]:
     """Switches the current engine to another of its models (`models_available`)."""
-    return await service.reload_model(tts_method)
+    return await service.controls.reload_model(tts_method)
 
 
 @router.post("/api/enginereload")
 async def reload_engine(service: Service, engine: Annotated[str | None, Query()] = None) -> dict[str, object]:
     """Makes another live engine the default one, without a restart."""
-    return await service.reload_engine(engine)
+    return await service.controls.reload_engine(engine)
 
 
 @router.put("/api/stop-generation")
 async def stop_generation(service: Service) -> dict[str, object]:
-    stopped = await service.stop_all()
+    stopped = await service.controls.stop_all()
     return {"message": f"Cancelling current TTS generation ({stopped} in progress)."}
 
 
 @router.get("/api/reload_config", response_class=PlainTextResponse)
 async def reload_config(service: Service) -> PlainTextResponse:
-    service.reload_config()
+    service.controls.reload_config()
     return PlainTextResponse("Config file reloaded successfully")
 
 
 @router.post("/api/deepspeed")
 async def deepspeed(service: Service, new_deepspeed_value: Annotated[bool, Query()]) -> dict[str, object]:
-    return await service.set_deepspeed(new_deepspeed_value)
+    return await service.controls.set_deepspeed(new_deepspeed_value)
 
 
 @router.post("/api/lowvramsetting")
 async def lowvram(service: Service, new_low_vram_value: Annotated[bool, Query()]) -> dict[str, object]:
-    return await service.set_lowvram(new_low_vram_value)
+    return await service.controls.set_lowvram(new_low_vram_value)

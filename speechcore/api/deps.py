@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..generation import GenerationService
-from ..openai_speech import OpenAISpeechService
+from ..pipeline import SpeechPipeline
 from ..service import SpeechService
 from .generations import GenerationsInFlight
 
@@ -16,12 +15,8 @@ def _service(request: Request) -> SpeechService:
     return request.app.state.service
 
 
-def _generation(request: Request) -> GenerationService:
-    return request.app.state.generation
-
-
-def _openai(request: Request) -> OpenAISpeechService:
-    return request.app.state.openai
+def _pipeline(request: Request) -> SpeechPipeline:
+    return request.app.state.pipeline
 
 
 def _generations(request: Request) -> GenerationsInFlight:
@@ -29,6 +24,5 @@ def _generations(request: Request) -> GenerationsInFlight:
 
 
 Service = Annotated[SpeechService, Depends(_service)]
-Generation = Annotated[GenerationService, Depends(_generation)]
-OpenAI = Annotated[OpenAISpeechService, Depends(_openai)]
+Pipeline = Annotated[SpeechPipeline, Depends(_pipeline)]
 Generations = Annotated[GenerationsInFlight, Depends(_generations)]

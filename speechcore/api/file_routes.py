@@ -16,7 +16,7 @@ _CACHE_SECONDS = 7 * 24 * 3600
 
 
 def _existing(service: Service, filename: str) -> Path:
-    path = service.find_output(filename)
+    path = service.outputs().find(filename)
     if path is None:
         raise ContractError(404, {"detail": "File not found"})
     return path

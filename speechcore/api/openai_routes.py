@@ -2,33 +2,70 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from ..audio.encode import encode_whole
+from ..audio.formats import AUDIO_FORMATS
 from ..config.engine_settings import OpenAIVoiceMap
-from ..openai_speech import SpeechRequest, parse_speech_request
-from .deps import OpenAI
+from ..errors import ContractError
+from ..openai_speech import (
+    AudioMade,
+    SpeechRequest,
+    parse_speech_request,
+    speech_order,
+    sse_events,
+    voice_list,
+    voice_map_problem,
+)
+from ..streaming import encode_stream
+from .deps import Pipeline, Service
+from .errors import error_shape, openai_error
 
 router = APIRouter(tags=["openai"])
 
 
 @router.post("/v1/audio/speech", response_model=None, openapi_extra={"requestBody": {
     "required": True, "content": {"application/json": {"schema": SpeechRequest.model_json_schema()}}}})
-async def create_speech(openai: OpenAI, request: Request) -> Response:
+@error_shape(openai_error)
+async def create_speech(service: Service, pipeline: Pipeline, request: Request) -> Response:
     """Audio for `input` in `response_format`. The body is parsed here (not by the framework) so
     that every malformed request is a 400 in OpenAI's error shape."""
-    speech = await openai.speech(parse_speech_request(await request.body()))
-    if speech.stream is not None:
-        return StreamingResponse(speech.stream, media_type=speech.content_type)
-    return Response(speech.body, media_type=speech.content_type)
+    speech = parse_speech_request(await request.body())
+    info = await service.engines.info()
+    voice_map = service.engines.model_settings(info).openai_voices
+    plan = await pipeline.plan(speech_order(speech, info.engine, voice_map, service.settings.config.rvc_settings,
+                                            info.capabilities.languages))
+    fmt = AUDIO_FORMATS[speech.response_format]
+    if speech.stream_format is None:
+        chunks = await pipeline.render(plan)
+        return Response(await asyncio.to_thread(encode_whole, fmt, chunks), media_type=fmt.content_type)
+    first, rest = await pipeline.stream(plan)
+    made = AudioMade(first.duration_s)
+    audio = encode_stream(first, made.count(rest), fmt)
+    if speech.stream_format == "sse":
+        return StreamingResponse(sse_events(audio, plan.characters, made), media_type="text/event-stream")
+    return StreamingResponse(audio, media_type=fmt.content_type)
 
 
 @router.get("/v1/audio/voices")
-async def list_voices(openai: OpenAI) -> dict[str, object]:
+async def list_voices(service: Service) -> dict[str, object]:
     """The current engine's voices, and the voice each OpenAI name maps to."""
-    return await openai.voices()
+    info = await service.engines.info()
+    return voice_list(info.voices, service.engines.model_settings(info).openai_voices)
 
 
 @router.put("/api/openai-voicemap")
-async def set_voice_map(openai: OpenAI, voice_map: OpenAIVoiceMap) -> dict[str, object]:
-    return await openai.set_voice_map(voice_map)
+async def set_voice_map(service: Service, voice_map: OpenAIVoiceMap) -> dict[str, object]:
+    """Persists the map in the current engine's model_settings.json."""
+    if problem := voice_map_problem(voice_map):
+        raise ContractError(400, {"detail": problem})
+    info = await service.engines.info()
+    settings = service.engines.model_settings(info).model_copy(update={"openai_voices": voice_map})
+    try:
+        await asyncio.to_thread(service.settings.save_model_settings, info.engine, settings)
+    except OSError as exc:
+        raise ContractError(500, {"detail": f"Failed to update model settings file: {exc}"}) from exc
+    return {"message": "OpenAI voice mappings updated successfully"}

@@ -6,16 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form
 
-from ..voice2rvc import VoiceToRvc
+from ..voice2rvc import voice_to_rvc
 from .deps import Service
+from .errors import detail, error_shape
 
 router = APIRouter(tags=["rvc"])
 
 
 @router.post("/api/voice2rvc")
+@error_shape(detail)
 async def voice2rvc(service: Service, input_tts_path: Annotated[str, Form()], output_rvc_path: Annotated[str, Form()],
                     pth_name: Annotated[str, Form()], pitch: Annotated[str, Form()],
                     method: Annotated[str, Form()]) -> dict[str, object]:
     """Converts a file of the output folder with `models/rvc_voices/<pth_name>` into another file of
     the output folder."""
-    return await VoiceToRvc(service).convert(input_tts_path, output_rvc_path, pth_name, pitch, method)
+    return await voice_to_rvc(service.rvc, service.outputs(), input_tts_path, output_rvc_path, pth_name, pitch, method)

@@ -17,24 +17,56 @@ async def ready(service: Service, generations: Generations) -> PlainTextResponse
     `Stopping` (503, so that load balancers look elsewhere) once the server has begun to stop."""
     if generations.stopping:
         return PlainTextResponse("Stopping", status_code=503)
-    return PlainTextResponse("Ready" if await service.ready() else "Unloaded")
+    return PlainTextResponse("Ready" if await service.engines.ready() else "Unloaded")
 
 
 @router.get("/api/voices")
 async def voices(service: Service) -> dict[str, object]:
-    return await service.voices()
+    info = await service.engines.info()
+    if not info.capabilities.multivoice:
+        return {"status": "error", "message": f"The {info.engine} engine does not support multiple voices."}
+    return {"status": "success", "voices": info.voices or ["No Voices Found"]}
 
 
 @router.get("/api/rvcvoices")
 async def rvc_voices(service: Service) -> dict[str, object]:
     # Both keys: the public docs name `voices`, the real clients read `rvcvoices`.
-    found = service.rvc_voices()
+    found = service.rvc.voices()
     return {"status": "success", "voices": found, "rvcvoices": found}
 
 
 @router.get("/api/currentsettings")
 async def current_settings(service: Service) -> dict[str, object]:
-    return await service.current_settings()
+    """The current engine as it runs (its replicas' answer) with its model settings."""
+    info = await service.engines.info()
+    ms = service.engines.model_settings(info)
+    caps, s = info.capabilities, ms.settings
+    return {
+        "engines_available": service.engines.supported,
+        "current_engine_loaded": info.engine,
+        "models_available": [{"name": m} for m in info.models],
+        "current_model_loaded": info.current_model,
+        "manufacturer_name": ms.model_details.manufacturer_name or info.manufacturer_name,
+        "audio_format": info.audio_format,
+        "deepspeed_capable": caps.deepspeed,
+        "deepspeed_available": caps.deepspeed_available,
+        "deepspeed_enabled": info.deepspeed_enabled,
+        "generationspeed_capable": caps.generationspeed,
+        "generationspeed_set": s.generationspeed_set,
+        "lowvram_capable": caps.lowvram,
+        "lowvram_enabled": info.lowvram_enabled,  # what the replicas run with: always off without CUDA
+        "pitch_capable": caps.pitch,
+        "pitch_set": s.pitch_set,
+        "repetitionpenalty_capable": caps.repetitionpenalty,
+        "repetitionpenalty_set": s.repetitionpenalty_set,
+        "streaming_capable": caps.streaming,
+        "temperature_capable": caps.temperature,
+        "temperature_set": s.temperature_set,
+        "ttsengines_installed": s.engine_installed,
+        "languages_capable": caps.languages,
+        "multivoice_capable": caps.multivoice,
+        "multimodel_capable": caps.multimodel,
+    }
 
 
 @router.get("/api/deployments")

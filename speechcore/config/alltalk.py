@@ -28,7 +28,9 @@ class ApiDefaults(_Section):
     """`api_def`: defaults for `/api/tts-generate` and the listening port."""
 
     api_port_number: int = Field(7851, ge=1, le=65535, description="Listen port.")
-    api_allowed_filter: str = Field(DEFAULT_ALLOWED_FILTER, description="Characters the standard/html filters delete (regex).")
+    api_allowed_filter: str = Field(
+        DEFAULT_ALLOWED_FILTER, description="Characters the standard/html filters delete (regex)."
+    )
     api_length_stripping: int = Field(3, ge=0, description="Narrator segments this short or shorter are dropped.")
     api_max_characters: int = Field(2000, ge=1, description="Maximum length of text_input.")
     api_use_legacy_api: bool = Field(False, description="Absolute URLs in generation responses.")
@@ -80,8 +82,10 @@ class AllTalkConfig(_Section):
     """The whole `confignew.json`."""
 
     output_folder: str = Field("outputs", description="Where generated files go (relative to the root, or absolute).")
-    transcode_audio_format: str = Field("Disabled", description="Post-generation transcode target: Disabled, "
-                                        "aac, flac, mp3, opus, wav, vorbis (or ogg, m4a).")
+    transcode_audio_format: str = Field(
+        "Disabled",
+        description="Post-generation transcode target: Disabled, aac, flac, mp3, opus, wav, vorbis (or ogg, m4a).",
+    )
     delete_output_wavs: str = Field("Disabled", description="Output retention, e.g. '7 Days'.")
     gradio_interface: bool = True
     gradio_port_number: int = 7852

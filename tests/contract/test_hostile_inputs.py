@@ -58,38 +58,102 @@ def _cases() -> list[Case]:
     cases += [
         Case("audio traversal", "GET", "/audio/..%2F..%2Fconfignew.json"),
         Case("audio name longer than a file system takes", "GET", "/audio/" + "x" * 300 + ".wav"),
-        Case("voice name longer than a file system takes", "POST", "/api/tts-generate",
-             data={"text_input": "Hi.", "character_voice_gen": "v" * 300 + ".onnx"}),
+        Case(
+            "voice name longer than a file system takes",
+            "POST",
+            "/api/tts-generate",
+            data={"text_input": "Hi.", "character_voice_gen": "v" * 300 + ".onnx"},
+        ),
         Case("text over the limit", "POST", "/api/tts-generate", data={**GOOD_FORM, "text_input": "word " * 20_000}),
-        Case("stream text over the limit", "GET", "/api/tts-generate-streaming",
-             params={"text": "word " * 1_000, "voice": BUNDLED_VOICE, "language": "en", "output_file": "x"}),
-        Case("openai input over the limit", "POST", "/v1/audio/speech",
-             json_body={"model": "tts-1", "input": "x" * 5000, "voice": "alloy"}),
-        Case("binary garbage as a form", "POST", "/api/tts-generate", content=bytes(range(256)) * 40,
-             headers={"Content-Type": "application/x-www-form-urlencoded"}),
-        Case("binary garbage as multipart", "POST", "/api/tts-generate", content=b"\xff\xfe garbage \x00" * 100,
-             headers={"Content-Type": "multipart/form-data; boundary=zzz"}),
-        Case("json to a form endpoint", "POST", "/api/tts-generate", content=json.dumps(GOOD_FORM).encode(),
-             headers={"Content-Type": "application/json"}),
+        Case(
+            "stream text over the limit",
+            "GET",
+            "/api/tts-generate-streaming",
+            params={"text": "word " * 1_000, "voice": BUNDLED_VOICE, "language": "en", "output_file": "x"},
+        ),
+        Case(
+            "openai input over the limit",
+            "POST",
+            "/v1/audio/speech",
+            json_body={"model": "tts-1", "input": "x" * 5000, "voice": "alloy"},
+        ),
+        Case(
+            "binary garbage as a form",
+            "POST",
+            "/api/tts-generate",
+            content=bytes(range(256)) * 40,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        Case(
+            "binary garbage as multipart",
+            "POST",
+            "/api/tts-generate",
+            content=b"\xff\xfe garbage \x00" * 100,
+            headers={"Content-Type": "multipart/form-data; boundary=zzz"},
+        ),
+        Case(
+            "json to a form endpoint",
+            "POST",
+            "/api/tts-generate",
+            content=json.dumps(GOOD_FORM).encode(),
+            headers={"Content-Type": "application/json"},
+        ),
         Case("form to the openai endpoint", "POST", "/v1/audio/speech", data={"model": "tts-1", "input": "Hi."}),
-        Case("malformed json", "POST", "/v1/audio/speech", content=b'{"model": "tts-1", "input": ',
-             headers={"Content-Type": "application/json"}),
+        Case(
+            "malformed json",
+            "POST",
+            "/v1/audio/speech",
+            content=b'{"model": "tts-1", "input": ',
+            headers={"Content-Type": "application/json"},
+        ),
         Case("json array to the openai endpoint", "POST", "/v1/audio/speech", json_body=["not", "an", "object"]),
-        Case("invalid utf-8 in a form", "POST", "/api/tts-generate", content=b"text_input=%ff%fe%fd&character_voice_gen="
-             + BUNDLED_VOICE.encode(), headers={"Content-Type": "application/x-www-form-urlencoded"}),
-        Case("only invisible characters", "POST", "/api/tts-generate",
-             data={**GOOD_FORM, "text_input": "\u200b\u200d\u202e\ufeff"}),
-        Case("lone surrogate in json", "POST", "/v1/audio/speech",
-             content=b'{"model": "tts-1", "input": "\\ud800", "voice": "alloy"}',
-             headers={"Content-Type": "application/json"}),
-        Case("bad speed", "POST", "/v1/audio/speech", json_body={"model": "tts-1", "input": "Hi.", "voice": "alloy",
-                                                                 "speed": "fast"}),
-        Case("10 MB body", "POST", "/api/tts-generate", content=b"text_input=" + b"a" * 10_000_000,
-             headers={"Content-Type": "application/x-www-form-urlencoded"}),
-        Case("huge save-tts-data", "POST", "/api/save-tts-data", content=b"[" + b'{"a": 1},' * 1_000_000 + b"{}]",
-             headers={"Content-Type": "application/json"}),
-        Case("nested json", "POST", "/api/save-tts-data", content=b"[" * 100_000 + b"]" * 100_000,
-             headers={"Content-Type": "application/json"}),
+        Case(
+            "invalid utf-8 in a form",
+            "POST",
+            "/api/tts-generate",
+            content=b"text_input=%ff%fe%fd&character_voice_gen=" + BUNDLED_VOICE.encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        Case(
+            "only invisible characters",
+            "POST",
+            "/api/tts-generate",
+            data={**GOOD_FORM, "text_input": "\u200b\u200d\u202e\ufeff"},
+        ),
+        Case(
+            "lone surrogate in json",
+            "POST",
+            "/v1/audio/speech",
+            content=b'{"model": "tts-1", "input": "\\ud800", "voice": "alloy"}',
+            headers={"Content-Type": "application/json"},
+        ),
+        Case(
+            "bad speed",
+            "POST",
+            "/v1/audio/speech",
+            json_body={"model": "tts-1", "input": "Hi.", "voice": "alloy", "speed": "fast"},
+        ),
+        Case(
+            "10 MB body",
+            "POST",
+            "/api/tts-generate",
+            content=b"text_input=" + b"a" * 10_000_000,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        Case(
+            "huge save-tts-data",
+            "POST",
+            "/api/save-tts-data",
+            content=b"[" + b'{"a": 1},' * 1_000_000 + b"{}]",
+            headers={"Content-Type": "application/json"},
+        ),
+        Case(
+            "nested json",
+            "POST",
+            "/api/save-tts-data",
+            content=b"[" * 100_000 + b"]" * 100_000,
+            headers={"Content-Type": "application/json"},
+        ),
     ]
     return cases
 
@@ -104,8 +168,15 @@ def _files_outside_outputs(root):
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_hostile_input_gets_a_4xx_in_json_and_changes_nothing(server, case):
     before = _files_outside_outputs(server.root)
-    answer = server.client.request(case.method, case.path, params=case.params, data=case.data, content=case.content,
-                                   json=case.json_body, headers=case.headers)
+    answer = server.client.request(
+        case.method,
+        case.path,
+        params=case.params,
+        data=case.data,
+        content=case.content,
+        json=case.json_body,
+        headers=case.headers,
+    )
     assert answer.headers["content-type"].startswith("application/json")
     if case.contract_status is not None:
         assert (answer.status_code, answer.json()["status"]) == (case.contract_status, "error")

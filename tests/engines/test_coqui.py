@@ -8,12 +8,11 @@ import pytest
 pytest.importorskip("TTS", reason="the coqui extra is not installed")
 
 from engines.base import EngineOptions  # noqa: E402
-from engines.vits import VitsEngine  # noqa: E402
 from engines.coqui_common import ModelFolders  # noqa: E402
+from engines.vits import VitsEngine  # noqa: E402
 from engines.xtts import REQUIRED_FILES, XttsEngine  # noqa: E402
 from speechcore.config.paths import ServerPaths  # noqa: E402
-from speechcore.engine_types import (EngineError, SynthesisRequest, UnknownModel, UnknownVoice,  # noqa: E402
-                                     UnsupportedLanguage)
+from speechcore.engine_types import EngineError, SynthesisRequest, UnknownModel, UnknownVoice, UnsupportedLanguage  # noqa: E402
 from tests.coqui_models import build_tiny_vits  # noqa: E402
 
 THREE_SENTENCES = "The sun was setting. Birds flew home. Night came slowly."
@@ -36,7 +35,11 @@ def test_vits_lists_models_and_speakers(vits):
     assert info.models == ["vits - tiny-single", "vits - tiny-vctk", "vits - tiny-vctk-22k"]
     vits.select_model("vits - tiny-vctk")
     info = vits.info()
-    assert (info.current_model, info.voices, info.default_voice) == ("vits - tiny-vctk", ["p225", "p226", "p227"], "p225")
+    assert (info.current_model, info.voices, info.default_voice) == (
+        "vits - tiny-vctk",
+        ["p225", "p226", "p227"],
+        "p225",
+    )
     assert info.capabilities.streaming and info.capabilities.lowvram and not info.capabilities.cuda
 
 
@@ -108,7 +111,9 @@ def test_xtts_streams_several_chunks_at_24k(xtts):
 
 @pytest.mark.parametrize("voice", ["male_01.wav", "voiceset:narrators", "latent:saved.json"])
 def test_every_kind_of_xtts_voice_speaks(xtts, voice):
-    chunks = list(xtts.synthesize(xtts.load_voice(voice), SynthesisRequest(text="Hello there.", voice=voice, language="fr")))
+    chunks = list(
+        xtts.synthesize(xtts.load_voice(voice), SynthesisRequest(text="Hello there.", voice=voice, language="fr"))
+    )
     assert chunks and chunks[0].sample_rate == 24000
 
 

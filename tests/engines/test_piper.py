@@ -32,7 +32,12 @@ def test_voices_are_the_bundled_one_plus_local_files_sorted(engine):
 
 def test_info_describes_piper(engine):
     info = engine.info()
-    assert (info.engine, info.models, info.current_model, info.default_voice) == ("piper", ["piper"], "piper", BUNDLED_VOICE)
+    assert (info.engine, info.models, info.current_model, info.default_voice) == (
+        "piper",
+        ["piper"],
+        "piper",
+        BUNDLED_VOICE,
+    )
     assert info.capabilities.generationspeed and not info.capabilities.temperature
 
 

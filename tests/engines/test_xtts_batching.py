@@ -50,9 +50,18 @@ def coqui_tokens(loaded, voice):
     with torch.no_grad():
         for text in SENTENCES:
             out = loaded.model.gpt.generate(
-                cond_latents=voice.gpt_cond_latent, text_inputs=tokens_of(loaded, text).int(), do_sample=True,
-                top_k=1, top_p=GREEDY.top_p, temperature=GREEDY.temperature, repetition_penalty=GREEDY.repetition_penalty,
-                num_return_sequences=1, num_beams=1, length_penalty=1.0, output_attentions=False)
+                cond_latents=voice.gpt_cond_latent,
+                text_inputs=tokens_of(loaded, text).int(),
+                do_sample=True,
+                top_k=1,
+                top_p=GREEDY.top_p,
+                temperature=GREEDY.temperature,
+                repetition_penalty=GREEDY.repetition_penalty,
+                num_return_sequences=1,
+                num_beams=1,
+                length_penalty=1.0,
+                output_attentions=False,
+            )
             codes[text] = out[0].tolist()
     return codes
 
@@ -93,8 +102,10 @@ def test_a_request_of_several_sentences_beside_others(loaded, voice, coqui_token
 
 def test_rows_with_their_own_sampling_settings_do_not_change_a_greedy_row(loaded, voice, coqui_tokens):
     torch.manual_seed(0)
-    warm = [stream(loaded, voice, [SENTENCES[1]], Sampling(temperature=t, top_k=k, top_p=p, repetition_penalty=r))
-            for t, k, p, r in ((1.0, 50, 0.85, 2.0), (0.5, 10, 0.5, 10.0))]
+    warm = [
+        stream(loaded, voice, [SENTENCES[1]], Sampling(temperature=t, top_k=k, top_p=p, repetition_penalty=r))
+        for t, k, p, r in ((1.0, 50, 0.85, 2.0), (0.5, 10, 0.5, 10.0))
+    ]
     greedy = stream(loaded, voice, [SENTENCES[0]])
     list(greedy)
     sampled = [list(s) and s.tokens[0] for s in warm]
@@ -121,8 +132,9 @@ def test_streamed_chunks_join_into_the_audio_of_coquis_whole_sentence_inference(
     tokens, decoded at once) and, up to the cross-faded seams, its samples."""
     streamed = stream(loaded, voice, [SENTENCES[1]])
     audio = np.concatenate([np.frombuffer(c.pcm, dtype="<i2") / 32767.0 for c in streamed])
-    whole = loaded.model.inference(SENTENCES[1], "en", voice.gpt_cond_latent, voice.speaker_embedding,
-                                   do_sample=True, top_k=1)["wav"]
+    whole = loaded.model.inference(
+        SENTENCES[1], "en", voice.gpt_cond_latent, voice.speaker_embedding, do_sample=True, top_k=1
+    )["wav"]
     assert len(audio) == len(whole)
     assert np.corrcoef(audio, np.clip(whole, -1, 1))[0, 1] > 0.99
 
@@ -166,11 +178,20 @@ def test_a_model_swap_lets_running_rows_finish_on_the_old_model(tmp_path):
     for name in ("a", "b"):
         build_tiny_xtts(tmp_path / "models" / name, max_audio_tokens=MAX_TOKENS)
     (tmp_path / "voices" / "xtts_latents").mkdir(parents=True)
-    (tmp_path / "voices" / "xtts_latents" / "v.json").write_text(json.dumps({
-        "gpt_cond_latent": [[[0.01 * ((i + j) % 7) for j in range(64)] for i in range(8)]],
-        "speaker_embedding": [[[0.001 * (i % 11)] for i in range(512)]]}))
-    engine = XttsEngine(ModelFolders(tmp_path / "models", "xtts", REQUIRED_FILES), tmp_path / "voices",
-                        EngineOptions(max_batch=4), stream_chunk_tokens=4)
+    (tmp_path / "voices" / "xtts_latents" / "v.json").write_text(
+        json.dumps(
+            {
+                "gpt_cond_latent": [[[0.01 * ((i + j) % 7) for j in range(64)] for i in range(8)]],
+                "speaker_embedding": [[[0.001 * (i % 11)] for i in range(512)]],
+            }
+        )
+    )
+    engine = XttsEngine(
+        ModelFolders(tmp_path / "models", "xtts", REQUIRED_FILES),
+        tmp_path / "voices",
+        EngineOptions(max_batch=4),
+        stream_chunk_tokens=4,
+    )
     request = SynthesisRequest(text=SENTENCES[1], voice="latent:v.json", top_k=1)
     engine.select_model("xtts - a")
     old_batcher = engine.slot.current().batcher

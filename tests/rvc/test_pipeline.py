@@ -18,9 +18,15 @@ from rvc.embedder import load_embedder  # noqa: E402
 from rvc.pipeline import VoiceConverter, resample_audio  # noqa: E402
 from rvc.pitch import coarse_pitch, combine_contours  # noqa: E402
 from rvc.synthesizer import Synthesizer  # noqa: E402
-from speechcore.conversion import ConversionRequest, RvcModelMissing, VoiceConversionError  # noqa: E402
-from tests.rvc_models import (EMBEDDER_WIDTH, PROJECTED_WIDTH, build_index, build_tiny_embedder,  # noqa: E402
-                              build_tiny_rmvpe, build_tiny_voice)
+from speechcore.rvc_requests import ConversionRequest, RvcModelMissing, VoiceConversionError  # noqa: E402
+from tests.rvc_models import (  # noqa: E402
+    EMBEDDER_WIDTH,
+    PROJECTED_WIDTH,
+    build_index,
+    build_tiny_embedder,
+    build_tiny_rmvpe,
+    build_tiny_voice,
+)
 
 RATE = 22050  # the bundled Piper voice
 

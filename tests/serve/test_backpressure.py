@@ -51,7 +51,9 @@ def test_a_burst_beyond_the_queue_gets_503_with_retry_after(serve_server, small_
     rejected = [r for r in responses if r.status_code == 503]
     accepted = [r for r in responses if r.status_code == 200]
     assert rejected and accepted and len(rejected) + len(accepted) == 12
-    assert all(int(r.headers.get("retry-after", 0)) > 0 and r.json()["status"] == "generate-failure" for r in rejected), [(r.headers, r.text) for r in rejected]
+    assert all(
+        int(r.headers.get("retry-after", 0)) > 0 and r.json()["status"] == "generate-failure" for r in rejected
+    ), [(r.headers, r.text) for r in rejected]
     for response in accepted:
         assert decode_audio(client.get(response.json()["output_file_url"]).content).duration_s > 1
     print(f"\n/api/ready during the burst: median {statistics.median(ready_ms):.1f} ms, max {max(ready_ms):.1f} ms")

@@ -94,19 +94,25 @@ def test_a_request_can_name_a_live_engine_that_is_not_current(serve_server):
     # Other tests leave VITS on another model; the voice "default" is the single-speaker model's.
     assert client.post("/api/enginereload", params={"engine": "vits"}).json() == {"status": "engine-success"}
     try:
-        assert client.post("/api/reload", params={"tts_method": ENGINES["vits"][0]}).json() == {"status": "model-success"}
+        assert client.post("/api/reload", params={"tts_method": ENGINES["vits"][0]}).json() == {
+            "status": "model-success"
+        }
     finally:
         assert client.post("/api/enginereload", params={"engine": "piper"}).json() == {"status": "engine-success"}
     assert client.get("/api/currentsettings").json()["current_engine_loaded"] == "piper"
-    body = client.post("/api/tts-generate", data={"text_input": "From another engine.", "engine": "vits",
-                                                   "character_voice_gen": "default"}).json()
+    body = client.post(
+        "/api/tts-generate",
+        data={"text_input": "From another engine.", "engine": "vits", "character_voice_gen": "default"},
+    ).json()
     assert body["status"] == "generate-success", body
     assert decode_audio(client.get(body["output_file_url"]).content).sample_rate == 22050
 
 
 def test_a_language_whose_text_front_end_is_missing_is_a_clear_400(serve_server):
-    response = serve_server.client.post("/api/tts-generate", data={
-        "text_input": "Hello.", "engine": "xtts", "character_voice_gen": "female_01.wav", "language": "zh"})
+    response = serve_server.client.post(
+        "/api/tts-generate",
+        data={"text_input": "Hello.", "engine": "xtts", "character_voice_gen": "female_01.wav", "language": "zh"},
+    )
     if importlib.util.find_spec("pypinyin") is None:
         assert response.status_code == 400
         assert "pypinyin" in response.json()["error"]
@@ -132,7 +138,9 @@ def test_concurrent_xtts_streams_share_decoding_steps(xtts_current):
     before = _samples()
 
     def stream(i: int) -> bytes:
-        response = client.get("/api/tts-generate-streaming", params={**params, "text": f"Request {i}. It has two sentences."})
+        response = client.get(
+            "/api/tts-generate-streaming", params={**params, "text": f"Request {i}. It has two sentences."}
+        )
         assert response.status_code == 200, response.text
         return response.content
 
@@ -143,18 +151,28 @@ def test_concurrent_xtts_streams_share_decoding_steps(xtts_current):
         assert audio.sample_rate == 24000 and audio.duration_s > 0.3
 
     def grown(s: dict) -> bool:
-        return _value(s, "ray_alltalk_batch_rows_count", engine="xtts") > _value(before, "ray_alltalk_batch_rows_count",
-                                                                                  engine="xtts")
+        return _value(s, "ray_alltalk_batch_rows_count", engine="xtts") > _value(
+            before, "ray_alltalk_batch_rows_count", engine="xtts"
+        )
+
     after = _wait_for(grown)
-    steps = _value(after, "ray_alltalk_batch_rows_count", engine="xtts") - _value(before, "ray_alltalk_batch_rows_count", engine="xtts")
-    rows = _value(after, "ray_alltalk_batch_rows_sum", engine="xtts") - _value(before, "ray_alltalk_batch_rows_sum", engine="xtts")
+    steps = _value(after, "ray_alltalk_batch_rows_count", engine="xtts") - _value(
+        before, "ray_alltalk_batch_rows_count", engine="xtts"
+    )
+    rows = _value(after, "ray_alltalk_batch_rows_sum", engine="xtts") - _value(
+        before, "ray_alltalk_batch_rows_sum", engine="xtts"
+    )
     assert steps > 0 and rows / steps > 1.5, f"{rows} rows over {steps} steps"
 
 
 def test_an_xtts_stream_closed_mid_way_leaves_the_batch_and_the_others_finish(xtts_current):
     client = xtts_current
-    params = {"voice": "female_01.wav", "language": "en", "output_file": "leave",
-              "text": "The first sentence is here. A second one follows. And a third one ends it."}
+    params = {
+        "voice": "female_01.wav",
+        "language": "en",
+        "output_file": "leave",
+        "text": "The first sentence is here. A second one follows. And a third one ends it.",
+    }
     before = _samples()
     answers = {}
 
@@ -176,6 +194,7 @@ def test_an_xtts_stream_closed_mid_way_leaves_the_batch_and_the_others_finish(xt
 
     def disconnects(s: dict) -> float:
         return _value(s, "ray_alltalk_cancellations_total", engine="xtts", reason="disconnect")
+
     assert disconnects(_wait_for(lambda s: disconnects(s) > disconnects(before))) == disconnects(before) + 1
     again = client.get("/api/tts-generate-streaming", params=params)
     assert again.status_code == 200 and decode_audio(again.content).duration_s > 1.0, "the batch serves on"

@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
+from deployments.cluster_signals import ClusterStopSignal
 from deployments.handles import HandleEngineClient
 from deployments.rollout import ServeRollout
-from deployments.cluster_signals import ClusterStopSignal
 from speechcore.cancellation import GenerationStopped
 from speechcore.engine_client import EngineUnavailable
 from speechcore.engine_types import SynthesisRequest, UnknownVoice
@@ -29,7 +29,10 @@ def test_chunks_stream_one_per_sentence_at_the_voice_rate(serve_server):
 
 def test_an_engine_error_arrives_as_itself_with_its_message(serve_server):
     with pytest.raises(UnknownVoice) as caught:
-        collect(HandleEngineClient("piper", "tts-piper", ServeRollout(), 5), SynthesisRequest(text="Hi.", voice="missing.onnx"))
+        collect(
+            HandleEngineClient("piper", "tts-piper", ServeRollout(), 5),
+            SynthesisRequest(text="Hi.", voice="missing.onnx"),
+        )
     assert "missing.onnx" in str(caught.value)
     assert "Traceback" not in str(caught.value) and "ray::" not in str(caught.value)
 
@@ -85,7 +88,7 @@ def test_piper_replicas_share_load_instead_of_routing_by_voice(serve_server):
             raise EngineUnavailable("recorded")
 
     async def route(client):
-        client._handle = Recording()
+        client.calls._handle = Recording()
         with pytest.raises(EngineUnavailable):
             await anext(client.synthesize(SynthesisRequest(text="Hi.", voice="en_US-joe-medium.onnx")))
 
@@ -99,7 +102,7 @@ def test_piper_replicas_share_load_instead_of_routing_by_voice(serve_server):
 def test_an_engine_that_sends_nothing_ends_the_request_with_a_timeout():
     """A hung or unreachable replica: the ingress stops waiting after the chunk timeout (the API
     answers 504) and cancels the call."""
-    from deployments.handles import relay
+    from deployments.engine_calls import relay
     from speechcore.engine_client import EngineTimeout
 
     class Silent:

@@ -114,16 +114,21 @@ def test_custom_metrics_count_the_requests_sent(serve_server):
     assert delta("ray_alltalk_queue_wait_seconds_count", engine="piper", application="piper") == len(TEXTS) + 1
     assert _value(after, "ray_alltalk_model_load_seconds_count", engine="piper") >= 1
     # Serve's tags say where each number comes from.
-    assert any(n == "ray_alltalk_requests_total" and ("application", "alltalk") in ls and ("deployment", "ingress") in ls
-               for n, ls in after)
+    assert any(
+        n == "ray_alltalk_requests_total" and ("application", "alltalk") in ls and ("deployment", "ingress") in ls
+        for n, ls in after
+    )
 
 
 def test_the_request_id_is_echoed_and_in_the_request_log_line(serve_server):
     client = serve_server.client
     text = "Which request was this one?"
     mine = f"test-{uuid.uuid4()}"
-    answer = client.post("/api/tts-generate", headers={"x-request-id": mine},
-                         data={"text_input": text, "character_voice_gen": BUNDLED_VOICE, "narrator_enabled": "false"})
+    answer = client.post(
+        "/api/tts-generate",
+        headers={"x-request-id": mine},
+        data={"text_input": text, "character_voice_gen": BUNDLED_VOICE, "narrator_enabled": "false"},
+    )
     assert answer.status_code == 200 and answer.headers["x-request-id"] == mine
     generated = client.get("/api/ready").headers["x-request-id"]
     assert generated and generated != mine
@@ -145,16 +150,20 @@ def test_the_request_id_is_echoed_and_in_the_request_log_line(serve_server):
     assert line is not None, "no request log line with the request's id"
     assert line["endpoint"] == "/api/tts-generate" and line["status"] == 200 and line["engine"] == "piper"
     assert line["voices"] == [BUNDLED_VOICE] and line["characters"] == len(text)
-    assert line["audio_s"] == pytest.approx(decode_audio(client.get(answer.json()["output_file_url"]).content)
-                                            .duration_s, abs=0.01)
+    assert line["audio_s"] == pytest.approx(
+        decode_audio(client.get(answer.json()["output_file_url"]).content).duration_s, abs=0.01
+    )
     assert line["latency_ms"] > 0 and "text" not in line  # no text content at INFO
     assert line["languages"] == ["en"]
     assert log_line(generated) is not None
 
     # language=auto: the line says which language the engine was asked to speak.
     french = f"test-{uuid.uuid4()}"
-    answer = client.post("/api/tts-generate", headers={"x-request-id": french}, data={
-        "text_input": "Le vieux sorcier regardait les étoiles en silence.", "language": "auto"})
+    answer = client.post(
+        "/api/tts-generate",
+        headers={"x-request-id": french},
+        data={"text_input": "Le vieux sorcier regardait les étoiles en silence.", "language": "auto"},
+    )
     assert answer.status_code == 200
     deadline = time.monotonic() + 30
     while (line := log_line(french)) is None and time.monotonic() < deadline:

@@ -168,8 +168,10 @@ def two_vits_replicas(vits_current):
 def _pair(client) -> list[int]:
     """Two requests at once: the engines' router sends them to different replicas."""
     def one(_):
-        answer = client.post("/api/tts-generate", data={"text_input": "Which model am I?", "character_voice_gen": "p225"})
+        answer = client.post("/api/tts-generate", data={"text_input": "Which model am I?",
+                                                        "character_voice_gen": "p225"})
         return decode_audio(client.get(answer.json()["output_file_url"]).content).sample_rate
+
     with ThreadPoolExecutor(2) as pool:
         return list(pool.map(one, range(2)))
 
@@ -181,8 +183,11 @@ def test_with_two_replicas_in_flight_requests_finish_on_the_old_model_and_every_
     assert _pair(client) == [16000, 16000]
     long_text = " ".join(["A long request that is in flight while the model changes."] * 30)
     in_flight = {}
-    worker = threading.Thread(target=lambda: in_flight.update(answer=client.post(
-        "/api/tts-generate", data={"text_input": long_text, "character_voice_gen": "p225"})))
+    worker = threading.Thread(
+        target=lambda: in_flight.update(
+            answer=client.post("/api/tts-generate", data={"text_input": long_text, "character_voice_gen": "p225"})
+        )
+    )
     worker.start()
     time.sleep(0.3)
     assert client.post("/api/reload", params={"tts_method": MODEL_22K}).json() == {"status": "model-success"}
@@ -196,5 +201,6 @@ def test_with_two_replicas_in_flight_requests_finish_on_the_old_model_and_every_
 
 def _vits_replicas() -> list[dict]:
     from ray import serve
+
     details = serve.context._get_global_client().get_serve_details()
     return details["applications"]["vits"]["deployments"]["tts-vits"]["replicas"]

@@ -1,15 +1,23 @@
 """How calls spread over engine replicas (deployments/routing.py), on the real Serve of the test
 server: a throw-away application with the engines' router options and two replicas that hold each
-call for a moment and say which replica they are. Calls stream, as engine calls do."""
+call for a moment and say which replica they are. Calls stream, as engine calls do. The RVC
+replica's own engine calls go through the same routing, as the engine's voice affinity says."""
 
 import asyncio
 import collections
 import time
+import uuid
 
+import numpy as np
 import pytest
 from ray import serve
+from ray.experimental import internal_kv
 
 import serve_app
+from deployments.engine_calls import EngineRoute
+from speechcore.audio.pcm import PcmChunk
+from speechcore.engine_types import SynthesisRequest
+from speechcore.rvc_requests import ConversionRequest
 
 pytestmark = pytest.mark.serve
 APP = "routing-probe"
@@ -80,3 +88,69 @@ def test_a_voice_stays_on_the_replica_that_loaded_it(two_replicas):
     time.sleep(1.0)  # the replica tells the controller which voices it holds, the controller the callers
     again = [asyncio.run(call(two_replicas, 0.0, voice="voice-a")) for _ in range(6)]
     assert again == [first] * 6
+
+
+class Speaker:
+    """A stand-in engine: each call holds for a moment (so a burst overlaps), notes which replica
+    took it in Ray's key-value store and answers a short tone."""
+
+    def __init__(self):
+        self.replica = serve.get_replica_context().replica_id.unique_id
+
+    @serve.multiplexed(max_num_models_per_replica=4)
+    async def _voice(self, voice: str) -> str:
+        return voice
+
+    async def synthesize(self, request):
+        await self._voice(request.voice)
+        internal_kv._internal_kv_put(f"{SPEAKER_APP}/{self.replica}/{uuid.uuid4()}".encode(), b"1")
+        await asyncio.sleep(0.4)
+        yield PcmChunk.from_float(0.3 * np.sin(np.arange(8000) / 8000 * 2 * np.pi * 220), 16000)
+
+
+SPEAKER_APP = "routing-speaker"
+
+
+def replicas_called() -> collections.Counter:
+    keys = internal_kv._internal_kv_list(f"{SPEAKER_APP}/".encode())
+    for key in keys:
+        internal_kv._internal_kv_del(key)
+    return collections.Counter(key.decode().split("/")[1] for key in keys)
+
+
+@pytest.fixture
+def rvc_and_two_speakers(serve_server):
+    if "rvc" not in serve.status().applications:
+        pytest.skip("the rvc extra is not installed")
+    options = {key: serve_app.ENGINE_OPTIONS[key] for key in ("request_router_config", "max_ongoing_requests")}
+    deployment = serve.deployment(Speaker, name="speaker", num_replicas=2, ray_actor_options={"num_cpus": 0}, **options)
+    serve.run(deployment.bind(), name=SPEAKER_APP, route_prefix=None)
+    replicas_called()
+    try:
+        yield serve.get_app_handle("rvc")
+    finally:
+        serve.delete(SPEAKER_APP)
+
+
+def converted_burst(rvc, by_voice: bool, voice: str, calls: int = 4) -> collections.Counter:
+    """`calls` RVC conversions at once of one engine voice; which Speaker replicas made the audio."""
+    conversion = ConversionRequest(model="char/char.pth", f0_method="pm")
+    request = SynthesisRequest(text="Which replica speaks?", voice=voice)
+
+    async def one():
+        stream = rvc.options(stream=True, multiplexed_model_id=conversion.model).convert_synthesis.remote(
+            EngineRoute(SPEAKER_APP, by_voice=by_voice), request, conversion)
+        return [chunk async for chunk in stream]
+
+    async def run():
+        return await asyncio.gather(*(one() for _ in range(calls)))
+    assert all(chunks for chunks in asyncio.run(run()))
+    return replicas_called()
+
+
+def test_rvc_routes_engine_calls_as_the_engines_voice_affinity_says(rvc_and_two_speakers):
+    rvc = rvc_and_two_speakers
+    converted_burst(rvc, True, "voice-a", calls=1)  # one Speaker replica loads voice-a
+    time.sleep(1.0)  # it tells the controller, the controller the callers
+    assert len(converted_burst(rvc, True, "voice-a")) == 1, "affinity on: the replica that has the voice"
+    assert len(converted_burst(rvc, False, "voice-a")) == 2, "affinity off: both replicas, by load"

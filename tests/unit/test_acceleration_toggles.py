@@ -46,7 +46,9 @@ def setup(tmp_path):
 
 def test_deepspeed_switches_on_the_replicas_and_is_saved(setup):
     client, engine, root = setup
-    assert client.post("/api/deepspeed", params={"new_deepspeed_value": "True"}).json() == {"status": "deepspeed-success"}
+    assert client.post("/api/deepspeed", params={"new_deepspeed_value": "True"}).json() == {
+        "status": "deepspeed-success"
+    }
     assert engine.configured == [(True, False)]
     assert client.get("/api/currentsettings").json()["deepspeed_enabled"] is True
     saved = json.loads((root / "system/tts_engines/piper/model_settings.json").read_text())
@@ -57,8 +59,10 @@ def test_deepspeed_switches_on_the_replicas_and_is_saved(setup):
 
 def test_lowvram_switches_on_gpu_replicas(setup):
     client, engine, _ = setup
-    assert client.post("/api/lowvramsetting", params={"new_low_vram_value": "True"}).json() == \
-        {"status": "lowvram-success", "message": ""}
+    assert client.post("/api/lowvramsetting", params={"new_low_vram_value": "True"}).json() == {
+        "status": "lowvram-success",
+        "message": "",
+    }
     assert engine.configured == [(False, True)]
     assert client.get("/api/currentsettings").json()["lowvram_enabled"] is True
 
@@ -72,8 +76,13 @@ def test_lowvram_keeps_the_model_in_ram_between_overlapping_requests(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
     gpu = torch.device("cuda")
-    slot = ModelSlot(ModelFolders(tmp_path, "x", ("config.json",)), lambda name, folder: FakeModel(name), "X",
-                     move=lambda model, device: model.moves.append(device.type), device=gpu)
+    slot = ModelSlot(
+        ModelFolders(tmp_path, "x", ("config.json",)),
+        lambda name, folder: FakeModel(name),
+        "X",
+        move=lambda model, device: model.moves.append(device.type),
+        device=gpu,
+    )
     slot.set_lowvram(True)
     slot.select("x - m")
     model = slot.current()

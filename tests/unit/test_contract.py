@@ -2,7 +2,7 @@
 
 from speechcore.config.alltalk import ApiDefaults, RvcSettings
 from speechcore.config.engine_settings import EngineDefaults
-from speechcore.contract import GenerateForm, merge_defaults, validate_generate
+from speechcore.generate_form import GenerateForm, merge_defaults, validate_generate
 
 ENGINE = EngineDefaults(def_character_voice="a.onnx", def_narrator_voice="b.onnx", generationspeed_set=1.0)
 

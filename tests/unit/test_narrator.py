@@ -55,7 +55,9 @@ def test_text_not_inside_places_ambiguous_text(text_not_inside, expected):
 
 
 def test_ambiguous_narrator_text_stays_voiced_in_silent_mode():
-    assert voices("Outside the spans.", mode="silent", text_not_inside="narrator") == [("narr.onnx", "Outside the spans.")]
+    assert voices("Outside the spans.", mode="silent", text_not_inside="narrator") == [
+        ("narr.onnx", "Outside the spans.")
+    ]
 
 
 def test_short_segments_are_dropped():
@@ -63,6 +65,7 @@ def test_short_segments_are_dropped():
 
 
 def test_segments_keep_their_document_index():
-    segments = assign_voices([Segment(A, "one two"), Segment(N, "x"), Segment(C, "three four")], "true",
-                             "character", "c", "n", 3)
+    segments = assign_voices(
+        [Segment(A, "one two"), Segment(N, "x"), Segment(C, "three four")], "true", "character", "c", "n", 3
+    )
     assert [s.index for s in segments] == [0, 2]

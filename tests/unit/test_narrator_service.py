@@ -74,4 +74,8 @@ def test_an_unknown_narrator_voice_is_a_clear_400(client):
 
 def test_timestamp_off_still_gets_a_random_part(client):
     url = narrate(client, output_file_name="scene", output_file_timestamp="false").json()["output_file_url"]
-    assert url.startswith("/audio/scene_") and url.endswith("_combined.wav") and len(url) > len("/audio/scene__combined.wav")
+    assert (
+        url.startswith("/audio/scene_")
+        and url.endswith("_combined.wav")
+        and len(url) > len("/audio/scene__combined.wav")
+    )

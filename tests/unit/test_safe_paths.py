@@ -9,8 +9,22 @@ def test_names_inside_the_folder_resolve(tmp_path):
     assert resolve_inside(tmp_path, "a/b.onnx") == tmp_path.resolve() / "a" / "b.onnx"
 
 
-@pytest.mark.parametrize("name", ["", "  ", "../x", "a/../../x", "/etc/passwd", "\\\\server\\x", "C:\\x", "a\x00b", "..\\x",
-                                  "x" * 256, "voices/" + "é" * 128])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "  ",
+        "../x",
+        "a/../../x",
+        "/etc/passwd",
+        "\\\\server\\x",
+        "C:\\x",
+        "a\x00b",
+        "..\\x",
+        "x" * 256,
+        "voices/" + "é" * 128,
+    ],
+)
 def test_unsafe_names_are_refused(tmp_path, name):
     with pytest.raises(UnsafeName):
         resolve_inside(tmp_path, name)

@@ -8,7 +8,9 @@ from speechcore.storage import TEMP_PREFIX, OutputStore, output_name
 
 
 def test_timestamped_name_has_seconds_then_five_hex():
-    assert re.fullmatch(r"myoutputfile_1795479968[0-9a-f]{5}\.wav", output_name("myoutputfile", "wav", True, now=1795479968.7))
+    assert re.fullmatch(
+        r"myoutputfile_1795479968[0-9a-f]{5}\.wav", output_name("myoutputfile", "wav", True, now=1795479968.7)
+    )
 
 
 def test_untimestamped_name_still_has_a_random_part():

@@ -1,6 +1,7 @@
-"""Voice conversion (RVC) as the generation service sees it: what to convert with, and how to
-reach the converter. The ingress implements ConversionClient over the `rvc` deployment; tests
-implement it in process. No torch and no Ray here."""
+"""RVC requests as the core and the RVC replicas share them: what to convert with
+(ConversionRequest and its checks), the errors, and how the core reaches the converter
+(ConversionClient; the ingress implements it over the `rvc` deployment, tests in process).
+No torch, no Ray and no settings files here."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .audio.pcm import PcmChunk
-from .config.alltalk import RvcSettings
 from .engine_types import EngineError, SynthesisRequest
 from .safe_paths import unsafe_reason
 
@@ -21,6 +21,12 @@ F0_METHODS = ("pm", "harvest", "dio", "crepe", "crepe-tiny", "fcpe", "rmvpe")
 HYBRID_MEMBERS = ("crepe", "crepe-tiny", "rmvpe", "fcpe")
 _HYBRID = re.compile(r"hybrid\[([a-z+-]+)\]")
 EMBEDDERS = ("hubert", "contentvec")
+_RVC_OFF = ("disabled", "disable")
+
+
+def rvc_voice_off(value: str) -> bool:
+    """Whether an RVC voice field means "no conversion" (AllTalk's `Disabled`, any case)."""
+    return value.strip().lower() in _RVC_OFF
 
 
 def hybrid_members(method: str) -> list[str] | None:
@@ -68,17 +74,6 @@ class ConversionRequest:
     hop_length: int = 130
     embedder: str = "hubert"
     training_data_size: int = 45000
-
-    @classmethod
-    def from_settings(cls, settings: RvcSettings, model: str, pitch: float,
-                      f0_method: str | None = None) -> "ConversionRequest":
-        """The request's model and pitch (fractions truncated toward zero, as AllTalk), the rest
-        from `rvc_settings`."""
-        return cls(model=model, pitch=int(pitch), f0_method=f0_method or settings.f0method,
-                   index_rate=settings.index_rate, filter_radius=settings.filter_radius,
-                   rms_mix_rate=float(settings.rms_mix_rate), protect=settings.protect,
-                   hop_length=settings.hop_length, embedder=settings.embedder_model,
-                   training_data_size=settings.training_data_size)
 
     def problems(self) -> list[str]:
         """What is wrong with the request, in words (empty when it can run)."""

@@ -1,5 +1,6 @@
-"""The parameters of `/api/tts-generate` after defaults are merged, and AllTalk's validation of
-them: every failing field reported at once, one line per field, in the contract's field order."""
+"""The form of `/api/tts-generate`: its fields as sent, the parameters after defaults are merged,
+AllTalk's validation of them (every failing field reported at once, one line per field, in the
+contract's field order) and the SpeechOrder they make."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pydantic import BaseModel, ConfigDict
 
 from .config.alltalk import ApiDefaults, RvcSettings
 from .config.engine_settings import EngineDefaults
+from .pipeline import Narration, Role, SpeechOrder
+from .rvc_requests import rvc_voice_off
 from .safe_paths import unsafe_reason
 from .text.filtering import FILTER_MODES
 
@@ -21,13 +24,6 @@ NARRATOR_MODES = ("true", "false", "silent")
 TEXT_NOT_INSIDE_MODES = ("character", "narrator", "silent")
 _FORBIDDEN_VOICE_CHARS = set('<>"|?*')
 _OUTPUT_NAME = re.compile(r"[A-Za-z0-9_]+")
-_RVC_OFF = ("disabled", "disable")
-
-
-def rvc_voice_off(value: str) -> bool:
-    return value.strip().lower() in _RVC_OFF
-
-
 @dataclass(frozen=True)
 class GenerateParams:
     """A complete `/api/tts-generate` request (field order = the contract's error order)."""
@@ -166,3 +162,17 @@ def merge_defaults(form: GenerateForm, api: ApiDefaults, rvc: RvcSettings, engin
         temperature=pick(form.temperature, engine.temperature_set),
         repetition_penalty=pick(form.repetition_penalty, engine.repetitionpenalty_set),
     )
+
+
+def speech_order(params: GenerateParams, engine: str | None) -> SpeechOrder:
+    """What `/api/tts-generate` asks the pipeline for (§4.3): the filtered text in the character
+    voice, or narrated with the narrator voice; the request's knobs and RVC voices."""
+    character = Role(params.character_voice_gen, params.rvccharacter_voice_gen, params.rvccharacter_pitch)
+    narration = None
+    if params.narrator_enabled != "false":
+        narration = Narration(params.narrator_enabled, Role(params.narrator_voice_gen, params.rvcnarrator_voice_gen,
+                                                            params.rvcnarrator_pitch), params.text_not_inside)
+    return SpeechOrder(text=params.text_input, character=character, language=params.language, engine=engine,
+                       filtering=params.text_filtering, narration=narration, speed=params.speed,
+                       temperature=params.temperature, repetition_penalty=params.repetition_penalty,
+                       pitch=params.pitch, text_field="text_input")

@@ -1,0 +1,240 @@
+"""SpeechPipeline: the one path from "speak this" to audio, for every endpoint that speaks.
+
+An endpoint decodes its wire format into a SpeechOrder (its own defaults stated there), the
+pipeline plans it once (engine, voices, language, the text after filtering and narrator
+splitting, knobs, RVC) into a SpeechPlan, then renders the plan into audio or streams it, and
+the endpoint encodes the answer. Everything wrong with an order is raised as a domain error
+while planning, before any synthesis; the API layer maps those errors to statuses and bodies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from .audio.encode import resample
+from .audio.pcm import PcmChunk
+from .config.store import SettingsStore
+from .engine_directory import EngineDirectory
+from .engine_types import EngineInfo, SynthesisRequest, UnknownVoice
+from .safe_paths import unsafe_reason
+from .synthesis import AudioSource, SynthesisRunner
+from .text.filtering import filter_text, has_speech, html_prefilter
+from .text.language import LanguageDetectorService, LanguageNotDetected
+from .text.narrator import assign_voices, prepare_narration, split_narration
+from .voice_conversion import VoiceConversion
+
+NARRATOR_RATE = 44_100
+"""Narrated audio is joined at this rate (segments may come at different rates after RVC)."""
+
+
+class NothingToSpeak(ValueError):
+    """Nothing of the text is left to speak (400)."""
+
+
+class TextTooLong(ValueError):
+    """The text is longer than the server takes (400)."""
+
+
+class StreamingUnsupported(ValueError):
+    """The engine cannot stream (400)."""
+
+
+class TooManySegments(ValueError):
+    """A narrated text splits into more segments than one request may have (400, as a validation error)."""
+
+
+class NoAudio(RuntimeError):
+    """The engine finished without producing any audio (500)."""
+
+
+@dataclass(frozen=True)
+class Role:
+    """Who speaks a part: the engine voice, and the RVC voice and pitch it is converted with."""
+
+    voice: str
+    rvc_voice: str = "Disabled"
+    rvc_pitch: float = 0.0
+
+
+@dataclass(frozen=True)
+class Narration:
+    """Narrator mode (`true` or `silent`): who speaks the narration, and who the text outside
+    quotes and asterisks."""
+
+    mode: str
+    narrator: Role
+    text_not_inside: str
+
+
+@dataclass(frozen=True)
+class SpeechOrder:
+    """What an endpoint asks for. Knobs left None take the engine's defaults (model settings);
+    `filtering`: a `text_filtering` mode of the contract (none, standard, html) or `openai` (the
+    OpenAI endpoint's processing, §6.2)."""
+
+    text: str
+    character: Role
+    language: str = "auto"
+    engine: str | None = None
+    filtering: str = "none"
+    narration: Narration | None = None
+    speed: float | None = None
+    temperature: float | None = None
+    repetition_penalty: float | None = None
+    pitch: float | None = None
+    max_characters: int | None = None
+    streaming: bool = False
+    """The engine must stream (its `streaming_capable`), as the AllTalk streaming endpoint requires."""
+    text_field: str = "text"
+    """The text's name on the wire, for messages."""
+
+
+@dataclass(frozen=True)
+class Part:
+    source: AudioSource
+    request: SynthesisRequest
+
+
+@dataclass(frozen=True)
+class SpeechPlan:
+    engine: EngineInfo
+    parts: list[Part]
+    join_rate: int | None = None
+    """Narrated parts are joined into one chunk at this rate; None: one part, chunks as they come."""
+
+    @property
+    def characters(self) -> int:
+        return sum(len(part.request.text) for part in self.parts)
+
+
+class SpeechPipeline:
+    def __init__(self, engines: EngineDirectory, conversion: VoiceConversion, runner: SynthesisRunner,
+                 settings: SettingsStore, detector: LanguageDetectorService, narrator_concurrency: int = 4,
+                 max_narrator_segments: int = 200):
+        self.engines = engines
+        self.conversion = conversion
+        self.runner = runner
+        self.settings = settings
+        self.detector = detector
+        self.narrator_concurrency = narrator_concurrency
+        self.max_narrator_segments = max_narrator_segments
+
+    # ----- planning
+
+    async def plan(self, order: SpeechOrder) -> SpeechPlan:
+        info = await self.engines.info(order.engine)
+        if order.streaming and not info.capabilities.streaming:
+            raise StreamingUnsupported("Streaming not supported by current TTS engine")
+        if order.max_characters is not None and len(order.text) > order.max_characters:
+            raise TextTooLong(f"{order.text_field} must be at most {order.max_characters} characters long "
+                              f"(got {len(order.text)})")
+        if order.narration is None:
+            return SpeechPlan(info, [await self._standard_part(info, order)])
+        return SpeechPlan(info, await self._narrated_parts(info, order), join_rate=NARRATOR_RATE)
+
+    async def _standard_part(self, info: EngineInfo, order: SpeechOrder) -> Part:
+        text = self._filtered(order.text, order.filtering)
+        if not has_speech(text):
+            raise NothingToSpeak(f"{order.text_field} has nothing to speak" if order.filtering in ("none", "openai")
+                                 else f"{order.text_field} has nothing left to speak after text filtering")
+        source = self._source(info, order.character)
+        self._check_voice(info, order.character.voice)
+        return Part(source, self._request(info, order, text, order.character.voice, await self._language(order, text)))
+
+    async def _narrated_parts(self, info: EngineInfo, order: SpeechOrder) -> list[Part]:
+        """Segments in document order, each with its role's voice and RVC; silent segments, empty
+        ones and those whose language cannot be detected are left out (as AllTalk)."""
+        narration = order.narration
+        assert narration is not None
+        roles = {"character": order.character, "narrator": narration.narrator}
+        sources = {role: self._source(info, who) for role, who in roles.items()}
+        stripping = self.settings.config.api_def.api_length_stripping
+        segments = assign_voices(split_narration(prepare_narration(order.text)), narration.mode,
+                                 narration.text_not_inside, order.character.voice, narration.narrator.voice, stripping)
+        if len(segments) > self.max_narrator_segments:
+            raise TooManySegments(f"text_input splits into {len(segments)} narrator segments; at most "
+                                  f"{self.max_narrator_segments} are allowed per request")
+        parts = []
+        for segment in segments:
+            text = self._filtered(segment.text, order.filtering)
+            if not has_speech(text):
+                continue
+            try:
+                language = await self._language(order, text)
+            except LanguageNotDetected:
+                continue
+            self._check_voice(info, segment.voice)
+            parts.append(Part(sources[segment.role], self._request(info, order, text, segment.voice, language)))
+        if not parts:
+            raise NothingToSpeak("Narrator mode found nothing to speak: every segment was silent, at most "
+                                 f"{stripping} characters long, or empty after filtering")
+        return parts
+
+    def _filtered(self, text: str, filtering: str) -> str:
+        if filtering == "none":
+            return text
+        if filtering == "openai":
+            return html_prefilter(text)
+        return filter_text(text, filtering, self.settings.config.api_def.allowed_filter)
+
+    def _source(self, info: EngineInfo, role: Role) -> AudioSource:
+        conversion = self.conversion.request(role.rvc_voice, role.rvc_pitch)
+        return self.conversion.source(self.engines.client(info.engine), info.engine, conversion)
+
+    @staticmethod
+    def _check_voice(info: EngineInfo, voice: str) -> None:
+        reason = unsafe_reason(voice)
+        if reason or voice not in info.voices:
+            why = f"it {reason}" if reason else "see /api/voices"
+            raise UnknownVoice(f"Voice {voice!r} is not a voice of the {info.engine} engine ({why})")
+
+    async def _language(self, order: SpeechOrder, text: str) -> str:
+        if order.language != "auto":
+            return order.language
+        return await asyncio.to_thread(self.detector.detect, text)
+
+    def _request(self, info: EngineInfo, order: SpeechOrder, text: str, voice: str, language: str) -> SynthesisRequest:
+        defaults = self.engines.model_settings(info).settings
+
+        def pick(value: float | None, default: float) -> float:
+            return default if value is None else value
+
+        return SynthesisRequest(text=text, voice=voice, language=language,
+                                speed=pick(order.speed, defaults.generationspeed_set),
+                                temperature=pick(order.temperature, defaults.temperature_set),
+                                repetition_penalty=pick(order.repetition_penalty, defaults.repetitionpenalty_set),
+                                pitch=pick(order.pitch, defaults.pitch_set))
+
+    # ----- rendering and streaming
+
+    async def render(self, plan: SpeechPlan) -> list[PcmChunk]:
+        """The whole audio of the plan; parts are synthesized concurrently (spread over the
+        engine's replicas) and joined in order. NoAudio when the engine produced none."""
+        engine = plan.engine.engine
+        if plan.join_rate is None:
+            chunks = await self.runner.collect(plan.parts[0].source, plan.parts[0].request, engine)
+        else:
+            results = await self.runner.collect_many([(p.source, p.request) for p in plan.parts], engine,
+                                                     self.narrator_concurrency)
+            chunks = [chunk for result in results for chunk in result]
+            chunks = [await asyncio.to_thread(resample, chunks, plan.join_rate)] if chunks else []
+        if not any(chunk.frames for chunk in chunks):
+            raise NoAudio("the engine produced no audio")
+        return chunks
+
+    async def stream(self, plan: SpeechPlan) -> tuple[PcmChunk, AsyncIterator[PcmChunk]]:
+        """The first chunk (errors before any audio are raised here, so the answer can still have
+        their status) and the rest of the stream. A plan of one part only."""
+        if plan.join_rate is not None:
+            raise ValueError("narrated plans are rendered whole, not streamed")
+        part = plan.parts[0]
+        chunks = self.runner.stream(part.source, part.request, plan.engine.engine)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            raise NoAudio("the engine produced no audio") from None
+        except BaseException:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            raise
+        return first, chunks
