@@ -28,9 +28,11 @@ from ray.serve import Application
 from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
 from deployments.cluster_signals import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
+from deployments.engine_calls import engine_deployment_name
 from deployments.engine_server import EngineServer
 from deployments.ingress import IngressServer
 from deployments.routing import LeastInFlightRouter
+from deployments.serve_control import deploy_config
 from engines.registry import ENGINE_CLASSES, ENGINE_EXTRAS, installed_engines
 from speechcore.config.alltalk import AllTalkConfig, read_json_model
 from speechcore.config.app_args import EngineArgs, IngressArgs, RvcArgs
@@ -45,7 +47,7 @@ EMBEDDED_RAY_ENV = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5", "RAY_max_direct_
 wakes every 0.1 s by default, about 4% of a core on a laptop that also synthesizes; every 0.5 s
 still scales and rolls out within a second. Audio chunks up to 4 MiB (a sentence of Piper audio is
 100-500 KB) travel inside the reply from engine to ingress instead of through the shared-memory
-object store, which costs a raylet round trip per chunk (10 sentences: +149 -> +57 ms)."""
+object store, which costs a raylet round trip per chunk."""
 
 # Code defaults; serve_config.yaml overrides any of them per deployment name.
 INGRESS_OPTIONS: dict[str, Any] = {"max_ongoing_requests": 256, "graceful_shutdown_timeout_s": 20,
@@ -84,7 +86,7 @@ def build_engine_app(args: dict[str, Any]) -> Application:
     engine = EngineArgs.model_validate(args).engine
     if engine not in ENGINE_CLASSES:
         raise ValueError(f"unknown engine {engine!r}; this build has {', '.join(ENGINE_CLASSES)}")
-    deployment = serve.deployment(EngineServer, name=f"tts-{engine}", **ENGINE_OPTIONS)
+    deployment = serve.deployment(EngineServer, name=engine_deployment_name(engine), **ENGINE_OPTIONS)
     return deployment.bind(args)
 
 
@@ -315,7 +317,7 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, user_configs,
                             rvc, None if address else os.cpu_count())
     serve.start(http_options={"host": host, "port": port})
-    serve.context._get_global_client().deploy_apps(config)
+    deploy_config(config)
     _wait_until_running([app.name for app in config.applications], timeout_s)
     ingress = next(app for app in config.applications if app.import_path == INGRESS_IMPORT_PATH)
     return EmbeddedServer(port, ingress.name, ingress_drain_timeout(ingress))

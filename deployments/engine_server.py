@@ -27,10 +27,10 @@ from speechcore.cancellation import GenerationStopped
 from speechcore.config.app_args import EngineArgs, EngineUserConfig
 from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
-from speechcore.step_watch import StepWatch
 
 from .cluster_signals import ClusterStopSignal, ReplicaReports
 from .metrics import EngineMetrics
+from .step_watch import StepWatch
 
 _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 8
@@ -58,13 +58,11 @@ class EngineServer:
         self._replica = serve.get_replica_context().replica_id
         self._steps = asyncio.Semaphore(self.args.parallel_steps)  # FIFO: requests take turns per step
         self._watch = StepWatch()
-        self._batches = getattr(self.engine, "batches", False)
+        self._batches = self.engine.batches
         if self._batches:  # the engine times its batch steps; threads here only wait for chunks
-            self.engine.report_steps_to(self._watch, self.metrics.batch_ran)
+            self.engine.report_steps_to(self._watch.step, self.metrics.batch_ran)
             self._waiters = ThreadPoolExecutor(max_workers=2 * self.args.max_batch, thread_name_prefix="chunk-wait")
-        # Optional engine hook: reads how many steps run at once (Piper picks its threading by it).
-        if hasattr(self.engine, "count_steps_with"):
-            self.engine.count_steps_with(lambda: self._watch.in_flight)
+        self.engine.count_steps_with(lambda: self._watch.in_flight)  # Piper picks its threading by it
         # The first model loads here (the hooks above must be in place before it does).
         self.metrics.model_loaded(self.engine.info().current_model or "none", time.perf_counter() - started)
         _LOGGER.info("engine %s ready on %s with %d thread(s)", self.args.engine, options.device, options.threads)

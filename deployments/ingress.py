@@ -22,7 +22,7 @@ from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
 
 from .cluster_signals import ClusterDrain, ClusterStopSignal
-from .engine_calls import EngineRoute
+from .engine_calls import EngineRoute, engine_deployment_name
 from .handles import HandleConversionClient, HandleEngineClient
 from .metrics import IngressMetrics, RolloutMetrics
 from .rollout import ServeRollout
@@ -41,7 +41,7 @@ class IngressServer:
     async def __init__(self, args: dict[str, Any]):
         self.args = IngressArgs.model_validate(args)
         rollout = ServeRollout(metrics=RolloutMetrics())
-        engines = {name: HandleEngineClient(app, f"tts-{name}", rollout, self.args.describe_timeout_s,
+        engines = {name: HandleEngineClient(app, engine_deployment_name(name), rollout, self.args.describe_timeout_s,
                                             self.args.describe_max_age_s, self.args.engine_chunk_timeout_s)
                    for name, app in self.args.engines.items()}
         settings = SettingsStore(ServerPaths.at(self.args.root))
@@ -72,16 +72,17 @@ class IngressServer:
         """Deploys the application of an engine that is not live, as its entry in the server's
         configuration says (`engine_apps`; the builder's defaults without one), serving the model
         chosen in tts_engines.json, and returns a client for it."""
+        deployment_name = engine_deployment_name(engine)
         app = copy.deepcopy(self.args.engine_apps.get(engine)) or {
             "name": engine, "route_prefix": None, "import_path": self.args.engine_import_path,
-            "args": {"engine": engine, "root": self.args.root}, "deployments": [{"name": f"tts-{engine}"}]}
+            "args": {"engine": engine, "root": self.args.root}, "deployments": [{"name": deployment_name}]}
         if engine not in self.args.engine_apps:
             _LOGGER.warning("no configuration for the %s engine: deploying it with its builder's defaults", engine)
         if model := self.service.settings.engines.selected_model_for(engine):
-            for deployment in app.setdefault("deployments", [{"name": f"tts-{engine}"}]):
+            for deployment in app.setdefault("deployments", [{"name": deployment_name}]):
                 deployment["user_config"] = {**(deployment.get("user_config") or {}), "model": model}
         await self.rollout.deploy_app(app)
-        client = HandleEngineClient(app["name"], f"tts-{engine}", self.rollout, self.args.describe_timeout_s,
+        client = HandleEngineClient(app["name"], deployment_name, self.rollout, self.args.describe_timeout_s,
                                     self.args.describe_max_age_s, self.args.engine_chunk_timeout_s)
         await client.warm_up()
         return client

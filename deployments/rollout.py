@@ -13,10 +13,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ray import serve
 from ray.serve.schema import ServeDeploySchema
 
 from .metrics import RolloutMetrics
+from .serve_control import deploy_config, serve_details
 
 _LOGGER = logging.getLogger("ray.serve")
 
@@ -98,7 +98,7 @@ class ServeRollout:
 
     @staticmethod
     def _details() -> dict[str, Any]:
-        return serve.context._get_global_client().get_serve_details()
+        return serve_details()
 
     @staticmethod
     def _deploying(app_details: dict[str, Any]) -> bool:
@@ -145,7 +145,7 @@ class ServeRollout:
                                                    "http_options": details.get("http_options"),
                                                    "proxy_location": details.get("proxy_location")})
         before = details["applications"].get(app, {}).get("last_deployed_time_s", 0.0)
-        serve.context._get_global_client().deploy_apps(config)
+        deploy_config(config)
         return self._wait(app, deployment, before)
 
     def _wait(self, app: str, deployment: str | None, deployed_before: float) -> list[str]:

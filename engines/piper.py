@@ -23,7 +23,7 @@ from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineCapabilities, EngineInfo, SynthesisRequest, UnknownModel, UnknownVoice
 from speechcore.safe_paths import UnsafeName, resolve_inside
 
-from .base import EngineOptions
+from .base import EngineOptions, TTSEngine
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -79,9 +79,8 @@ class SpinWhenAlone:
         return (self.alone if self.concurrent_steps() <= 1 else self.shared).run(*args, **kwargs)
 
 
-class PiperEngine:
+class PiperEngine(TTSEngine):
     name = "piper"
-    batches = False
 
     def __init__(self, voices_dir: Path, options: EngineOptions):
         self.voices_dir = voices_dir
@@ -123,8 +122,8 @@ class PiperEngine:
 
     def _session(self, model: Path, spinning: bool, threads: int) -> onnxruntime.InferenceSession:
         """An onnxruntime session without memory patterns: onnxruntime plans and keeps one per input
-        shape it sees, and every text length is a new shape, so a long-running replica's memory
-        grew with each new length (bench/soak.py; the plan saves nothing measurable here)."""
+        shape it sees, and every text length is a new shape, so with them a long-running replica's
+        memory keeps growing (the plan saves nothing measurable here)."""
         session_options = onnxruntime.SessionOptions()
         session_options.intra_op_num_threads = threads
         session_options.inter_op_num_threads = 1
@@ -159,12 +158,6 @@ class PiperEngine:
         syn_config = SynthesisConfig(length_scale=voice.config.length_scale / request.speed)
         for chunk in voice.synthesize(request.text, syn_config=syn_config):
             yield PcmChunk(chunk.audio_int16_bytes, chunk.sample_rate)
-
-    def configure(self, deepspeed: bool, lowvram: bool) -> None:
-        """Piper has neither DeepSpeed nor LowVRAM."""
-
-    def check_model(self, model: str) -> None:
-        self.select_model(model)
 
     def select_model(self, model: str | None) -> None:
         if model not in (None, MODEL_NAME):

@@ -19,7 +19,7 @@ from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineCapabilities, EngineInfo, SynthesisRequest, UnknownVoice
 from speechcore.text.sentences import split_sentences
 
-from .base import EngineOptions
+from .base import EngineOptions, TTSEngine
 from .coqui_common import ModelFolders, ModelSlot, torch_device
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,9 +54,8 @@ def load_vits(name: str, folder: Path, device: torch.device) -> LoadedVits:
     return LoadedVits(name, model, config.audio.sample_rate, speakers)
 
 
-class VitsEngine:
+class VitsEngine(TTSEngine):
     name = "vits"
-    batches = False
 
     def __init__(self, models: ModelFolders, options: EngineOptions):
         self.device = torch_device(options)

@@ -32,10 +32,9 @@ from speechcore.engine_types import (
     UnsupportedLanguage,
 )
 from speechcore.safe_paths import UnsafeName, resolve_inside
-from speechcore.step_watch import StepWatch
 from speechcore.text.sentences import split_sentences
 
-from .base import EngineOptions
+from .base import EngineOptions, StepTimer, TTSEngine
 from .coqui_common import ModelFolders, ModelSlot, load_reference_audio, torch_device
 from .xtts_batcher import Voice, XttsBatcher, XttsStream
 from .xtts_sampling import Sampling
@@ -76,7 +75,7 @@ class BatchOptions:
     max_batch: int = 1
     chunk_tokens: int = STREAM_CHUNK_TOKENS
     first_chunk_tokens: int = FIRST_CHUNK_TOKENS
-    watch: StepWatch | None = None
+    time_step: StepTimer = contextlib.nullcontext
     on_step: Callable[[int], None] = lambda rows: None
 
 
@@ -89,7 +88,7 @@ def load_xtts(name: str, folder: Path, device: torch.device, use_deepspeed: bool
     model.load_checkpoint(config, checkpoint_dir=str(folder), eval=True, use_deepspeed=use_deepspeed)
     model.to(device)
     batcher = XttsBatcher(model, batching.max_batch, batching.chunk_tokens, batching.first_chunk_tokens,
-                          watch=batching.watch, on_step=batching.on_step)
+                          time_step=batching.time_step, on_step=batching.on_step)
     return LoadedXtts(name, model, config, batcher)
 
 
@@ -97,7 +96,7 @@ def deepspeed_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("deepspeed") is not None
 
 
-class XttsEngine:
+class XttsEngine(TTSEngine):
     name = "xtts"
     batches = True
 
@@ -119,10 +118,10 @@ class XttsEngine:
     def create(cls, paths: ServerPaths, options: EngineOptions) -> "XttsEngine":
         return cls(ModelFolders(paths.engine_models("xtts"), "xtts", REQUIRED_FILES), paths.voices, options)
 
-    def report_steps_to(self, watch: StepWatch, on_step: Callable[[int], None]) -> None:
-        """Batch steps of models loaded from now on are timed by `watch` and their row counts
+    def report_steps_to(self, time_step: StepTimer, on_step: Callable[[int], None]) -> None:
+        """Batch steps of models loaded from now on are timed by `time_step` and their row counts
         told to `on_step` (a server's health check and occupancy metric)."""
-        self.batching = dataclasses.replace(self.batching, watch=watch, on_step=on_step)
+        self.batching = dataclasses.replace(self.batching, time_step=time_step, on_step=on_step)
 
     def select_model(self, model: str | None) -> None:
         self.slot.select(model)

@@ -20,6 +20,7 @@ is how a caller stops it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -34,8 +35,8 @@ import torch
 
 from speechcore.audio.pcm import PcmChunk
 from speechcore.engine_types import EngineError
-from speechcore.step_watch import StepWatch
 
+from .base import StepTimer
 from .xtts_decode import SentenceAudio, WindowedDecoder
 from .xtts_gpt import BatchedGpt
 from .xtts_sampling import RowSampler, Sampling
@@ -124,14 +125,14 @@ class _Row:
 
 class XttsBatcher:
     def __init__(self, model: Any, max_batch: int, chunk_tokens: int, first_chunk_tokens: int | None = None,
-                 decoder: WindowedDecoder | None = None, watch: StepWatch | None = None,
+                 decoder: WindowedDecoder | None = None, time_step: StepTimer = contextlib.nullcontext,
                  on_step: Callable[[int], None] = lambda rows: None):
         """`model` is a loaded coqui `Xtts`; `on_step(rows)` is told how many rows each step ran."""
         self.model, self.max_batch, self.chunk_tokens = model, max_batch, chunk_tokens
         self.first_chunk_tokens = first_chunk_tokens or chunk_tokens
         self.gpt = model.gpt
         self.decoder = decoder or WindowedDecoder(model.hifigan_decoder)
-        self.watch = watch or StepWatch()
+        self.time_step = time_step
         self.on_step = on_step
         self._waiting: deque[_Row] = deque()
         self._prefixes: OrderedDict[int, tuple[weakref.ref, list[tuple[torch.Tensor, torch.Tensor]]]] = OrderedDict()
@@ -171,7 +172,7 @@ class XttsBatcher:
                     self._thread = None
                     return
             try:
-                with self.watch.step(), torch.inference_mode():
+                with self.time_step(), torch.inference_mode():
                     running = self._iterate(running, joining, batch, sampler)
             except Exception as exc:  # noqa: BLE001 - every row in the batch fails with it, the thread goes on
                 _LOGGER.exception("XTTS batch step failed; failing its %d row(s)", len(running) + len(joining))

@@ -9,13 +9,12 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .cancellation import StopRegistry
-from .config.alltalk import ConfigFileError, write_json_model
+from .config.alltalk import write_json_model
 from .config.engine_settings import EngineEntry, EnginesFile
 from .config.store import SettingsStore
 from .engine_client import EngineUnavailable, ModelChangeInProgress
 from .engine_directory import EngineDirectory
 from .engine_types import EngineError, EngineInfo
-from .errors import ContractError
 
 Answer = dict[str, object]
 
@@ -49,10 +48,8 @@ class Controls:
         return self.stops.stop_all()
 
     def reload_config(self) -> None:
-        try:
-            self.settings.reload()
-        except ConfigFileError as exc:
-            raise ContractError(400, {"status": "error", "message": str(exc)}) from exc
+        """Reads the settings files again; ConfigFileError (nothing changed) when one is invalid."""
+        self.settings.reload()
 
     async def reload_model(self, tts_method: str | None) -> Answer:
         info = await self.engines.info()

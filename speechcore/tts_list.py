@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 import re
 
-from pydantic import BaseModel, ConfigDict
-
 from .audio.encode import decoded_duration
 from .storage import OutputStore
+from .wire import JsonBody
 
 LIST_FILE = "ttsList.json"
 SRT_FILE = "subtitles.srt"
 
 
-class TtsListEntry(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class TtsListEntry(JsonBody):
 
     id: int
     fileUrl: str

@@ -20,7 +20,7 @@ from ray.serve import Application
 
 import serve_app
 from deployments.engine_server import EngineServer
-from engines.base import EngineOptions
+from engines.base import EngineOptions, TTSEngine
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import (
@@ -37,7 +37,7 @@ HANG_S = 60.0
 """How long a step of the `hang` voice takes: far longer than any timeout the tests set."""
 
 
-class GpuCapableEngine:
+class GpuCapableEngine(TTSEngine):
     name = "fake"
 
     def __init__(self) -> None:

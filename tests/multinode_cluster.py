@@ -24,9 +24,9 @@ TEXT = "Nodes come and go. The voice should not notice."
 
 
 def _piper_nodes() -> list[str]:
-    from ray import serve
+    from deployments.serve_control import serve_details
 
-    details = serve.context._get_global_client().get_serve_details()
+    details = serve_details()
     replicas = details["applications"]["piper"]["deployments"]["tts-piper"]["replicas"]
     return sorted(r["node_id"] for r in replicas if r["state"] == "RUNNING")
 
@@ -64,6 +64,7 @@ def main(root: Path, port: int) -> dict[str, object]:
     from ray.cluster_utils import Cluster
 
     import serve_app
+    from deployments.serve_control import deploy_config
 
     # The ingress stays on the head (as on a real cluster, where workers are the GPU nodes that come
     # and go); engine replicas ask for a worker node's resource.
@@ -75,7 +76,7 @@ def main(root: Path, port: int) -> dict[str, object]:
         cluster.wait_for_nodes()
         config = serve_app.prepare_config(_two_node_config(), root, "127.0.0.1", port, 0, ["piper"], rvc=False)
         serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
-        serve.context._get_global_client().deploy_apps(config)
+        deploy_config(config)
         serve_app._wait_until_running([a.name for a in config.applications], 300)
         result["head_node"] = ray.get_runtime_context().get_node_id()
         result["nodes_before"] = _piper_nodes()

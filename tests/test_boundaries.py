@@ -51,3 +51,18 @@ def test_replica_code_loads_none_of_the_ingress_side_core(module):
     loaded = loaded_after_import(module)
     assert not {"speechcore.config.alltalk", "speechcore.config.store", "speechcore.pipeline",
                 "speechcore.service"} & loaded
+
+
+SHARED_LEAF = {"speechcore", "speechcore.engine_types", "speechcore.rvc_requests", "speechcore.audio",
+               "speechcore.audio.pcm", "speechcore.safe_paths", "speechcore.config", "speechcore.config.paths",
+               "speechcore.text", "speechcore.text.sentences"}
+"""What engine and RVC replicas share with the ingress: requests, errors, PcmChunk, safe paths,
+server paths (and the sentence splitter). They import nothing else of the project."""
+
+
+@pytest.mark.parametrize("module", sorted(SHARED_LEAF - {"speechcore", "speechcore.audio", "speechcore.config",
+                                                         "speechcore.text"}))
+def test_the_shared_types_are_a_leaf(module):
+    ours = {name for name in loaded_after_import(module)
+            if name.split(".")[0] in {"speechcore", "engines", "rvc", "deployments", "serve_app"}}
+    assert ours <= SHARED_LEAF, ours - SHARED_LEAF

@@ -7,18 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
+from .answers import StatusAnswer
 from .deps import Service
 
 router = APIRouter(tags=["control"])
 
 
-@router.post("/api/reload")
+@router.post("/api/reload", response_model=StatusAnswer, response_model_exclude_none=True)
 async def reload_model(service: Service, tts_method: Annotated[str | None, Query()] = None) -> dict[str, object]:
     """Switches the current engine to another of its models (`models_available`)."""
     return await service.controls.reload_model(tts_method)
 
 
-@router.post("/api/enginereload")
+@router.post("/api/enginereload", response_model=StatusAnswer, response_model_exclude_none=True)
 async def reload_engine(service: Service, engine: Annotated[str | None, Query()] = None) -> dict[str, object]:
     """Makes another live engine the default one, without a restart."""
     return await service.controls.reload_engine(engine)
@@ -36,11 +37,11 @@ async def reload_config(service: Service) -> PlainTextResponse:
     return PlainTextResponse("Config file reloaded successfully")
 
 
-@router.post("/api/deepspeed")
+@router.post("/api/deepspeed", response_model=StatusAnswer, response_model_exclude_none=True)
 async def deepspeed(service: Service, new_deepspeed_value: Annotated[bool, Query()]) -> dict[str, object]:
     return await service.controls.set_deepspeed(new_deepspeed_value)
 
 
-@router.post("/api/lowvramsetting")
+@router.post("/api/lowvramsetting", response_model=StatusAnswer, response_model_exclude_none=True)
 async def lowvram(service: Service, new_low_vram_value: Annotated[bool, Query()]) -> dict[str, object]:
     return await service.controls.set_lowvram(new_low_vram_value)

@@ -13,14 +13,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..cancellation import GenerationStopped
+from ..config.alltalk import ConfigFileError
 from ..engine_client import EngineTimeout, EngineUnavailable
 from ..engine_directory import EngineNotLive, SettingsUnreadable
 from ..engine_types import EngineError, UnknownVoice, UnsupportedLanguage
-from ..errors import ContractError
-from ..openai_speech import openai_error_body
 from ..pipeline import NoAudio, NothingToSpeak, StreamingUnsupported, TextTooLong, TooManySegments
 from ..rvc_requests import InvalidConversion, RvcModelMissing, RvcUnavailable, VoiceConversionError
 from ..text.language import LanguageNotDetected
+from .contract_error import ContractError
+from .openai_wire import openai_error_body
 
 _LOGGER = logging.getLogger(__name__)
 Shape = Callable[[int, str, BaseException], dict[str, object]]
@@ -30,7 +31,7 @@ STATUSES: list[tuple[tuple[type[BaseException], ...], int, str]] = [
     # (errors, status, message: "{}" is the error's own text), first match wins
     ((GenerationStopped,), 409, "Generation was stopped by /api/stop-generation"),
     ((UnknownVoice, UnsupportedLanguage, LanguageNotDetected, InvalidConversion, NothingToSpeak, TextTooLong,
-      StreamingUnsupported, EngineNotLive, TooManySegments), 400, "{}"),
+      StreamingUnsupported, EngineNotLive, TooManySegments, ConfigFileError), 400, "{}"),
     ((RvcModelMissing,), 404, "{}"),
     ((EngineTimeout,), 504, "{}"),
     ((EngineUnavailable, RvcUnavailable), 503, "{}"),

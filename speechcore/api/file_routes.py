@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from ..errors import ContractError
+from .contract_error import ContractError
 from .deps import Service
 
 router = APIRouter(tags=["files"])

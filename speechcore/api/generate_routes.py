@@ -12,20 +12,24 @@ from fastapi import APIRouter, Form, Query
 from fastapi.responses import StreamingResponse
 
 from ..audio.formats import AUDIO_FORMATS
-from ..errors import ContractError
-from ..generate_form import GenerateForm, merge_defaults, speech_order, validate_generate
 from ..pipeline import Role, SpeechOrder
 from ..storage import SAFE_FILENAME
 from ..streaming import encode_stream
+from .answers import GenerateAnswer, NamedFileAnswer, PreviewAnswer
+from .contract_error import ContractError
 from .deps import Pipeline, Service
 from .errors import detail, error_shape, generate_failure, invalid_value
+from .generate_form import GenerateForm, merge_defaults, speech_order, validate_generate
 from .speech_files import output_urls, save_audio, save_wav_named, transcode_format
 
 router = APIRouter(tags=["generation"])
 WAV = AUDIO_FORMATS["wav"]
+GENERATE_RESPONSES: dict[int | str, dict[str, object]] = {200: {
+    "model": GenerateAnswer, "description": "The file's URLs; with `streaming=true`, the audio itself",
+    "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
-@router.post("/api/tts-generate", response_model=None)
+@router.post("/api/tts-generate", response_model=None, responses=GENERATE_RESPONSES)
 @error_shape(generate_failure)
 async def tts_generate(service: Service, pipeline: Pipeline,
                        form: Annotated[GenerateForm, Form()]) -> dict[str, object] | StreamingResponse:
@@ -56,7 +60,7 @@ def preview_text(voice: str) -> str:
     return f"Hello, this is a preview of the voice {re.sub(r'[^A-Za-z0-9]', ' ', name)}."
 
 
-@router.post("/api/previewvoice/")
+@router.post("/api/previewvoice/", response_model=PreviewAnswer)
 @error_shape(invalid_value)
 async def preview_voice(service: Service, pipeline: Pipeline, voice: Annotated[str, Form()],
                         rvccharacter_voice_gen: Annotated[str, Form()] = "Disabled",
@@ -88,7 +92,7 @@ async def tts_generate_streaming(service: Service, pipeline: Pipeline, text: Ann
     return StreamingResponse(encode_stream(first, rest, WAV), media_type="audio/wav")
 
 
-@router.post("/api/tts-generate-streaming")
+@router.post("/api/tts-generate-streaming", response_model=NamedFileAnswer)
 @error_shape(detail)
 async def tts_generate_streaming_post(service: Service, pipeline: Pipeline, text: Annotated[str, Form()],
                                       voice: Annotated[str, Form()], language: Annotated[str, Form()],

@@ -10,8 +10,12 @@ from fastapi.responses import StreamingResponse
 from ..audio.encode import encode_whole
 from ..audio.formats import AUDIO_FORMATS
 from ..config.engine_settings import OpenAIVoiceMap
-from ..errors import ContractError
-from ..openai_speech import (
+from ..streaming import encode_stream
+from .answers import OpenAIVoices
+from .contract_error import ContractError
+from .deps import Pipeline, Service
+from .errors import error_shape, openai_error
+from .openai_wire import (
     AudioMade,
     SpeechRequest,
     parse_speech_request,
@@ -20,9 +24,6 @@ from ..openai_speech import (
     voice_list,
     voice_map_problem,
 )
-from ..streaming import encode_stream
-from .deps import Pipeline, Service
-from .errors import error_shape, openai_error
 
 router = APIRouter(tags=["openai"])
 
@@ -50,7 +51,7 @@ async def create_speech(service: Service, pipeline: Pipeline, request: Request) 
     return StreamingResponse(audio, media_type=fmt.content_type)
 
 
-@router.get("/v1/audio/voices")
+@router.get("/v1/audio/voices", response_model=OpenAIVoices)
 async def list_voices(service: Service) -> dict[str, object]:
     """The current engine's voices, and the voice each OpenAI name maps to."""
     info = await service.engines.info()

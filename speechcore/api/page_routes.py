@@ -10,7 +10,7 @@ from importlib import resources
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from ..generate_form import LANGUAGES
+from .generate_form import LANGUAGES
 
 router = APIRouter(tags=["page"])
 PAGE = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8").replace(

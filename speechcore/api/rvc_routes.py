@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form
 
-from ..voice2rvc import voice_to_rvc
 from .deps import Service
 from .errors import detail, error_shape
+from .voice2rvc import voice_to_rvc
 
 router = APIRouter(tags=["rvc"])
 

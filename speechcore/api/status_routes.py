@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from ..errors import ContractError
+from .answers import CurrentSettings, RvcVoicesAnswer, VoicesAnswer
+from .contract_error import ContractError
 from .deps import Generations, Service
 
 router = APIRouter(tags=["status"])
@@ -20,7 +21,7 @@ async def ready(service: Service, generations: Generations) -> PlainTextResponse
     return PlainTextResponse("Ready" if await service.engines.ready() else "Unloaded")
 
 
-@router.get("/api/voices")
+@router.get("/api/voices", response_model=VoicesAnswer, response_model_exclude_none=True)
 async def voices(service: Service) -> dict[str, object]:
     info = await service.engines.info()
     if not info.capabilities.multivoice:
@@ -28,14 +29,14 @@ async def voices(service: Service) -> dict[str, object]:
     return {"status": "success", "voices": info.voices or ["No Voices Found"]}
 
 
-@router.get("/api/rvcvoices")
+@router.get("/api/rvcvoices", response_model=RvcVoicesAnswer)
 async def rvc_voices(service: Service) -> dict[str, object]:
     # Both keys: the public docs name `voices`, the real clients read `rvcvoices`.
     found = service.rvc.voices()
     return {"status": "success", "voices": found, "rvcvoices": found}
 
 
-@router.get("/api/currentsettings")
+@router.get("/api/currentsettings", response_model=CurrentSettings)
 async def current_settings(service: Service) -> dict[str, object]:
     """The current engine as it runs (its replicas' answer) with its model settings."""
     info = await service.engines.info()

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from ..errors import ContractError
 from ..tts_list import SRT_FILE, TtsListEntry, build_srt, load_tts_list, save_tts_list
+from .contract_error import ContractError
 from .deps import Service
 
 router = APIRouter(tags=["tools"])

@@ -21,6 +21,7 @@ import pytest
 from ray import serve
 
 from deployments.rollout import ServeRollout
+from deployments.serve_control import serve_details
 from tests.conftest import SERVE_PORT
 
 pytestmark = pytest.mark.serve
@@ -29,12 +30,12 @@ CHUNK_TIMEOUT_S, STEP_TIMEOUT_S = 3.0, 2.0
 
 
 def _replicas() -> list[dict]:
-    details = serve.context._get_global_client().get_serve_details()
+    details = serve_details()
     return details["applications"][ENGINE_APP]["deployments"]["tts-piper"]["replicas"]
 
 
 def _user_config() -> dict:
-    details = serve.context._get_global_client().get_serve_details()
+    details = serve_details()
     deployment = details["applications"][ENGINE_APP]["deployments"]["tts-piper"]
     return deployment["deployment_config"].get("user_config") or {}
 

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import ray
-from ray import serve
 
 from deployments.rollout import ServeRollout
+from deployments.serve_control import serve_details
 from tests.support import decode_audio
 
 pytestmark = pytest.mark.serve
@@ -21,7 +21,7 @@ TEXT = "A replica may die at any moment. The client should never notice it."
 
 
 def _replicas() -> list[dict]:
-    details = serve.context._get_global_client().get_serve_details()
+    details = serve_details()
     return details["applications"]["piper"]["deployments"]["tts-piper"]["replicas"]
 
 
@@ -33,7 +33,7 @@ def _wait_until_healthy(timeout_s: float = 120) -> None:
     """Until Piper is HEALTHY with every replica running: a test leaves the shared server as it found it."""
     deadline = time.monotonic() + timeout_s
     while True:
-        details = serve.context._get_global_client().get_serve_details()
+        details = serve_details()
         deployment = details["applications"]["piper"]["deployments"]["tts-piper"]
         states = {r["state"] for r in deployment["replicas"]}
         if str(deployment["status"]).endswith("HEALTHY") and states == {"RUNNING"} \

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from deployments.rollout import ServeRollout
+from deployments.serve_control import serve_details
 from tests.conftest import PROJECT_DIR
 from tests.support import decode_audio
 
@@ -134,7 +135,7 @@ def test_enginereload_deploys_an_engine_that_is_not_running(serve_server):
         # Deployed from serve_config.yaml's own entry, not with the builder's code defaults.
         configured = next(a for a in yaml.safe_load((PROJECT_DIR / "serve_config.yaml").read_text())["applications"]
                           if a["name"] == "vits")
-        deployed = serve.context._get_global_client().get_serve_details()["applications"]["vits"]
+        deployed = serve_details()["applications"]["vits"]
         assert deployed["deployed_app_config"]["args"]["threads"] == configured["args"]["threads"]
         options = deployed["deployments"]["tts-vits"]["deployment_config"]
         wanted = configured["deployments"][0]
@@ -200,7 +201,6 @@ def test_with_two_replicas_in_flight_requests_finish_on_the_old_model_and_every_
 
 
 def _vits_replicas() -> list[dict]:
-    from ray import serve
 
-    details = serve.context._get_global_client().get_serve_details()
+    details = serve_details()
     return details["applications"]["vits"]["deployments"]["tts-vits"]["replicas"]

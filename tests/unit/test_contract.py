@@ -1,8 +1,8 @@
 """Defaults merging and the all-at-once validation of `/api/tts-generate` (§4.1, §4.10)."""
 
+from speechcore.api.generate_form import GenerateForm, merge_defaults, validate_generate
 from speechcore.config.alltalk import ApiDefaults, RvcSettings
 from speechcore.config.engine_settings import EngineDefaults
-from speechcore.generate_form import GenerateForm, merge_defaults, validate_generate
 
 ENGINE = EngineDefaults(def_character_voice="a.onnx", def_narrator_voice="b.onnx", generationspeed_set=1.0)
 
@@ -65,3 +65,13 @@ def test_rvc_names_that_leave_their_folder_fail_validation():
     lines = validate_generate(merged(rvccharacter_voice_gen="../../x.pth"), 2000)
     assert lines[0].startswith("rvccharacter_voice_gen")
     assert validate_generate(merged(rvccharacter_voice_gen="disable"), 2000) == []
+
+
+def test_unknown_fields_of_json_bodies_are_ignored_and_logged(caplog):
+    from speechcore.api.openai_wire import SpeechRequest
+
+    with caplog.at_level("INFO", logger="speechcore.wire"):
+        request = SpeechRequest.model_validate({"model": "tts-1", "input": "Hi.", "voice": "alloy",
+                                                "instructions": "cheerful", "sped": 2.0})
+    assert request.speed == 1.0
+    assert "SpeechRequest: ignored unknown field(s) instructions, sped" in caplog.text

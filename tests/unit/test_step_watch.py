@@ -2,7 +2,7 @@
 
 import pytest
 
-from speechcore.step_watch import StepWatch
+from deployments.step_watch import StepWatch
 
 
 def test_a_step_running_past_the_limit_fails_the_check():

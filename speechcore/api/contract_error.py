@@ -1,5 +1,5 @@
-"""ContractError: an answer in one of the contract's error shapes. The service raises it; the
-HTTP layer renders it, in one place."""
+"""ContractError: an answer already in one of the contract's shapes (a validation list, a field the
+wire format refuses). Raised by the API layer's decoders; services raise domain errors instead."""
 
 from __future__ import annotations
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from .audio.encode import decode_mono
-from .audio.wav import write_wav
-from .errors import ContractError
-from .rvc_requests import rvc_voice_off
-from .safe_paths import UnsafeName, resolve_inside
-from .storage import SAFE_FILENAME, TEMP_PREFIX, OutputStore
-from .voice_conversion import VoiceConversion
+from ..audio.encode import decode_mono
+from ..audio.wav import write_wav
+from ..rvc_requests import rvc_voice_off
+from ..safe_paths import UnsafeName, resolve_inside
+from ..storage import SAFE_FILENAME, TEMP_PREFIX, OutputStore
+from ..voice_conversion import VoiceConversion
+from .contract_error import ContractError
 
 
 def status_error(message: str) -> ContractError:

@@ -9,12 +9,12 @@ from dataclasses import dataclass, fields
 
 from pydantic import BaseModel, ConfigDict
 
-from .config.alltalk import ApiDefaults, RvcSettings
-from .config.engine_settings import EngineDefaults
-from .pipeline import Narration, Role, SpeechOrder
-from .rvc_requests import rvc_voice_off
-from .safe_paths import unsafe_reason
-from .text.filtering import FILTER_MODES
+from ..config.alltalk import ApiDefaults, RvcSettings
+from ..config.engine_settings import EngineDefaults
+from ..pipeline import Narration, Role, SpeechOrder
+from ..rvc_requests import rvc_voice_off
+from ..safe_paths import unsafe_reason
+from ..text.filtering import FILTER_MODES
 
 LANGUAGES = (
     "auto", "ar", "zh-cn", "zh", "cs", "nl", "en", "fr", "de", "hu", "hi", "it", "ja", "ko", "pl",

@@ -9,15 +9,16 @@ import json
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from .audio.formats import AUDIO_FORMATS
-from .audio.pcm import PcmChunk
-from .config.alltalk import RvcSettings
-from .config.engine_settings import OPENAI_VOICE_NAMES, OpenAIVoiceMap
-from .errors import ContractError
-from .pipeline import Role, SpeechOrder
-from .safe_paths import unsafe_reason
+from ..audio.formats import AUDIO_FORMATS
+from ..audio.pcm import PcmChunk
+from ..config.alltalk import RvcSettings
+from ..config.engine_settings import OPENAI_VOICE_NAMES, OpenAIVoiceMap
+from ..pipeline import Role, SpeechOrder
+from ..safe_paths import unsafe_reason
+from ..wire import JsonBody
+from .contract_error import ContractError
 
 MAX_INPUT_CHARACTERS = 4096
 RESPONSE_FORMATS = tuple(name for name, fmt in AUDIO_FORMATS.items() if name == fmt.name)  # aliases left out
@@ -32,10 +33,8 @@ def openai_error(status: int, message: str, param: str | None = None) -> Contrac
     return ContractError(status, openai_error_body(status, message, param))
 
 
-class SpeechRequest(BaseModel):
-    """OpenAI's speech request. Unknown fields (e.g. `instructions`) are accepted and ignored."""
-
-    model_config = ConfigDict(extra="ignore")
+class SpeechRequest(JsonBody):
+    """OpenAI's speech request. Unknown fields (e.g. `instructions`) are ignored and logged."""
 
     model: str = Field(description="Accepted and ignored: the server's current engine speaks.")
     input: str = Field(min_length=1, max_length=MAX_INPUT_CHARACTERS, description="The text to speak.")
