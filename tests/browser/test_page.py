@@ -100,10 +100,8 @@ def test_an_error_from_the_api_is_shown_on_the_page(page):
     page.find_element(By.ID, "mode-standard").click()
     page.find_element(By.ID, "generate").click()
     assert page.find_element(By.ID, "result").text == "Type some text first."
-    page.execute_script(
-        "const s = document.getElementById('voice'); s.add(new Option('no-such-voice', 'no-such-voice'));"
-        "s.value = 'no-such-voice';"
-    )
+    page.execute_script("const s = document.getElementById('voice'); "
+                        "s.add(new Option('no-such-voice', 'no-such-voice')); s.value = 'no-such-voice';")
     page.find_element(By.ID, "text").send_keys("Hello there.")
     page.find_element(By.ID, "generate").click()
     WebDriverWait(page, 60).until(lambda d: d.find_element(By.ID, "result").get_attribute("class") == "error")

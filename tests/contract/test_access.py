@@ -114,26 +114,18 @@ def test_a_client_beyond_its_generations_gets_429(keyed):
             "model": "tts-1", "voice": "alloy", "input": "Me too."})
         assert second.status_code == 429 and second.headers["retry-after"] == "1"
         assert "at most 1 generations" in second.json()["detail"]
-    after = httpx.post(
-        f"{keyed}/v1/audio/speech",
-        headers=auth,
-        timeout=60,
-        json={"model": "tts-1", "voice": "alloy", "input": "Now it is my turn.", "response_format": "wav"},
-    )
+    after = httpx.post(f"{keyed}/v1/audio/speech", headers=auth, timeout=60,
+                       json={"model": "tts-1", "voice": "alloy", "input": "Now it is my turn.",
+                             "response_format": "wav"})
     assert after.status_code == 200
 
 
 def test_by_default_every_origin_may_call_the_api(server):
     """SillyTavern's provider calls from its own page's origin, with a preflight for tts-generate."""
     origin = "http://127.0.0.1:8000"
-    preflight = server.client.options(
-        "/api/tts-generate",
-        headers={
-            "Origin": origin,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "cache-control,content-type",
-        },
-    )
+    preflight = server.client.options("/api/tts-generate", headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "cache-control,content-type"})
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "*"
     assert {"cache-control", "content-type"} <= set(preflight.headers["access-control-allow-headers"].split(","))

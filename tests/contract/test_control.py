@@ -74,15 +74,9 @@ def test_piper_is_not_capable_of_deepspeed_or_lowvram(server, path, param, value
     assert body["status"] == "error" and "piper" in body["message"]
 
 
-@pytest.mark.parametrize(
-    "path,params",
-    [
-        ("/api/deepspeed", {}),
-        ("/api/deepspeed", {"new_deepspeed_value": "maybe"}),
-        ("/api/lowvramsetting", {}),
-        ("/api/lowvramsetting", {"new_low_vram_value": "2"}),
-    ],
-)
+@pytest.mark.parametrize("path,params", [("/api/deepspeed", {}), ("/api/deepspeed", {"new_deepspeed_value": "maybe"}),
+                                         ("/api/lowvramsetting", {}),
+                                         ("/api/lowvramsetting", {"new_low_vram_value": "2"})])
 def test_deepspeed_and_lowvram_need_a_boolean(server, path, params):
     response = server.client.post(path, params=params)
     assert response.status_code == 422
@@ -97,9 +91,8 @@ def test_stop_generation_cancels_a_generation_in_flight_and_no_file_is_left(serv
     before = set(server.outputs.iterdir()) if server.outputs.exists() else set()
     long_text = " ".join(["This is one of many sentences that make a long generation."] * 30)
     result = {}
-    worker = threading.Thread(
-        target=lambda: result.update(response=server.client.post("/api/tts-generate", data={"text_input": long_text}))
-    )
+    worker = threading.Thread(target=lambda: result.update(
+        response=server.client.post("/api/tts-generate", data={"text_input": long_text})))
     worker.start()
     stopped = 0
     deadline = time.monotonic() + 30

@@ -12,16 +12,10 @@ SENTENCE_170 = ("The quick brown fox jumps over the lazy dog while the evening s
 assert 160 <= len(SENTENCE_170) <= 180
 
 SILLYTAVERN_FORM = {
-    "text_input": "Hello from SillyTavern.",
-    "text_filtering": "standard",
+    "text_input": "Hello from SillyTavern.", "text_filtering": "standard",
     "character_voice_gen": "en_US-joe-medium.onnx",
-    "narrator_enabled": "false",
-    "narrator_voice_gen": "Please set a voice",
-    "text_not_inside": "character",
-    "language": "en",
-    "output_file_name": "st_output",
-    "output_file_timestamp": "true",
-    "autoplay": "false",
+    "narrator_enabled": "false", "narrator_voice_gen": "Please set a voice", "text_not_inside": "character",
+    "language": "en", "output_file_name": "st_output", "output_file_timestamp": "true", "autoplay": "false",
     "autoplay_volume": "0.8",
 }
 
@@ -81,9 +75,8 @@ def test_empty_fields_fall_back_to_defaults(server):
 
 
 def test_timestamp_off_keeps_the_name_and_adds_only_a_random_part(server):
-    body = generate(
-        server, text_input="No timestamp.", output_file_name="previewvoice", output_file_timestamp="false"
-    ).json()
+    body = generate(server, text_input="No timestamp.", output_file_name="previewvoice",
+                    output_file_timestamp="false").json()
     assert re.fullmatch(r"/audio/previewvoice_[0-9a-f]{5}\.wav", body["output_file_url"])
 
 
@@ -94,9 +87,8 @@ def test_legacy_api_gives_absolute_urls(server):
     assert body["output_cache_url"].startswith("http://10.0.0.5:7851/audiocache/")
 
 
-@pytest.mark.parametrize(
-    "form", [{"text_input": ""}, {}, {"text_input": "x", "speed": "fast"}, {"text_input": "x", "autoplay": "perhaps"}]
-)
+@pytest.mark.parametrize("form", [{"text_input": ""}, {}, {"text_input": "x", "speed": "fast"},
+                                  {"text_input": "x", "autoplay": "perhaps"}])
 def test_missing_text_or_unparsable_numbers_are_422(server, form):
     before = outputs(server)
     response = server.client.post("/api/tts-generate", data=form)
@@ -111,27 +103,13 @@ def test_a_json_body_is_422(server):
 
 def test_invalid_fields_are_reported_together_and_nothing_is_written(server):
     before = outputs(server)
-    response = generate(
-        server,
-        text_input="x",
-        language="xx",
-        speed="5",
-        temperature="0",
-        narrator_enabled="maybe",
-        output_file_name="bad.name",
-        autoplay_volume="1.5",
-    )
+    response = generate(server, text_input="x", language="xx", speed="5", temperature="0", narrator_enabled="maybe",
+                        output_file_name="bad.name", autoplay_volume="1.5")
     assert response.status_code == 400
     body = response.json()
     assert set(body) == {"error"}
     assert [line.split(":")[0] for line in body["error"].split("\n")] == [
-        "narrator_enabled",
-        "language",
-        "output_file_name",
-        "autoplay_volume",
-        "speed",
-        "temperature",
-    ]
+        "narrator_enabled", "language", "output_file_name", "autoplay_volume", "speed", "temperature"]
     assert outputs(server) == before
 
 
@@ -197,16 +175,8 @@ def test_audio_files_serve_byte_ranges_for_players_that_seek(server):
     assert part.headers["content-range"] == f"bytes 44-1043/{len(whole)}"
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/audio/missing.wav",
-        "/audiocache/missing.wav",
-        "/audio/..%2Fconfignew.json",
-        "/audio/.partial-x",
-        "/audiocache/..%2F..%2Fetc%2Fpasswd",
-    ],
-)
+@pytest.mark.parametrize("path", ["/audio/missing.wav", "/audiocache/missing.wav", "/audio/..%2Fconfignew.json",
+                                  "/audio/.partial-x", "/audiocache/..%2F..%2Fetc%2Fpasswd"])
 def test_missing_or_escaping_files_are_404(server, path):
     (server.root / "confignew.json").write_text("{}")
     assert server.client.get(path).status_code == 404

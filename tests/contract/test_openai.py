@@ -52,18 +52,16 @@ def test_pcm_is_raw_16_bit_mono_at_24_khz(sdk):
 
 def test_streamed_formats_decode(server, sdk):
     for fmt in ("mp3", "wav", "opus"):
-        with sdk.audio.speech.with_streaming_response.create(
-            model="tts-1", voice="echo", input=TEXT, response_format=fmt, extra_body={"stream_format": "audio"}
-        ) as r:
+        with sdk.audio.speech.with_streaming_response.create(model="tts-1", voice="echo", input=TEXT,
+                                                             response_format=fmt,
+                                                             extra_body={"stream_format": "audio"}) as r:
             data = b"".join(r.iter_bytes())
         assert 2.0 < decode_audio(data).duration_s < 8.5, fmt
 
 
 def test_sse_stream_carries_base64_audio(server):
-    response = server.client.post(
-        "/v1/audio/speech",
-        json={"model": "tts-1", "voice": "alloy", "input": TEXT, "response_format": "mp3", "stream_format": "sse"},
-    )
+    response = server.client.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": TEXT,
+                                                           "response_format": "mp3", "stream_format": "sse"})
     assert response.headers["content-type"].startswith("text/event-stream")
     events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
     assert events[-1]["type"] == "speech.audio.done"
@@ -83,11 +81,8 @@ def test_sse_events_arrive_as_the_audio_is_made(server):
     text = " ".join(["Every sentence here is spoken one after the other."] * 8)
     arrivals = []
     started = time.monotonic()
-    with server.client.stream(
-        "POST",
-        "/v1/audio/speech",
-        json={"model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm", "stream_format": "sse"},
-    ) as r:
+    with server.client.stream("POST", "/v1/audio/speech", json={
+            "model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm", "stream_format": "sse"}) as r:
         for line in r.iter_lines():
             if line.startswith("data: "):
                 arrivals.append((time.monotonic() - started, json.loads(line[6:])["type"]))
@@ -97,19 +92,16 @@ def test_sse_events_arrive_as_the_audio_is_made(server):
 
 
 def _seconds(sdk, voice: str) -> float:
-    return decode_audio(
-        sdk.audio.speech.create(model="tts-1", voice=voice, input=TEXT, response_format="wav").content
-    ).duration_s
+    return decode_audio(sdk.audio.speech.create(model="tts-1", voice=voice, input=TEXT,
+                                                response_format="wav").content).duration_s
 
 
 @pytest.fixture
 def spoken_by(server) -> dict[str, float]:
     """How long TEXT lasts spoken by each Piper voice (the second one speaks slower)."""
-
     def seconds(voice: str) -> float:
         answer = server.client.post("/api/tts-generate", data={"text_input": TEXT, "character_voice_gen": voice})
         return decode_audio(server.client.get(answer.json()["output_file_url"]).content).duration_s
-
     lengths = {voice: seconds(voice) for voice in (BUNDLED_VOICE, SECOND_VOICE)}
     assert lengths[SECOND_VOICE] > 1.4 * lengths[BUNDLED_VOICE]  # the voices can be told apart
     return lengths
@@ -121,17 +113,14 @@ def test_any_engine_voice_works_too(sdk, spoken_by):
         assert _seconds(sdk, voice) == pytest.approx(spoken_by[voice], rel=0.12), voice  # Piper varies a little
 
 
-@pytest.mark.parametrize(
-    "kwargs,param",
-    [
-        ({"voice": "bob"}, "voice"),
-        ({"voice": "../../etc/passwd"}, "voice"),
-        ({"speed": 5.0}, "speed"),
-        ({"speed": 0.1}, "speed"),
-        ({"input": "x" * 4097}, "input"),
-        ({"response_format": "wma"}, "response_format"),
-    ],
-)
+@pytest.mark.parametrize("kwargs,param", [
+    ({"voice": "bob"}, "voice"),
+    ({"voice": "../../etc/passwd"}, "voice"),
+    ({"speed": 5.0}, "speed"),
+    ({"speed": 0.1}, "speed"),
+    ({"input": "x" * 4097}, "input"),
+    ({"response_format": "wma"}, "response_format"),
+])
 def test_bad_requests_are_400_json_and_leave_no_file(server, sdk, kwargs, param):
     before = files(server)
     args = {"model": "tts-1", "voice": "alloy", "input": TEXT, **kwargs}

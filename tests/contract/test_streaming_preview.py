@@ -17,13 +17,8 @@ SIX_SENTENCES = (
 
 
 def stream_params(**extra):
-    return {
-        "text": SIX_SENTENCES,
-        "voice": BUNDLED_VOICE,
-        "language": "en",
-        "output_file": "stream_output.wav",
-        **extra,
-    }
+    return {"text": SIX_SENTENCES, "voice": BUNDLED_VOICE, "language": "en", "output_file": "stream_output.wav",
+            **extra}
 
 
 def test_streaming_get_sends_a_length_unknown_wav_header_then_pcm(server):
@@ -33,9 +28,9 @@ def test_streaming_get_sends_a_length_unknown_wav_header_then_pcm(server):
     assert "content-length" not in response.headers
     header = response.content[:44]
     assert header[:4] == b"RIFF" and header[8:16] == b"WAVEfmt "
-    (riff_size,) = struct.unpack("<I", header[4:8])
+    riff_size, = struct.unpack("<I", header[4:8])
     channels, rate = struct.unpack("<HI", header[22:28])
-    (data_size,) = struct.unpack("<I", header[40:44])
+    data_size, = struct.unpack("<I", header[40:44])
     assert (riff_size, channels, rate, data_size) == (36, 1, 22050, 0)
     audio = decode_audio(response.content)
     assert audio.sample_rate == 22050 and audio.duration_s > 6
@@ -108,16 +103,9 @@ def test_preview_errors(server):
     assert response.json()["error"].startswith("Invalid value: ")
 
 
-@pytest.mark.parametrize(
-    "setting,extension,codec",
-    [
-        ("mp3", "mp3", "mp3float"),
-        ("flac", "flac", "flac"),
-        ("opus", "opus", "opus"),
-        ("aac", "aac", "aac"),
-        ("vorbis", "ogg", "vorbis"),
-    ],
-)
+@pytest.mark.parametrize("setting,extension,codec", [("mp3", "mp3", "mp3float"), ("flac", "flac", "flac"),
+                                                     ("opus", "opus", "opus"), ("aac", "aac", "aac"),
+                                                     ("vorbis", "ogg", "vorbis")])
 def test_transcode_audio_format_changes_the_file(server, setting, extension, codec):
     server.write_config({"transcode_audio_format": setting})
     body = server.client.post("/api/tts-generate", data={"text_input": "Transcoded output."}).json()
@@ -128,48 +116,23 @@ def test_transcode_audio_format_changes_the_file(server, setting, extension, cod
 
 
 def test_text_generation_webui_request_shape(server):
-    form = {
-        "text_input": "<p>Hello &amp; welcome, *waves*</p>",
-        "text_filtering": "html",
-        "character_voice_gen": BUNDLED_VOICE,
-        "rvccharacter_voice_gen": "Disabled",
-        "rvccharacter_pitch": "0",
-        "narrator_enabled": "false",
-        "narrator_voice_gen": BUNDLED_VOICE,
-        "rvcnarrator_voice_gen": "Disabled",
-        "rvcnarrator_pitch": "0",
-        "text_not_inside": "character",
-        "language": "en",
-        "output_file_name": "Alice_",
-        "output_file_timestamp": "true",
-        "autoplay": "false",
-        "autoplay_volume": "0.8",
-        "speed": "1.0",
-        "pitch": "0",
-        "temperature": "0.75",
-        "repetition_penalty": "10",
-    }
+    form = {"text_input": "<p>Hello &amp; welcome, *waves*</p>", "text_filtering": "html",
+            "character_voice_gen": BUNDLED_VOICE, "rvccharacter_voice_gen": "Disabled", "rvccharacter_pitch": "0",
+            "narrator_enabled": "false", "narrator_voice_gen": BUNDLED_VOICE, "rvcnarrator_voice_gen": "Disabled",
+            "rvcnarrator_pitch": "0", "text_not_inside": "character", "language": "en", "output_file_name": "Alice_",
+            "output_file_timestamp": "true", "autoplay": "false", "autoplay_volume": "0.8", "speed": "1.0",
+            "pitch": "0", "temperature": "0.75", "repetition_penalty": "10"}
     body = server.client.post("/api/tts-generate", data=form).json()
     assert body["status"] == "generate-success"
     assert body["output_file_url"].startswith("/audio/Alice__")
 
 
 def test_sillytavern_narrator_request_shape(server):
-    form = {
-        "text_input": '*She smiled warmly.* "Welcome to the inn, traveller."',
-        "text_filtering": "standard",
-        "character_voice_gen": BUNDLED_VOICE,
-        "narrator_enabled": "true",
-        "narrator_voice_gen": BUNDLED_VOICE,
-        "text_not_inside": "character",
-        "language": "en",
-        "output_file_name": "st_output",
-        "output_file_timestamp": "true",
-        "autoplay": "false",
-        "autoplay_volume": "0.8",
-        "rvccharacter_voice_gen": "Disabled",
-        "rvccharacter_pitch": "0",
-    }
+    form = {"text_input": '*She smiled warmly.* "Welcome to the inn, traveller."', "text_filtering": "standard",
+            "character_voice_gen": BUNDLED_VOICE, "narrator_enabled": "true", "narrator_voice_gen": BUNDLED_VOICE,
+            "text_not_inside": "character", "language": "en", "output_file_name": "st_output",
+            "output_file_timestamp": "true", "autoplay": "false", "autoplay_volume": "0.8",
+            "rvccharacter_voice_gen": "Disabled", "rvccharacter_pitch": "0"}
     body = server.client.post("/api/tts-generate", data=form).json()
     assert body["status"] == "generate-success"
     assert body["output_file_url"].endswith("_combined.wav")
@@ -195,9 +158,8 @@ def test_streaming_first_audio_arrives_well_before_the_whole_generation(serve_se
 
 def test_streaming_true_on_tts_generate_returns_the_stream_with_its_options(server):
     normal = server.client.get("/api/tts-generate-streaming", params=stream_params())
-    fast = server.client.post(
-        "/api/tts-generate", data={"text_input": SIX_SENTENCES, "streaming": "true", "speed": "2"}
-    )
+    fast = server.client.post("/api/tts-generate",
+                              data={"text_input": SIX_SENTENCES, "streaming": "true", "speed": "2"})
     assert fast.status_code == 200
     assert fast.headers["content-type"] == "audio/wav"
     assert fast.content[:4] == b"RIFF"
