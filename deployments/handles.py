@@ -68,12 +68,22 @@ class HandleEngineClient:
         return EngineRoute(self.app_name, self._last_info is None or self._last_info.voice_affinity)
 
     async def describe(self) -> EngineInfo:
-        """Concurrent callers share one call to the engine (a burst of requests asks once)."""
-        if self._last_info is not None and time.monotonic() - self._last_info_at < self.describe_max_age_s:
+        """Concurrent callers share one call to the engine (a burst of requests asks once). A
+        description past half its age is renewed in the background while it is still answered,
+        so under steady traffic no request waits for one; past its age, callers wait."""
+        age = time.monotonic() - self._last_info_at
+        if self._last_info is not None and age < self.describe_max_age_s:
+            if age >= self.describe_max_age_s / 2:
+                self._start_describing()
             return self._last_info
+        return await asyncio.shield(self._start_describing())
+
+    def _start_describing(self) -> asyncio.Future[EngineInfo]:
         if self._describing is None or self._describing.done():
             self._describing = asyncio.ensure_future(self._describe())
-        return await asyncio.shield(self._describing)
+            # A renewal nobody waits for may fail: its error is the next waiting caller's to see.
+            self._describing.add_done_callback(lambda task: task.cancelled() or task.exception())
+        return self._describing
 
     async def warm_up(self, attempts: int = 60) -> None:
         """Fetches the first description in the background, so that status calls and bursts have
