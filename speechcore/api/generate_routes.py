@@ -43,8 +43,8 @@ async def tts_generate(service: Service, pipeline: Pipeline,
     order = speech_order(params, info.engine)  # the engine whose defaults were merged, even if another is current now
     if form.streaming:
         if order.narration is not None:
-            raise ContractError(400, generate_failure(400, "streaming=true works in standard mode only; send "
-                                                           "narrator_enabled=false or leave streaming out", None))
+            raise ContractError.generate_failure(400, "streaming=true works in standard mode only; send "
+                                                      "narrator_enabled=false or leave streaming out")
         first, rest = await pipeline.stream(await pipeline.plan(order))
         return StreamingResponse(encode_stream(first, rest, WAV), media_type="audio/wav")
     chunks = await pipeline.render(await pipeline.plan(order))
