@@ -24,10 +24,10 @@ MAX_VOICE_HANDLES = 64
 """Handles configured per voice that EngineCalls keeps (the least recently used go first)."""
 
 
-
 def engine_deployment_name(engine: str) -> str:
     """The Serve deployment in an engine's application (what the dashboard and metrics show)."""
     return f"tts-{engine}"
+
 
 @contextlib.contextmanager
 def as_core_errors(app_name: str) -> Iterator[None]:

@@ -82,13 +82,13 @@ class ServeRollout:
 
     async def listen_host(self) -> str:
         """The address Serve's HTTP proxies listen on (http_options.host)."""
-        details = await asyncio.to_thread(self._details)
+        details = await asyncio.to_thread(serve_details)
         return str((details.get("http_options") or {}).get("host", ""))
 
     async def applications(self) -> list[dict[str, Any]]:
         """Every Serve application with its deployments: state, message, replicas by state and the
         target count (with the autoscaling range where there is one)."""
-        details = await asyncio.to_thread(self._details)
+        details = await asyncio.to_thread(serve_details)
         return [{"name": name, "status": _state(app.get("status")), "message": app.get("message", ""),
                  "deployments": [_deployment_view(d) for d in app.get("deployments", {}).values()]}
                 for name, app in details.get("applications", {}).items()]
@@ -97,18 +97,14 @@ class ServeRollout:
         return await asyncio.to_thread(self._is_updating, app)
 
     @staticmethod
-    def _details() -> dict[str, Any]:
-        return serve_details()
-
-    @staticmethod
     def _deploying(app_details: dict[str, Any]) -> bool:
         return str(app_details.get("status", "")).endswith("DEPLOYING")
 
     def _is_updating(self, app: str) -> bool:
-        return self._deploying(self._details()["applications"].get(app, {}))
+        return self._deploying(serve_details()["applications"].get(app, {}))
 
     def _update(self, app: str, deployment: str, options: dict[str, Any]) -> list[str]:
-        details = self._details()
+        details = serve_details()
         apps = details["applications"]
         if app not in apps:
             raise RolloutFailed(f"application {app!r} is not deployed")
@@ -129,7 +125,7 @@ class ServeRollout:
         return self._deploy(details, configs, app, deployment)
 
     def _deploy_app(self, app_config: dict[str, Any]) -> None:
-        details = self._details()
+        details = serve_details()
         name = app_config["name"]
         configs = [copy.deepcopy(a["deployed_app_config"]) for n, a in details["applications"].items()
                    if a.get("deployed_app_config") and n != name]
@@ -152,7 +148,7 @@ class ServeRollout:
         name = f"{app}/{deployment}" if deployment else app
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
-            details = self._details()["applications"].get(app, {})
+            details = serve_details()["applications"].get(app, {})
             state = details.get("deployments", {}).get(deployment, {}) if deployment else {}
             status = str(state.get("status", ""))
             # Autoscaling may act meanwhile; a deployment settles once its config update completed.

@@ -13,7 +13,7 @@ from .config.alltalk import write_json_model
 from .config.engine_settings import EngineEntry, EnginesFile
 from .config.store import SettingsStore
 from .engine_client import EngineUnavailable, ModelChangeInProgress
-from .engine_directory import EngineDirectory
+from .engine_directory import EngineDirectory, EngineNotLive
 from .engine_types import EngineError, EngineInfo
 
 Answer = dict[str, object]
@@ -91,14 +91,10 @@ class Controls:
         if engine is None or engine not in directory.supported:
             return {"status": "error", "message": f"Invalid TTS engine {engine!r}: available engines are "
                                                   f"{', '.join(directory.supported)}"}
-        live = directory.live.get(engine)
-        if live is None or not await live.is_serving():
-            if directory.deploy is None:
-                return {"status": "error", "message": f"The {engine} engine is not deployed on this server"}
-            try:
-                directory.live[engine] = await directory.deploy(engine)
-            except Exception as exc:  # the deployment's own error, reported to the caller
-                return {"status": "error", "message": f"Could not start the {engine} engine: {exc}"}
+        try:
+            await directory.ensure_live(engine)
+        except EngineNotLive as exc:
+            return {"status": "error", "message": str(exc)}
         info = await directory.info(engine)
         await asyncio.to_thread(self._save_engines_file, self.settings.engines.model_copy(update={
             "engine_loaded": engine, "selected_model": info.current_model or engine}))

@@ -66,6 +66,19 @@ class EngineDirectory:
         except (ConfigFileError, ValueError) as exc:
             raise SettingsUnreadable(str(exc)) from exc
 
+    async def ensure_live(self, engine: str) -> None:
+        """Makes a supported `engine` live: kept when a replica serves it, deployed otherwise;
+        EngineNotLive (with the reason) when it cannot be started here."""
+        live = self.live.get(engine)
+        if live is not None and await live.is_serving():
+            return
+        if self.deploy is None:
+            raise EngineNotLive(f"The {engine} engine is not deployed on this server")
+        try:
+            self.live[engine] = await self.deploy(engine)
+        except Exception as exc:  # the deployment's own error, reported to the caller
+            raise EngineNotLive(f"Could not start the {engine} engine: {exc}") from exc
+
     async def ready(self) -> bool:
         try:
             return await self.client().is_serving()

@@ -153,7 +153,7 @@ class SpeechPipeline:
         segments = assign_voices(split_narration(prepare_narration(order.text)), narration.mode,
                                  narration.text_not_inside, order.character.voice, narration.narrator.voice, stripping)
         if len(segments) > self.max_narrator_segments:
-            raise TooManySegments(f"text_input splits into {len(segments)} narrator segments; at most "
+            raise TooManySegments(f"{order.text_field} splits into {len(segments)} narrator segments; at most "
                                   f"{self.max_narrator_segments} are allowed per request")
         parts = []
         for segment in segments:
