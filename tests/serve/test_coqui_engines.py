@@ -140,7 +140,10 @@ def test_concurrent_xtts_streams_share_decoding_steps(xtts_current):
 
     def stream(i: int) -> bytes:
         response = client.get(
-            "/api/tts-generate-streaming", params={**params, "text": f"Request {i}. It has two sentences."}
+            "/api/tts-generate-streaming",
+            # Long enough that the streams run side by side for most of their steps, however far
+            # apart they reach the replica.
+            params={**params, "text": f"Request {i}. It has four sentences. This is the third. And a last one."},
         )
         assert response.status_code == 200, response.text
         return response.content
