@@ -6,15 +6,17 @@ server), in one run of a few minutes.
   factor (audio seconds per wall second), time to first audio p50 and p95, and peak GPU memory with
   the process capped at the replica's share (`torch.cuda.set_per_process_memory_fraction(0.5)`);
   from those the memory one more row costs, and the `max_batch` that fits the share.
-- DeepSpeed on and off for one request (coqui's own streaming path: the path DeepSpeed's injected
-  kernels serve), where `deepspeed` imports.
+- DeepSpeed on and off, where `deepspeed` imports: the GPT-2 stack's steps per second for one row,
+  coqui's own streaming path and this project's batcher.
 - VITS (coqui's default architecture) and RVC (v2 40 kHz, HuBERT base, rmvpe) real-time factors.
 Writes <out>/gpu.md, gpu.json and gpu.png.
 
 On the device machine (Python 3.12, torch for CUDA, no package index), with the wheels that
-`scripts/gpu-wheels` gathers into .whl/ (about 43 MB):
+`scripts/gpu-wheels` gathers into .whl/ (about 58 MB):
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+    DS_BUILD_OPS=0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site \
+        .whl/deepspeed-*.tar.gz  # optional: DeepSpeed compiles its kernels at first use
     PYTHONPATH=/tmp/site:. python3 -m bench.gpu_check --out $OUT
 
 Here, a check of the script itself: `.venv/bin/python -m bench.gpu_check --device cpu --quick`.
@@ -100,14 +102,20 @@ def run_streams(loaded: LoadedXtts, voice: Voice, count: int) -> tuple[float, li
 
 
 def measure_xtts(folder: Path, device: torch.device, levels: list[int], log: Callable[[str], None]) -> list[XttsRow]:
+    """Batching on at every level and one more (where throughput stops growing says how far
+    `max_batch` pays), off at every level. Each batched level is run once unmeasured first: a new
+    batch size meets new kernel choices and allocator sizes (unwarmed, 8 streams measured 11x real
+    time on an H200 against 19x warmed)."""
     rows = []
     generator = torch.Generator().manual_seed(0)
-    for batching, max_batch in (("on", max(levels)), ("off", 1)):
+    for batching, max_batch, counts in (("on", 2 * max(levels), [*levels, 2 * max(levels)]), ("off", 1, levels)):
         loaded = load_xtts("gpu-check", folder, device, False, BatchOptions(max_batch=max_batch))
         voice = Voice((torch.randn(1, 32, loaded.model.gpt.model_dim, generator=generator) * 0.5).to(device),
                       (torch.randn(1, 512, 1, generator=generator) * 0.1).to(device))
         run_streams(loaded, voice, 1)  # warm up (kernels, allocator)
-        for level in levels:
+        for level in counts:
+            if batching == "on":
+                run_streams(loaded, voice, level)
             peak = peak_memory_reset(device)
             rtf, firsts = run_streams(loaded, voice, level)
             row = XttsRow(batching, level, rtf, statistics.median(firsts), percentile(firsts, 0.95), peak())
@@ -120,29 +128,117 @@ def measure_xtts(folder: Path, device: torch.device, levels: list[int], log: Cal
     return rows
 
 
+def decoder_steps_per_second(blocks: Callable[[torch.Tensor, bool], torch.Tensor], dim: int,
+                             device: torch.device, dtype: torch.dtype) -> float:
+    """GPT decoding steps per second of one row: two sentences of an 80-position prefix and 40
+    steps each, through `blocks(hidden, new_sentence)` (the GPT-2 stack alone, random inputs)."""
+    def sentence() -> int:
+        blocks(torch.randn(1, 80, dim, device=device, dtype=dtype), True)
+        for _ in range(MAX_AUDIO_TOKENS):
+            blocks(torch.randn(1, 1, dim, device=device, dtype=dtype), False)
+        return MAX_AUDIO_TOKENS
+
+    sentence()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    steps = sentence() + sentence()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps / (time.perf_counter() - start)
+
+
+def hf_blocks(loaded: LoadedXtts) -> Callable[[torch.Tensor, bool], torch.Tensor]:
+    """The GPT-2 stack as the batcher drives it: Hugging Face's forward with a growing cache."""
+    from transformers import DynamicCache
+
+    state: dict[str, object] = {}
+
+    @torch.inference_mode()
+    def run(hidden: torch.Tensor, new_sentence: bool) -> torch.Tensor:
+        if new_sentence:
+            state["cache"] = DynamicCache()
+        return loaded.model.gpt.gpt(inputs_embeds=hidden, past_key_values=state["cache"], use_cache=True)[0]
+
+    return run
+
+
+def injected_blocks(loaded: LoadedXtts) -> Callable[[torch.Tensor, bool], torch.Tensor]:
+    """The blocks DeepSpeed injected, called one by one: each keeps its own keys and values and
+    starts a new sequence when handed more than one position."""
+    stack = loaded.model.gpt.gpt
+
+    @torch.inference_mode()
+    def run(hidden: torch.Tensor, new_sentence: bool) -> torch.Tensor:
+        for block in stack.h:
+            hidden = block(hidden, use_cache=True)
+            while isinstance(hidden, tuple):
+                hidden = hidden[0]
+        return stack.ln_f(hidden)
+
+    return run
+
+
+def deepspeed_paths(loaded: LoadedXtts, injected: bool, device: torch.device) -> dict[str, Callable[[], object]]:
+    dim = loaded.model.gpt.model_dim
+    cond = torch.randn(1, 32, dim, device=device) * 0.5
+    speaker = torch.randn(1, 512, 1, device=device) * 0.1
+    blocks = injected_blocks(loaded) if injected else hf_blocks(loaded)
+
+    def coqui_stream() -> float:
+        times = []
+        for _ in range(3):
+            start, audio = time.perf_counter(), 0
+            for sentence in SENTENCES:
+                stream = loaded.model.inference_stream(sentence, "en", cond, speaker, enable_text_splitting=False)
+                audio += sum(chunk.shape[-1] for chunk in stream)
+            times.append((audio / 24_000) / (time.perf_counter() - start))
+        return round(statistics.median(times[1:]), 2)
+
+    def batcher(streams: int) -> dict[str, float]:
+        run_streams(loaded, Voice(cond, speaker), streams)
+        rtf, firsts = run_streams(loaded, Voice(cond, speaker), streams)
+        return {"x_real_time": round(rtf, 2), "first_audio_p50_s": round(statistics.median(firsts), 3)}
+
+    return {
+        "gpt_steps_per_s": lambda: round(decoder_steps_per_second(blocks, dim, device, torch.float32), 1),
+        "coqui_stream_x_real_time": coqui_stream,
+        "batcher_1": lambda: batcher(1),
+        "batcher_8": lambda: batcher(8),
+    }
+
+
 def measure_deepspeed(folder: Path, device: torch.device, log: Callable[[str], None]) -> dict[str, object]:
-    """One request through coqui's streaming path, DeepSpeed off and on (where it imports)."""
+    """DeepSpeed off and on (where it imports): coqui's own streaming of one request (the path
+    DeepSpeed's injected kernels were written for), this project's batcher on a model loaded with
+    DeepSpeed, and the GPT-2 stack's decoding steps per second alone (Hugging Face's forward off,
+    the injected blocks on): what DeepSpeed could give one row, whatever the paths around it."""
     if device.type != "cuda" or importlib.util.find_spec("deepspeed") is None:
         return {"status": "skipped: needs CUDA and the deepspeed package"}
     result: dict[str, object] = {}
-    for enabled in (False, True):
+
+    def attempt(key: str, what: Callable[[], object]) -> None:
         try:
-            loaded = load_xtts("gpu-check", folder, device, enabled)
-            cond = torch.randn(1, 32, loaded.model.gpt.model_dim, device=device) * 0.5
-            speaker = torch.randn(1, 512, 1, device=device) * 0.1
-            times = []
-            for _ in range(3):
-                start, audio = time.perf_counter(), 0
-                for sentence in SENTENCES:
-                    stream = loaded.model.inference_stream(sentence, "en", cond, speaker, enable_text_splitting=False)
-                    for chunk in stream:
-                        audio += chunk.shape[-1]
-                times.append((audio / 24_000) / (time.perf_counter() - start))
-            result["on" if enabled else "off"] = statistics.median(times)
-            log(f"DeepSpeed {'on' if enabled else 'off'}: {result['on' if enabled else 'off']:.1f}x real time")
-        except Exception as exc:  # noqa: BLE001 - a DeepSpeed build that fails is a result to report
-            result["on" if enabled else "off"] = f"failed: {type(exc).__name__}: {exc}"[:300]
-            log(f"DeepSpeed {'on' if enabled else 'off'} failed: {exc}")
+            result[key] = what()
+            log(f"DeepSpeed {key}: {result[key]}")
+        except Exception as exc:  # noqa: BLE001 - a DeepSpeed path that fails is a result to report
+            result[key] = f"failed: {type(exc).__name__}: {exc}"[:400]
+            log(f"DeepSpeed {key} failed: {exc}")
+
+    for enabled in (False, True):
+        state = "on" if enabled else "off"
+        started = time.perf_counter()
+        try:
+            loaded = load_xtts("gpu-check", folder, device, enabled, BatchOptions(max_batch=8))
+        except Exception as exc:  # noqa: BLE001
+            result[f"load_{state}"] = f"failed: {type(exc).__name__}: {exc}"[:400]
+            log(f"DeepSpeed {state}: load failed: {exc}")
+            continue
+        result[f"load_s_{state}"] = round(time.perf_counter() - started, 1)
+        for key, what in deepspeed_paths(loaded, enabled, device).items():
+            attempt(f"{key}_{state}", what)
+        del loaded
+        torch.cuda.empty_cache()
     return result
 
 
@@ -216,7 +312,8 @@ def report(device: str, kind: str, rows: list[XttsRow], deepspeed: dict[str, obj
         )
     lines += [
         "",
-        f"DeepSpeed (one request, coqui's streaming path): {json.dumps(deepspeed)}",
+        "DeepSpeed off and on (coqui's streaming path, one request; this project's batcher at 1 and 8 streams): "
+        f"{json.dumps(deepspeed)}",
         "",
         "| engine | x real time |",
         "|---|---:|",
@@ -266,38 +363,33 @@ def main() -> None:
     def log(line: str) -> None:
         print(f"[{time.perf_counter() - started:5.0f} s] {line}", flush=True)
 
+    name = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU ({platform.machine()})"
+    kind = "tiny models (--quick)" if args.quick else "full-size XTTS v2, VITS and RVC architectures, random weights"
+    stem = "gpu" if args.device == "cuda" else "gpu_check_cpu"
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def write(rows: list[XttsRow], deepspeed: dict[str, object], vits: float, rvc: float) -> str:
+        """Saves what is measured so far: DeepSpeed goes last (it may compile its kernels for
+        minutes), so a run cut short by its time limit still leaves the rest."""
+        table = report(name, kind, rows, deepspeed, vits, rvc)
+        (args.out / f"{stem}.md").write_text(
+            f"# GPU check\n\n{time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s\n\n{table}\n")
+        numbers = {"device": name, "kind": kind, "xtts": [asdict(r) for r in rows], "deepspeed": deepspeed,
+                   "vits_x_real_time": vits, "rvc_x_real_time": rvc}
+        (args.out / f"{stem}.json").write_text(json.dumps(numbers, indent=2) + "\n")
+        plot(args.out / f"{stem}.png", rows)
+        return table
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         folder = build_tiny_xtts(root / "xtts", max_audio_tokens=MAX_AUDIO_TOKENS, full_size=not args.quick)
         log("models built")
         rows = measure_xtts(folder, device, levels, log)
-        deepspeed = measure_deepspeed(folder, device, log)
         vits = measure_vits(root, device, not args.quick, log)
         rvc = measure_rvc(root, device, not args.quick, log)
-    name = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU ({platform.machine()})"
-    kind = "tiny models (--quick)" if args.quick else "full-size XTTS v2, VITS and RVC architectures, random weights"
-    table = report(name, kind, rows, deepspeed, vits, rvc)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "gpu" if args.device == "cuda" else "gpu_check_cpu"
-    (args.out / f"{stem}.md").write_text(
-        f"# GPU check\n\n{time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s\n\n{table}\n"
-    )
-    (args.out / f"{stem}.json").write_text(
-        json.dumps(
-            {
-                "device": name,
-                "kind": kind,
-                "xtts": [asdict(r) for r in rows],
-                "deepspeed": deepspeed,
-                "vits_x_real_time": vits,
-                "rvc_x_real_time": rvc,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    plot(args.out / f"{stem}.png", rows)
-    print(table)
+        write(rows, {"status": "not measured yet"}, vits, rvc)
+        deepspeed = measure_deepspeed(folder, device, log)
+    print(write(rows, deepspeed, vits, rvc))
 
 
 if __name__ == "__main__":

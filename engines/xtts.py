@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import logging
 import threading
@@ -93,7 +92,15 @@ def load_xtts(name: str, folder: Path, device: torch.device, use_deepspeed: bool
 
 
 def deepspeed_available() -> bool:
-    return torch.cuda.is_available() and importlib.util.find_spec("deepspeed") is not None
+    """False: no decoding path of this engine runs on DeepSpeed's kernels yet, so the switch is
+    reported unavailable rather than offered and broken. Measured on an H200 with deepspeed 0.19.8
+    (bench/results/gpu.md): it builds, and its injected GPT-2 blocks decode one row at 125 steps/s
+    against 61 for Hugging Face's forward; but coqui's DeepSpeed loading halves the GPT and swaps in
+    blocks that keep their own key/value cache, and both coqui's streaming and this engine's batcher
+    then fail on transformers 5's cache objects ("'DynamicCache' object has no attribute 'dtype'").
+    Those blocks cannot hold rows that join and leave, so the path that would use them is a
+    one-row decoder beside the batcher."""
+    return False
 
 
 class XttsEngine(TTSEngine):

@@ -130,13 +130,27 @@ def xtts_current(serve_server):
     assert client.post("/api/enginereload", params={"engine": "piper"}).json() == {"status": "engine-success"}
 
 
+def _settled_batch_rows(samples: dict) -> dict:
+    """The metric samples once XTTS's step count has not moved for one export round (3 s)."""
+    for _ in range(10):
+        time.sleep(3)
+        again = _samples()
+        if _value(again, "ray_alltalk_batch_rows_count", engine="xtts") == \
+                _value(samples, "ray_alltalk_batch_rows_count", engine="xtts"):
+            break
+        samples = again
+    return samples
+
+
 def test_concurrent_xtts_streams_share_decoding_steps(xtts_current):
     """Four streams at once on the one XTTS replica: every one gets its audio, and the replica's
     batch-occupancy metric shows that they shared steps (a replica taking turns would run one
     row per step)."""
     client = xtts_current
     params = {"voice": "female_01.wav", "language": "en", "output_file": "batch"}
-    before = _samples()
+    # Earlier tests' steps may still be on their way out of Ray's metric export: start the window
+    # once the count has stopped moving, or their one-row steps would count as this test's.
+    before = _settled_batch_rows(_samples())
 
     def stream(i: int) -> bytes:
         response = client.get(
@@ -159,14 +173,7 @@ def test_concurrent_xtts_streams_share_decoding_steps(xtts_current):
             before, "ray_alltalk_batch_rows_count", engine="xtts"
         )
 
-    after = _wait_for(grown)
-    for _ in range(10):  # Ray exports in rounds: wait until every step of the four streams is counted
-        time.sleep(3)
-        again = _samples()
-        if _value(again, "ray_alltalk_batch_rows_count", engine="xtts") == \
-                _value(after, "ray_alltalk_batch_rows_count", engine="xtts"):
-            break
-        after = again
+    after = _settled_batch_rows(_wait_for(grown))  # Ray exports in rounds: every step of the four streams
     steps = _value(after, "ray_alltalk_batch_rows_count", engine="xtts") - _value(
         before, "ray_alltalk_batch_rows_count", engine="xtts"
     )
