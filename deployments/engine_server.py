@@ -30,6 +30,7 @@ from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
 
 from .cluster_signals import ClusterStopSignal, ReplicaReports
 from .metrics import EngineMetrics
+from .step_turns import StepTurns
 from .step_watch import StepWatch
 
 _LOGGER = logging.getLogger("ray.serve")
@@ -56,7 +57,7 @@ class EngineServer:
         self.stop_signal = ClusterStopSignal()
         self._reports = ReplicaReports()
         self._replica = serve.get_replica_context().replica_id
-        self._steps = asyncio.Semaphore(self.args.parallel_steps)  # FIFO: requests take turns per step
+        self._steps = StepTurns(self.args.parallel_steps)  # requests take turns per step, interactive first
         self._watch = StepWatch()
         self._batches = self.engine.batches
         if self._batches:  # the engine times its batch steps; threads here only wait for chunks
@@ -142,7 +143,7 @@ class EngineServer:
         waiting = True
         try:
             while True:
-                async with self._steps:
+                async with self._steps.turn(request.background):
                     if waiting:
                         self.metrics.waited(time.perf_counter() - arrived)
                         waiting = False

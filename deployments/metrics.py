@@ -14,6 +14,7 @@ LATENCY_BUCKETS_S = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 RTF_BUCKETS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0]
 LOAD_BUCKETS_S = [0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]
 BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
+JOB_BUCKETS_S = [10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 12 * 3600, 48 * 3600]
 REJECTED_STATUSES = {413: "too_large", 429: "rate_limited", 503: "unavailable"}
 """Statuses that mean "not now" (body limit, per-client limit, a full queue or no replica)."""
 
@@ -46,6 +47,15 @@ class IngressMetrics(Telemetry):
         self.cancellations = metrics.Counter(
             "alltalk_cancellations", description="Engine calls ended early: stop request or client gone",
             tag_keys=("engine", "reason"))
+        self.jobs = metrics.Gauge(
+            "alltalk_jobs", description="Unfinished long-text jobs by state, as an ingress replica last counted them "
+                                        "(every replica counts the same shared folder: take the max)",
+            tag_keys=("state",))
+        self.job_lines = metrics.Counter(
+            "alltalk_job_lines", description="Lines (sentences) of jobs synthesized and stored", tag_keys=("engine",))
+        self.jobs_finished = metrics.Histogram(
+            "alltalk_job_seconds", description="Time from a job's submission to its end, by outcome",
+            boundaries=JOB_BUCKETS_S, tag_keys=("outcome",))
 
     def request_finished(self, record: RequestRecord) -> None:
         engine = record.engine or "none"
@@ -64,6 +74,16 @@ class IngressMetrics(Telemetry):
 
     def synthesis_cancelled(self, engine: str, reason: str) -> None:
         self.cancellations.inc(tags={"engine": engine, "reason": reason})
+
+    def jobs_counted(self, queued: int, running: int) -> None:
+        self.jobs.set(queued, tags={"state": "queued"})
+        self.jobs.set(running, tags={"state": "running"})
+
+    def job_line_finished(self, engine: str) -> None:
+        self.job_lines.inc(tags={"engine": engine})
+
+    def job_finished(self, outcome: str, seconds: float) -> None:
+        self.jobs_finished.observe(seconds, tags={"outcome": outcome})
 
 
 class EngineMetrics:

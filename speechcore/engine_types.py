@@ -20,6 +20,9 @@ class SynthesisRequest:
     top_k: int = 50
     """XTTS sampling (coqui's defaults); not on the wire: set by benchmarks and tests (1: deterministic)."""
     top_p: float = 0.85
+    background: bool = False
+    """Work no one is waiting on (a job's line): an engine replica that takes turns serves
+    interactive requests first."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ while planning, before any synthesis; the API layer maps those errors to statuse
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from .synthesis import AudioSource, SynthesisRunner
 from .text.filtering import filter_text, has_speech, html_prefilter
 from .text.language import LanguageDetectorService, LanguageNotDetected
 from .text.narrator import assign_voices, prepare_narration, split_narration
+from .text.sentences import split_sentences
 from .voice_conversion import VoiceConversion
 
 NARRATOR_RATE = 44_100
@@ -94,6 +96,16 @@ class SpeechOrder:
 class Part:
     source: AudioSource
     request: SynthesisRequest
+
+
+@dataclass(frozen=True)
+class Line:
+    """One sentence of a long text as its role speaks it: the unit a job synthesizes, retries and
+    captions. `role` is `character` or `narrator`."""
+
+    role: str
+    text: str
+    language: str
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,54 @@ class SpeechPipeline:
             raise NothingToSpeak("Narrator mode found nothing to speak: every segment was silent, at most "
                                  f"{stripping} characters long, or empty after filtering")
         return parts
+
+    # ----- long texts, planned line by line (jobs)
+
+    async def check(self, order: SpeechOrder) -> EngineInfo:
+        """Everything about the order but its text (engine, voices, RVC), at the cost of a status
+        call: for work whose text is planned later."""
+        info = await self.engines.info(order.engine)
+        for role in self._roles(order).values():
+            self._source(info, role)
+            self._check_voice(info, role.voice)
+        return info
+
+    async def lines(self, order: SpeechOrder) -> list["Line"]:
+        """The order's text as sentences in document order with their roles: narrator segments as
+        `plan` splits and voices them, each segment's sentences in its role; filtered, language
+        resolved once per segment, and what has nothing to speak left out. Empty when nothing is."""
+        if order.narration is None:
+            pieces = [("character", order.text)]
+        else:
+            narration = order.narration
+            stripping = self.settings.config.api_def.api_length_stripping
+            pieces = [(s.role, s.text) for s in assign_voices(
+                split_narration(prepare_narration(order.text)), narration.mode, narration.text_not_inside,
+                order.character.voice, narration.narrator.voice, stripping)]
+        lines = []
+        for role, piece in pieces:
+            text = self._filtered(piece, order.filtering)
+            if not has_speech(text):
+                continue
+            try:
+                language = await self._language(order, text)
+            except LanguageNotDetected:
+                continue
+            lines += [Line(role, sentence, language) for sentence in split_sentences(text) if has_speech(sentence)]
+        return lines
+
+    def part(self, info: EngineInfo, order: SpeechOrder, line: "Line", background: bool = False) -> Part:
+        """How one line is synthesized; `background` lets an engine's interactive requests go first."""
+        role = self._roles(order)[line.role]
+        request = self._request(info, order, line.text, role.voice, line.language)
+        return Part(self._source(info, role), dataclasses.replace(request, background=background))
+
+    @staticmethod
+    def _roles(order: SpeechOrder) -> dict[str, Role]:
+        roles = {"character": order.character}
+        if order.narration is not None:
+            roles["narrator"] = order.narration.narrator
+        return roles
 
     def _filtered(self, text: str, filtering: str) -> str:
         if filtering == "none":

@@ -63,3 +63,12 @@ class Telemetry:
 
     def synthesis_cancelled(self, engine: str, reason: str) -> None:
         """One engine call ended early: `stop` (a stop request) or `disconnect` (its consumer went away)."""
+
+    def jobs_counted(self, queued: int, running: int) -> None:
+        """The unfinished jobs in the jobs folder, as one ingress replica last counted them."""
+
+    def job_line_finished(self, engine: str) -> None:
+        """One line (sentence) of a job synthesized and stored."""
+
+    def job_finished(self, outcome: str, seconds: float) -> None:
+        """A job ended: `done`, `failed` or `cancelled`, `seconds` after it was submitted."""

@@ -18,6 +18,8 @@ from .generations import GenerationsInFlight
 GENERATION_PATHS = ("/api/tts-generate", "/api/tts-generate-streaming", "/v1/audio/speech", "/api/previewvoice/",
                     "/api/voice2rvc")
 """Requests that keep a synthesis (or a conversion) busy; they count against a client's share."""
+JOB_SUBMIT_PATH = "/api/jobs"
+"""Where long texts arrive: its bodies may be larger (`max_job_body_bytes`)."""
 
 
 class BodyTooLarge(HTTPException):
@@ -63,18 +65,20 @@ class AccessControl:
         key = self._presented_key(scope, headers) if self.user_keys else None
         path = route_path(scope)
         generation = path in GENERATION_PATHS
-        client = (f"key:{key}" if key else f"addr:{(scope.get('client') or ('?',))[0]}") if generation else ""
-        refusal = self._refusal(path, key, headers) or (self._generation_refusal(client) if generation else None)
+        client = f"key:{key}" if key else f"addr:{(scope.get('client') or ('?',))[0]}"
+        scope.setdefault("state", {})["client"] = client  # whose jobs (request.state.client)
+        limit = self.args.max_job_body_bytes if path == JOB_SUBMIT_PATH else self.args.max_body_bytes
+        refusal = self._refusal(path, key, headers, limit) or (self._generation_refusal(client) if generation else None)
         if refusal is not None:
             await self._discard_body(receive, headers)
             await refusal(scope, receive, send)
             return
         if not generation:
-            await self.app(scope, self._limited(receive), send)
+            await self.app(scope, self._limited(receive, limit), send)
             return
         self.generations.start(client)
         try:
-            await self.app(scope, self._limited(receive), send)
+            await self.app(scope, self._limited(receive, limit), send)
         finally:
             self.generations.end(client)
 
@@ -112,10 +116,10 @@ class AccessControl:
             return token.strip()
         return QueryParams(scope.get("query_string", b"")).get("api_key") or None
 
-    def _refusal(self, path: str, key: str | None, headers: Headers) -> JSONResponse | None:
+    def _refusal(self, path: str, key: str | None, headers: Headers, limit: int) -> JSONResponse | None:
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.args.max_body_bytes):
-            too_large = BodyTooLarge(self.args.max_body_bytes)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            too_large = BodyTooLarge(limit)
             return JSONResponse({"detail": too_large.detail}, status_code=too_large.status_code)
         if not self.user_keys or _matches(path, self.args.public_paths):
             return None
@@ -126,7 +130,7 @@ class AccessControl:
             return JSONResponse({"detail": "this endpoint needs an admin key"}, status_code=403)
         return None
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, limit: int) -> Receive:
         """`receive` that refuses a body (chunked, without Content-Length) once it passes the limit,
         after reading the rest of it (see _discard_body)."""
         received = 0
@@ -136,10 +140,10 @@ class AccessControl:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.args.max_body_bytes:
+                if received > limit:
                     if message.get("more_body", False):
                         await self._discard_body(receive, Headers(), received)
-                    raise BodyTooLarge(self.args.max_body_bytes)
+                    raise BodyTooLarge(limit)
             return message
 
         return limited

@@ -11,13 +11,16 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ..config.access import AccessArgs
+from ..config.app_args import JobArgs
+from ..jobs.runner import JobRunner
 from ..pipeline import SpeechPipeline
-from ..retention import retention_loop
+from ..retention import retention_loop, retention_seconds
 from ..service import SpeechService
 from . import (
     control_routes,
     file_routes,
     generate_routes,
+    job_routes,
     openai_routes,
     page_routes,
     rvc_routes,
@@ -36,12 +39,14 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
                keys: tuple[frozenset[str], frozenset[str]] = NO_KEYS, retention_check_s: float = 600.0,
                request_logger: logging.Logger | None = None,
                generations: GenerationsInFlight | None = None,
-               deployments: Callable[[], Awaitable[list[dict[str, object]]]] | None = None) -> FastAPI:
+               deployments: Callable[[], Awaitable[list[dict[str, object]]]] | None = None,
+               jobs: JobArgs | None = None) -> FastAPI:
     """`keys`: (user keys, admin keys), read by the caller (`AccessArgs.keys`); none: an open API.
     `request_logger` gets one line per request (`RequestLog`); metrics go to `service.telemetry`.
     `generations`: the generations in flight, counted by the app; whoever stops the server sets
     `stopping` on it and waits for none to be left. `deployments`: what runs where, for operators
-    (`/api/deployments`; Serve's applications behind the Serve ingress)."""
+    (`/api/deployments`; Serve's applications behind the Serve ingress). `jobs`: limits and share
+    of long-text jobs, which this app runs in the background while it serves."""
     access = access or AccessArgs()
     generations = generations or GenerationsInFlight()
 
@@ -49,10 +54,13 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         retention = asyncio.create_task(retention_loop(
             lambda: (service.outputs().folder, service.settings.config.delete_output_wavs), retention_check_s))
+        running_jobs = asyncio.create_task(app.state.jobs.run())
         try:
             yield
         finally:
             retention.cancel()
+            running_jobs.cancel()
+            await asyncio.gather(running_jobs, return_exceptions=True)
 
     app = FastAPI(title="AllTalk-compatible TTS server on Ray Serve", version="0.1.0",
                   description="The AllTalk v2 HTTP API, served by Ray Serve deployments.", lifespan=lifespan)
@@ -62,8 +70,11 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
     app.state.pipeline = SpeechPipeline(service.engines, service.rvc, service.runner, service.settings,
                                         service.detector, service.narrator_concurrency,
                                         access.max_narrator_segments)
-    for module in (status_routes, control_routes, generate_routes, openai_routes, tools_routes, rvc_routes,
-                   file_routes, page_routes):
+    app.state.jobs = JobRunner(lambda: service.outputs().folder / "jobs", app.state.pipeline, jobs or JobArgs(),
+                               service.telemetry,
+                               keep_s=lambda: retention_seconds(service.settings.config.delete_output_wavs))
+    for module in (status_routes, control_routes, generate_routes, openai_routes, job_routes, tools_routes,
+                   rvc_routes, file_routes, page_routes):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(AccessControl, args=access, user_keys=keys[0], admin_keys=keys[1], generations=generations)

@@ -17,6 +17,8 @@ from ..config.alltalk import ConfigFileError
 from ..engine_client import EngineTimeout, EngineUnavailable
 from ..engine_directory import EngineNotLive, SettingsUnreadable
 from ..engine_types import EngineError, UnknownVoice, UnsupportedLanguage
+from ..jobs.runner import JobLimit, JobNotDone
+from ..jobs.store import UnknownJob
 from ..pipeline import NoAudio, NothingToSpeak, StreamingUnsupported, TextTooLong, TooManySegments
 from ..rvc_requests import InvalidConversion, RvcModelMissing, RvcUnavailable, VoiceConversionError
 from ..text.language import LanguageNotDetected
@@ -38,8 +40,11 @@ STATUSES: list[tuple[tuple[type[BaseException], ...], int, str]] = [
     ((VoiceConversionError,), 500, "RVC conversion failed: {}"),
     ((EngineError, NoAudio), 500, "TTS generation failed: {}"),
     ((SettingsUnreadable,), 500, "{}"),
+    ((UnknownJob,), 404, "{}"),
+    ((JobNotDone,), 409, "{}"),
+    ((JobLimit,), 429, "{}"),
 ]
-RETRY_AFTER_S = {503: "2"}
+RETRY_AFTER_S = {503: "2", 429: "30"}
 OPENAI_PARAMS: dict[type[BaseException], str] = {UnknownVoice: "voice", NothingToSpeak: "input", TextTooLong: "input"}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -45,10 +46,12 @@ class AudioEncoder:
     for streaming (no seeking back to fix headers); with `seekable=True` call `finish()` once and
     get a complete file."""
 
-    def __init__(self, fmt: AudioFormat, input_rate: int, seekable: bool = False):
+    def __init__(self, fmt: AudioFormat, input_rate: int, seekable: bool = False, out: BinaryIO | None = None):
+        """`out`: a seekable file to write the whole file into (then `write` and `finish` return
+        nothing), for audio too long to hold in memory."""
         self.fmt = fmt
         self.input_rate = input_rate
-        self._out: _Sink | io.BytesIO = io.BytesIO() if seekable else _Sink()
+        self._out: _Sink | BinaryIO = out or (io.BytesIO() if seekable else _Sink())
         self._container = av.open(self._out, mode="w", format=fmt.container, options=fmt.container_options)
         rate = fmt.rate or input_rate
         self._stream = self._container.add_stream(fmt.codec, rate=rate, options=fmt.codec_options)
@@ -78,7 +81,9 @@ class AudioEncoder:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
-        return self._out.take() if isinstance(self._out, _Sink) else self._out.getvalue()
+        if isinstance(self._out, _Sink):
+            return self._out.take()
+        return self._out.getvalue() if isinstance(self._out, io.BytesIO) else b""
 
 
 def encode_whole(fmt: AudioFormat, chunks: list[PcmChunk]) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 
@@ -20,6 +21,14 @@ class AudioFormat:
     bit_rate: int | None = None
     container_options: dict[str, str] = field(default_factory=dict)
     codec_options: dict[str, str] = field(default_factory=dict)
+    file_container_options: dict[str, str] | None = None
+    """Container options for a complete file written to disk, where they differ from streaming's."""
+
+    def for_file(self) -> "AudioFormat":
+        """This format as a complete, seekable file is best written (an m4a with its index first)."""
+        if self.file_container_options is None:
+            return self
+        return dataclasses.replace(self, container_options=self.file_container_options)
 
 
 _M4A_STREAMABLE = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
@@ -29,7 +38,8 @@ AUDIO_FORMATS: dict[str, AudioFormat] = {f.name: f for f in (
     AudioFormat("mp3", "mp3", "libmp3lame", "mp3", "audio/mpeg", bit_rate=128_000),
     AudioFormat("opus", "ogg", "libopus", "opus", "audio/ogg", rate=48_000, bit_rate=64_000),
     AudioFormat("aac", "adts", "aac", "aac", "audio/aac", bit_rate=128_000),
-    AudioFormat("m4a", "ipod", "aac", "m4a", "audio/mp4", bit_rate=128_000, container_options=_M4A_STREAMABLE),
+    AudioFormat("m4a", "ipod", "aac", "m4a", "audio/mp4", bit_rate=128_000, container_options=_M4A_STREAMABLE,
+                file_container_options={"movflags": "+faststart"}),
     AudioFormat("flac", "flac", "flac", "flac", "audio/flac"),
     # FFmpeg's own Vorbis encoder is marked experimental and only encodes stereo.
     AudioFormat("ogg", "ogg", "vorbis", "ogg", "audio/ogg", layout="stereo",

@@ -32,6 +32,8 @@ class AccessArgs(BaseModel):
         "clients such as SillyTavern, which run on a page of their own origin, call it; list origins to narrow it "
         "(e.g. `http://127.0.0.1:8000`), or none for same origin only. Keys, not CORS, protect an exposed server."))
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
+    max_job_body_bytes: int = Field(8 << 20, ge=1024, description=(
+        "Largest body of `POST /api/jobs` (a long text, as JSON or an uploaded .txt file; 413 beyond)."))
     max_discarded_body_bytes: int = Field(64 << 20, ge=0, description=(
         "A refused request's body is read and dropped up to this size before the answer, so that the client, "
         "which sends its whole body first, reads the 413 (or 401, 429) instead of a reset connection; a larger "

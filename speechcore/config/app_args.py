@@ -13,6 +13,25 @@ class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class JobArgs(_Args):
+    """Long texts as jobs (`/api/jobs`): how big, how many, and how much of the engines they use."""
+
+    max_job_characters: int = Field(1_000_000, ge=1, description="Longest text one job takes.")
+    max_jobs_per_client: int = Field(4, ge=1, description=(
+        "Unfinished jobs (queued or running) one client (API key, or address without keys) may have; more get 429."))
+    max_queued_jobs: int = Field(100, ge=1, description="Unfinished jobs of all clients together; more get 429.")
+    jobs_at_once: int = Field(1, ge=1, le=64, description="Jobs one ingress replica runs at once; the rest wait.")
+    lines_at_once: int = Field(2, ge=1, le=256, description=(
+        "Sentences of a running job synthesized at once: the share of the engine's replicas a job may use. "
+        "Engine replicas serve interactive requests before a job's sentences, so live users wait one "
+        "sentence at most; the rest of their capacity stays free for them."))
+    line_retries: int = Field(3, ge=0, le=20, description=(
+        "Times a sentence is tried again after its replica failed or was lost, before the job fails."))
+    lease_s: float = Field(30.0, ge=2, description=(
+        "A running job is claimed by one ingress replica, which renews the claim while it works; a claim not "
+        "renewed for this long (its replica or server is gone) lets another replica resume the job."))
+
+
 class IngressArgs(_Args):
     """Args of the `alltalk` application (the HTTP ingress)."""
 
@@ -46,6 +65,7 @@ class IngressArgs(_Args):
     access: AccessArgs = Field(default_factory=AccessArgs, description="API keys, CORS and request limits.")
     retention_check_s: float = Field(600.0, gt=0, description="How often outputs older than `delete_output_wavs` "
                                                               "are removed.")
+    jobs: JobArgs = Field(default_factory=JobArgs, description="Long texts as jobs (`/api/jobs`).")
 
     @model_validator(mode="after")
     def _default_is_live(self) -> "IngressArgs":
