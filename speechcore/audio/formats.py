@@ -25,7 +25,8 @@ class AudioFormat:
     """Container options for a complete file written to disk, where they differ from streaming's."""
 
     def for_file(self) -> "AudioFormat":
-        """This format as a complete, seekable file is best written (an m4a with its index first)."""
+        """This format as a complete, seekable file is best written (an m4a in one piece, not in
+        fragments; its index goes at the end, as FFmpeg moves it forward only in files it opens itself)."""
         if self.file_container_options is None:
             return self
         return dataclasses.replace(self, container_options=self.file_container_options)
@@ -39,7 +40,7 @@ AUDIO_FORMATS: dict[str, AudioFormat] = {f.name: f for f in (
     AudioFormat("opus", "ogg", "libopus", "opus", "audio/ogg", rate=48_000, bit_rate=64_000),
     AudioFormat("aac", "adts", "aac", "aac", "audio/aac", bit_rate=128_000),
     AudioFormat("m4a", "ipod", "aac", "m4a", "audio/mp4", bit_rate=128_000, container_options=_M4A_STREAMABLE,
-                file_container_options={"movflags": "+faststart"}),
+                file_container_options={}),
     AudioFormat("flac", "flac", "flac", "flac", "audio/flac"),
     # FFmpeg's own Vorbis encoder is marked experimental and only encodes stereo.
     AudioFormat("ogg", "ogg", "vorbis", "ogg", "audio/ogg", layout="stereo",
