@@ -1,0 +1,106 @@
+"""The parts of long-text jobs that need no server: captions, the job folder's claims, and the
+order in which an engine replica hands out its synthesis steps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from deployments.step_turns import StepTurns
+from speechcore.audio.pcm import PcmChunk
+from speechcore.jobs.captions import Cue, srt, vtt
+from speechcore.jobs.records import JobRecord
+from speechcore.jobs.store import JobStore, UnknownJob
+
+JOB = "0123456789abcdef0123456789abcdef"
+
+
+def test_captions_number_and_time_every_sentence():
+    cues = [Cue(0.0, 1.2344, "First one."), Cue(1.2344, 3661.5, "A second -->\n\nline.")]
+    assert srt(cues) == ("1\n00:00:00,000 --> 00:00:01,234\nFirst one.\n\n"
+                         "2\n00:00:01,234 --> 01:01:01,500\nA second -> line.\n\n")
+    assert vtt(cues).startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.234\nFirst one.\n\n")
+
+
+def test_a_claim_is_held_while_renewed_and_passes_on_when_not(tmp_path):
+    store = JobStore(tmp_path)
+    store.save(JobRecord(id=JOB, client="c", response_format="wav", characters=1, engine="piper", created_at=0))
+    assert store.claim(JOB, "a", lease_s=30, now=100)
+    assert not store.claim(JOB, "b", lease_s=30, now=110), "a's claim is live"
+    assert store.claim(JOB, "a", lease_s=30, now=120), "a renews its own"
+    assert store.claim(JOB, "b", lease_s=30, now=151), "a stopped renewing: b takes over"
+    store.release(JOB, "a")  # not a's any more: stays b's
+    assert not store.claim(JOB, "c", lease_s=30, now=152)
+    store.release(JOB, "b")
+    assert store.claim(JOB, "c", lease_s=30, now=152)
+
+
+def test_a_claim_of_a_process_that_is_gone_passes_on_at_once(tmp_path):
+    store = JobStore(tmp_path)
+    store.save(JobRecord(id=JOB, client="c", response_format="wav", characters=1, engine="piper", created_at=0))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    claim = {"owner": "old", "host": socket.gethostname(), "pid": int(gone.stdout), "renewed_at": 100}
+    (tmp_path / JOB / "claim.json").write_text(json.dumps(claim))
+    assert store.claim(JOB, "new", lease_s=30, now=101)
+
+
+def test_lines_are_kept_whole_and_ids_are_checked(tmp_path):
+    store = JobStore(tmp_path)
+    store.write_line(JOB, 3, PcmChunk(b"\x01\x00" * 100, 16000))
+    assert store.line_format(JOB, 3) == (16000, 100) and store.line_format(JOB, 4) is None
+    assert store.read_line(JOB, 3).pcm == b"\x01\x00" * 100
+    assert not [p for p in (tmp_path / JOB).iterdir() if p.name.startswith(".partial-")]
+    for bad in ("../" + JOB, JOB.upper(), JOB[:-1], "/etc/passwd"):
+        with pytest.raises(UnknownJob):
+            store.job_dir(bad)
+
+
+def test_interactive_steps_go_before_background_ones():
+    async def scenario() -> list[str]:
+        turns, order = StepTurns(1), []
+
+        async def step(name: str, background: bool) -> None:
+            async with turns.turn(background):
+                order.append(name)
+                await asyncio.sleep(0.01)
+
+        holder = asyncio.create_task(step("job line 1", True))
+        await asyncio.sleep(0)
+        waiting = [asyncio.create_task(step("job line 2", True)), asyncio.create_task(step("job line 3", True))]
+        await asyncio.sleep(0)
+        waiting.append(asyncio.create_task(step("live request", False)))
+        await asyncio.gather(holder, *waiting)
+        return order
+
+    assert asyncio.run(scenario()) == ["job line 1", "live request", "job line 2", "job line 3"]
+
+
+def test_a_waiter_cancelled_as_it_is_handed_a_slot_passes_it_on():
+    async def scenario() -> bool:
+        turns = StepTurns(1)
+        first_done = asyncio.Event()
+
+        async def hold() -> None:
+            async with turns.turn():
+                await first_done.wait()
+
+        async def wait_turn() -> None:
+            async with turns.turn():
+                pass
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0)
+        cancelled, later = asyncio.create_task(wait_turn()), asyncio.create_task(wait_turn())
+        await asyncio.sleep(0)
+        first_done.set()
+        await asyncio.sleep(0)  # the slot is handed to `cancelled` ...
+        cancelled.cancel()  # ... which goes away before it runs
+        await asyncio.wait_for(asyncio.gather(holder, later), timeout=1)
+        return later.done()
+
+    assert asyncio.run(scenario())
