@@ -63,7 +63,8 @@ class EngineServer:
         if self._batches:  # the engine times its batch steps; threads here only wait for chunks
             self.engine.report_steps_to(self._watch.step, self.metrics.batch_ran)
             self._waiters = ThreadPoolExecutor(max_workers=2 * self.args.max_batch, thread_name_prefix="chunk-wait")
-        self.engine.count_steps_with(lambda: self._watch.in_flight)  # Piper picks its threading by it
+        # Piper picks its threading by the interactive steps running (background ones take a share only).
+        self.engine.count_steps_with(lambda: self._steps.interactive_running)
         # The first model loads here (the hooks above must be in place before it does).
         self.metrics.model_loaded(self.engine.info().current_model or "none", time.perf_counter() - started)
         _LOGGER.info("engine %s ready on %s with %d thread(s)", self.args.engine, options.device, options.threads)

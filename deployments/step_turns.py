@@ -1,7 +1,9 @@
-"""StepTurns: the synthesis steps a replica computes at once, handed out in turn. Interactive
-requests go before background work (a job's lines): a waiting interactive step gets the next free
-slot, so a replica busy with a long job delays a live user by one step at most. Within a class,
-first come, first served."""
+"""StepTurns: the synthesis steps a replica computes at once (`slots`), handed out in turn.
+Interactive requests go before background work (a job's lines): a waiting interactive step gets
+the next free slot, and no background step starts while an interactive one runs or waits, so the
+replica's threads are theirs. A replica busy with a long job therefore delays a live user by what
+its background steps already running cost (one sentence each at most), and while the live user
+is served the job waits. Within a class, first come, first served."""
 
 from __future__ import annotations
 
@@ -13,9 +15,16 @@ from collections.abc import AsyncIterator
 
 class StepTurns:
     def __init__(self, slots: int):
-        self._free = slots
+        self._slots = slots
+        self._busy = 0
+        self._interactive = 0
+        """Interactive steps running now."""
         self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
         """Interactive waiters, then background ones."""
+
+    @property
+    def interactive_running(self) -> int:
+        return self._interactive
 
     @contextlib.asynccontextmanager
     async def turn(self, background: bool = False) -> AsyncIterator[None]:
@@ -23,11 +32,20 @@ class StepTurns:
         try:
             yield
         finally:
-            self._release()
+            self._release(background)
+
+    def _may_start(self, background: bool) -> bool:
+        if self._busy >= self._slots:
+            return False
+        return not background or (self._interactive == 0 and not self._waiting[0])
+
+    def _take(self, background: bool) -> None:
+        self._busy += 1
+        self._interactive += not background
 
     async def _acquire(self, background: bool) -> None:
-        if self._free and not any(self._waiting):
-            self._free -= 1
+        if self._may_start(background) and not self._waiting[background]:
+            self._take(background)
             return
         granted = asyncio.get_running_loop().create_future()
         self._waiting[background].append(granted)
@@ -35,14 +53,16 @@ class StepTurns:
             await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
-                self._release()  # handed the slot as it was cancelled: pass it on
+                self._release(background)  # handed the slot as it was cancelled: pass it on
             raise
 
-    def _release(self) -> None:
-        for queue in self._waiting:
-            while queue:
+    def _release(self, background: bool) -> None:
+        self._busy -= 1
+        self._interactive -= not background
+        for kind in (False, True):
+            queue = self._waiting[kind]
+            while queue and self._may_start(kind):
                 waiter = queue.popleft()
                 if not waiter.done():
+                    self._take(kind)
                     waiter.set_result(None)
-                    return
-        self._free += 1

@@ -84,7 +84,8 @@ class TTSEngine(ABC):
         return None
 
     def count_steps_with(self, concurrent_steps: Callable[[], int]) -> None:
-        """How the replica tells how many synthesis steps run at once. Default: not needed."""
+        """How the replica tells how many interactive synthesis steps run at once (a job's background
+        steps are not counted). Default: not needed."""
         return None
 
     def report_steps_to(self, time_step: StepTimer, on_step: Callable[[int], None]) -> None:

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,19 +65,26 @@ def _stop_espeak_leak() -> None:
         espeakbridge.get_phonemes = release_leaked_clauses(espeakbridge.get_phonemes)
 
 
+_STEP = threading.local()
+"""What the synthesis step running on this thread is: `background` (a job's line) or not."""
+
+
 class SpinWhenAlone:
     """A voice's two onnxruntime sessions: one with all the replica's threads, spinning between
     operators (a lone sentence runs about 10% faster on a small CPU), and one for steps that run
     beside others, with the threads split between them and sleeping (no oversubscription, nothing
     burnt while another step, the ingress or Ray needs the cores). Each run takes the one that fits
-    the number of steps the replica runs at that moment."""
+    the number of interactive steps the replica runs at that moment; background steps always take
+    the second, and do not count, so that a live request beside one keeps its threads and their
+    spinning (the job's step slows down instead)."""
 
     def __init__(self, alone: Any, shared: Any, concurrent_steps: Callable[[], int]):
         self.alone, self.shared = alone, shared
         self.concurrent_steps = concurrent_steps
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        return (self.alone if self.concurrent_steps() <= 1 else self.shared).run(*args, **kwargs)
+        alone = self.concurrent_steps() <= 1 and not getattr(_STEP, "background", False)
+        return (self.alone if alone else self.shared).run(*args, **kwargs)
 
 
 class PiperEngine(TTSEngine):
@@ -156,7 +164,15 @@ class PiperEngine(TTSEngine):
         """One chunk per sentence (Piper splits sentences itself), so streams start after the
         first sentence. Speed maps to length scale."""
         syn_config = SynthesisConfig(length_scale=voice.config.length_scale / request.speed)
-        for chunk in voice.synthesize(request.text, syn_config=syn_config):
+        chunks = voice.synthesize(request.text, syn_config=syn_config)
+        while True:
+            _STEP.background = request.background  # each step may run on another worker thread
+            try:
+                chunk = next(chunks, None)
+            finally:
+                _STEP.background = False
+            if chunk is None:
+                return
             yield PcmChunk(chunk.audio_int16_bytes, chunk.sample_rate)
 
     def select_model(self, model: str | None) -> None:

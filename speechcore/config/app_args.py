@@ -21,10 +21,11 @@ class JobArgs(_Args):
         "Unfinished jobs (queued or running) one client (API key, or address without keys) may have; more get 429."))
     max_queued_jobs: int = Field(100, ge=1, description="Unfinished jobs of all clients together; more get 429.")
     jobs_at_once: int = Field(1, ge=1, le=64, description="Jobs one ingress replica runs at once; the rest wait.")
-    lines_at_once: int = Field(2, ge=1, le=256, description=(
-        "Sentences of a running job synthesized at once: the share of the engine's replicas a job may use. "
-        "Engine replicas serve interactive requests before a job's sentences, so live users wait one "
-        "sentence at most; the rest of their capacity stays free for them."))
+    lines_at_once: int = Field(1, ge=1, le=256, description=(
+        "Sentences of a running job synthesized at once: the share of the engine's capacity (replicas x "
+        "parallel_steps) a job may use. Engine replicas start no job sentence while a live request runs or "
+        "waits, so live users wait at most for the job sentences already running; keep this below the "
+        "engine's capacity so that one is free for them (1 on the embedded server; more on a cluster)."))
     line_retries: int = Field(3, ge=0, le=20, description=(
         "Times a sentence is tried again after its replica failed or was lost, before the job fails."))
     lease_s: float = Field(30.0, ge=2, description=(

@@ -104,3 +104,31 @@ def test_a_waiter_cancelled_as_it_is_handed_a_slot_passes_it_on():
         return later.done()
 
     assert asyncio.run(scenario())
+
+
+def test_no_background_step_starts_while_an_interactive_one_runs():
+    async def scenario() -> list[str]:
+        turns, events = StepTurns(2), []
+        live_running = asyncio.Event()
+        release_live = asyncio.Event()
+
+        async def live() -> None:
+            async with turns.turn(False):
+                events.append("live starts")
+                live_running.set()
+                await release_live.wait()
+                events.append("live ends")
+
+        async def job_line() -> None:
+            async with turns.turn(True):
+                events.append("job line starts")
+
+        live_task = asyncio.create_task(live())
+        await live_running.wait()
+        line_task = asyncio.create_task(job_line())
+        await asyncio.sleep(0.05)  # a slot is free, but the live step runs
+        release_live.set()
+        await asyncio.gather(live_task, line_task)
+        return events
+
+    assert asyncio.run(scenario()) == ["live starts", "live ends", "job line starts"]
