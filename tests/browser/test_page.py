@@ -106,3 +106,43 @@ def test_an_error_from_the_api_is_shown_on_the_page(page):
     page.find_element(By.ID, "generate").click()
     WebDriverWait(page, 60).until(lambda d: d.find_element(By.ID, "result").get_attribute("class") == "error")
     assert "no-such-voice" in page.find_element(By.ID, "result").text
+
+
+def test_a_long_text_runs_as_a_job_from_the_page_with_progress_then_plays(page, serve_server, tmp_path):
+    text = " ".join(f"Sentence number {i} of the long text on the page." for i in range(1, 13))
+    page.find_element(By.ID, "mode-job").click()
+    assert page.find_element(By.ID, "job-progress").is_displayed()
+    page.execute_script("window.seen = []; const p = document.getElementById('job-progress');"
+                        "window.watching = setInterval(() => window.seen.push([p.value, p.max]), 50);")
+    area = page.find_element(By.ID, "text")
+    area.clear()
+    area.send_keys(text)
+    page.find_element(By.ID, "generate").click()
+    wait = WebDriverWait(page, 180)
+    wait.until(lambda d: d.find_element(By.ID, "result").text.startswith("Job done")
+               or d.find_element(By.ID, "result").get_attribute("class") == "error")
+    assert page.find_element(By.ID, "result").text.startswith("Job done: 12 sentences"), \
+        page.find_element(By.ID, "result").text
+    seen = page.execute_script("clearInterval(window.watching); return window.seen;")
+    assert any(0 < value < maximum for value, maximum in seen), "the progress bar followed the job"
+    assert seen[-1] == [12, 12]
+
+    wait.until(lambda d: _player(d)["readyState"] >= 1)
+    state = _player(page)
+    assert "/api/jobs/" in state["src"] and state["src"].endswith("/audio") and state["error"] is None
+    assert 15.0 < state["duration"] < 60.0, state  # twelve sentences of speech
+    page.execute_script("document.getElementById('player').currentTime = 0; document.getElementById('player').play();")
+    wait.until(lambda d: _player(d)["currentTime"] > 0.2)
+    links = {a.text: a.get_attribute("href") for a in page.find_elements(By.CSS_SELECTOR, "#download a")}
+    assert set(links) == {"Download the audio", "Captions (SRT)", "Captions (WebVTT)"}
+    captions = serve_server.client.get(links["Captions (WebVTT)"].replace(str(serve_server.client.base_url), ""))
+    assert captions.status_code == 200 and captions.text.count(" --> ") == 12
+    page.save_screenshot(str(ARTIFACTS / "web-page-job.png"))
+
+    story = tmp_path / "story.txt"
+    story.write_text("A file of two sentences. It was uploaded from the page.", encoding="utf-8")
+    page.find_element(By.ID, "job-file").send_keys(str(story))
+    page.find_element(By.ID, "generate").click()
+    wait.until(lambda d: d.find_element(By.ID, "result").text.startswith("Job done: 2 ")
+               or d.find_element(By.ID, "result").get_attribute("class") == "error")
+    assert page.find_element(By.ID, "result").text.startswith("Job done: 2 sentences")
