@@ -23,6 +23,7 @@ from .synthesis import AudioSource, SynthesisRunner
 from .text.filtering import filter_text, has_speech, html_prefilter
 from .text.language import LanguageDetectorService, LanguageNotDetected
 from .text.narrator import assign_voices, prepare_narration, split_narration
+from .text.paragraphs import split_paragraphs
 from .text.sentences import split_sentences
 from .voice_conversion import VoiceConversion
 
@@ -106,6 +107,8 @@ class Line:
     role: str
     text: str
     language: str
+    chapter: str | None = None
+    """The title of the chapter this line begins (a heading of the text), if it begins one."""
 
 
 @dataclass(frozen=True)
@@ -195,27 +198,37 @@ class SpeechPipeline:
         return info
 
     async def lines(self, order: SpeechOrder) -> list["Line"]:
-        """The order's text as sentences in document order with their roles: narrator segments as
-        `plan` splits and voices them, each segment's sentences in its role; filtered, language
-        resolved once per segment, and what has nothing to speak left out. Empty when nothing is."""
+        """The order's text as sentences in document order with their roles, paragraph by
+        paragraph: narrator segments as `plan` splits and voices them, each segment's sentences in
+        its role; filtered, language resolved once per segment, and what has nothing to speak left
+        out. A heading's first line carries the chapter title. Empty when nothing is spoken."""
+        lines: list[Line] = []
+        for paragraph in split_paragraphs(order.text):
+            first = len(lines)
+            lines += await self._lines_of(order, paragraph.text)
+            if paragraph.heading and len(lines) > first:
+                lines[first] = dataclasses.replace(lines[first], chapter=" ".join(paragraph.text.split()))
+        return lines
+
+    async def _lines_of(self, order: SpeechOrder, text: str) -> list["Line"]:
         if order.narration is None:
-            pieces = [("character", order.text)]
+            pieces = [("character", text)]
         else:
             narration = order.narration
             stripping = self.settings.config.api_def.api_length_stripping
             pieces = [(s.role, s.text) for s in assign_voices(
-                split_narration(prepare_narration(order.text)), narration.mode, narration.text_not_inside,
+                split_narration(prepare_narration(text)), narration.mode, narration.text_not_inside,
                 order.character.voice, narration.narrator.voice, stripping)]
         lines = []
         for role, piece in pieces:
-            text = self._filtered(piece, order.filtering)
-            if not has_speech(text):
+            spoken = self._filtered(piece, order.filtering)
+            if not has_speech(spoken):
                 continue
             try:
-                language = await self._language(order, text)
+                language = await self._language(order, spoken)
             except LanguageNotDetected:
                 continue
-            lines += [Line(role, sentence, language) for sentence in split_sentences(text) if has_speech(sentence)]
+            lines += [Line(role, sentence, language) for sentence in split_sentences(spoken) if has_speech(sentence)]
         return lines
 
     def part(self, info: EngineInfo, order: SpeechOrder, line: "Line", background: bool = False) -> Part:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import BinaryIO
 
 import av
@@ -41,18 +43,32 @@ def _frame(chunk: PcmChunk) -> av.AudioFrame:
     return frame
 
 
+@dataclass(frozen=True)
+class Chapter:
+    start_s: float
+    end_s: float
+    title: str
+
+
 class AudioEncoder:
     """Encodes mono PCM at `input_rate` into `fmt`. With `seekable=False` the output is written
     for streaming (no seeking back to fix headers); with `seekable=True` call `finish()` once and
     get a complete file."""
 
-    def __init__(self, fmt: AudioFormat, input_rate: int, seekable: bool = False, out: BinaryIO | None = None):
+    def __init__(self, fmt: AudioFormat, input_rate: int, seekable: bool = False, out: BinaryIO | None = None,
+                 chapters: list[Chapter] | None = None):
         """`out`: a seekable file to write the whole file into (then `write` and `finish` return
-        nothing), for audio too long to hold in memory."""
+        nothing), for audio too long to hold in memory. `chapters`: written where the container
+        keeps them (MP4, MP3's ID3 tags, Ogg), dropped elsewhere."""
         self.fmt = fmt
         self.input_rate = input_rate
         self._out: _Sink | BinaryIO = out or (io.BytesIO() if seekable else _Sink())
         self._container = av.open(self._out, mode="w", format=fmt.container, options=fmt.container_options)
+        if chapters:
+            self._container.set_chapters([
+                {"id": number, "start": round(c.start_s * 1000), "end": round(c.end_s * 1000),
+                 "time_base": Fraction(1, 1000), "metadata": {"title": c.title}}
+                for number, c in enumerate(chapters, start=1)])
         rate = fmt.rate or input_rate
         self._stream = self._container.add_stream(fmt.codec, rate=rate, options=fmt.codec_options)
         self._stream.layout = fmt.layout

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..audio.encode import AudioEncoder, resample
+from ..audio.encode import AudioEncoder, Chapter, resample
 from ..audio.formats import AUDIO_FORMATS
 from ..audio.pcm import SAMPLE_WIDTH, PcmChunk
 from ..cancellation import GenerationStopped
@@ -341,6 +341,8 @@ class JobRunner:
         rate = max((fmt[0] for fmt in formats if fmt and fmt[1]), default=24_000)
         audio_format = AUDIO_FORMATS[record.response_format].for_file()
         cues: list[Cue] = []
+        chapters = _chapters(lines, [frames * rate / line_rate if frames else 0.0
+                                     for line_rate, frames in (fmt or (rate, 0) for fmt in formats)], rate)
 
         def joined() -> Iterator[PcmChunk]:
             frames = 0
@@ -363,7 +365,7 @@ class JobRunner:
                     for chunk in joined():
                         wav.writeframes(chunk.pcm)
                 return
-            encoder = AudioEncoder(audio_format, rate, out=out)
+            encoder = AudioEncoder(audio_format, rate, out=out, chapters=chapters)
             for chunk in joined():
                 encoder.write(chunk)
             encoder.finish()
@@ -371,3 +373,15 @@ class JobRunner:
         store.write_result(record.id, f"audio.{audio_format.extension}", write)
         store.write_result(record.id, "captions.srt", lambda out: out.write(srt(cues).encode()))
         store.write_result(record.id, "captions.vtt", lambda out: out.write(vtt(cues).encode()))
+
+
+def _chapters(lines: list[Line], frames: list[float], rate: int) -> list[Chapter]:
+    """A chapter from each line that begins one to the next (the last to the end), timed as the
+    lines will be joined (frames at the joined rate)."""
+    starts, elapsed = [], 0.0
+    for line, line_frames in zip(lines, frames):
+        if line.chapter:
+            starts.append((elapsed / rate, line.chapter))
+        elapsed += line_frames
+    ends = [start for start, _title in starts[1:]] + [elapsed / rate]
+    return [Chapter(start, end, title) for (start, title), end in zip(starts, ends)]

@@ -187,3 +187,23 @@ def test_the_job_api_is_in_the_openapi_document(server):
     assert "202" in submit["responses"]
     assert {"/api/jobs/{job_id}", "/api/jobs/{job_id}/audio", "/api/jobs/{job_id}/captions.{kind}"} <= set(paths)
     assert "delete" in paths["/api/jobs/{job_id}"]
+
+
+def test_headings_of_the_text_become_chapters_of_the_audio(server):
+    client = server.client
+    text = ("Chapter One\n\nThe keeper climbed the stairs. He lit the lamp.\n\n"
+            "Chapter Two: The Storm\n\nThe wind rose in the night. By morning it was calm.")
+    job = client.post("/api/jobs", json={"text": text, "language": "en", "response_format": "m4a"}).json()
+    done = wait_for_job(client, job["id"])
+    assert done["state"] == "done", done
+    cues = parse_cues(client.get(done["urls"]["captions_srt"]).text)
+    assert [c[2] for c in cues] == ["Chapter One", "The keeper climbed the stairs.", "He lit the lamp.",
+                                    "Chapter Two: The Storm", "The wind rose in the night.", "By morning it was calm."]
+    with av.open(io.BytesIO(client.get(done["urls"]["audio"]).content)) as container:
+        chapters = [(float(c["start"] * c["time_base"]), float(c["end"] * c["time_base"]), c["metadata"]["title"])
+                    for c in container.chapters()]
+    assert [title for _start, _end, title in chapters] == ["Chapter One", "Chapter Two: The Storm"]
+    assert chapters[0][0] == 0 and chapters[0][1] == pytest.approx(cues[3][0], abs=0.002)
+    assert chapters[1][0] == pytest.approx(cues[3][0], abs=0.002)
+    assert chapters[1][1] == pytest.approx(cues[-1][1], abs=0.002)
+    client.delete(f"/api/jobs/{job['id']}")

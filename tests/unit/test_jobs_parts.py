@@ -16,6 +16,7 @@ from speechcore.audio.pcm import PcmChunk
 from speechcore.jobs.captions import Cue, srt, vtt
 from speechcore.jobs.records import JobRecord
 from speechcore.jobs.store import JobStore, UnknownJob
+from speechcore.text.paragraphs import split_paragraphs
 
 JOB = "0123456789abcdef0123456789abcdef"
 
@@ -132,3 +133,38 @@ def test_no_background_step_starts_while_an_interactive_one_runs():
         return events
 
     assert asyncio.run(scenario()) == ["live starts", "live ends", "job line starts"]
+
+
+def test_short_lines_of_their_own_without_an_end_mark_are_headings():
+    text = ("Chapter One\n\nIt was night.\nThe lamp was lit.\r\n\r\n  II. The Storm  \n\n"
+            "\"Look out!\"\n\nWhy?\n\n" + "A very long line that goes on without any end mark " * 3 + "\n\n***")
+    assert [(p.text[:20], p.heading) for p in split_paragraphs(text)] == [
+        ("Chapter One", True), ("It was night.\nThe la", False), ("II. The Storm", True),
+        ('"Look out!"', False), ("Why?", False), ("A very long line tha", False), ("***", False)]
+
+
+def test_the_server_queues_so_many_jobs_and_forgets_finished_ones_after_the_retention(tmp_path):
+    from speechcore.config.app_args import JobArgs
+    from speechcore.jobs.records import JobState
+    from speechcore.jobs.runner import JobLimit, JobRunner
+    from speechcore.pipeline import Role, SpeechOrder
+
+    runner = JobRunner(lambda: tmp_path, pipeline=None, args=JobArgs(max_queued_jobs=2, max_jobs_per_client=5),
+                       keep_s=lambda: 3600)
+    order = SpeechOrder(text="Hello there.", character=Role("voice.onnx"), engine="piper")
+
+    async def submit_three() -> list[str]:
+        first = await runner.submit(order, "wav", "addr:1")
+        await runner.submit(order, "wav", "addr:2")
+        with pytest.raises(JobLimit, match="2 unfinished jobs"):
+            await runner.submit(order, "wav", "addr:3")
+        return [first.id]
+
+    [first] = asyncio.run(submit_three())
+    record = runner.store.load(first)
+    record.finish(JobState.DONE)
+    record.finished_at = 1000.0
+    runner.store.save(record)
+    assert runner.expire(now=1000.0 + 3599) == []
+    assert runner.expire(now=1000.0 + 3601) == [first]
+    assert not (tmp_path / first).exists() and len(runner.store.records()) == 1
