@@ -22,7 +22,7 @@ from .safe_paths import unsafe_reason
 from .synthesis import AudioSource, SynthesisRunner
 from .text.filtering import filter_text, has_speech, html_prefilter
 from .text.language import LanguageDetectorService, LanguageNotDetected
-from .text.narrator import assign_voices, prepare_narration, split_narration
+from .text.narrator import VoicedSegment, assign_voices, prepare_narration, split_narration
 from .text.paragraphs import split_paragraphs
 from .text.sentences import split_sentences
 from .voice_conversion import VoiceConversion
@@ -160,31 +160,42 @@ class SpeechPipeline:
     async def _narrated_parts(self, info: EngineInfo, order: SpeechOrder) -> list[Part]:
         """Segments in document order, each with its role's voice and RVC; silent segments, empty
         ones and those whose language cannot be detected are left out (as AllTalk)."""
-        narration = order.narration
-        assert narration is not None
-        roles = {"character": order.character, "narrator": narration.narrator}
-        sources = {role: self._source(info, who) for role, who in roles.items()}
-        stripping = self.settings.config.api_def.api_length_stripping
-        segments = assign_voices(split_narration(prepare_narration(order.text)), narration.mode,
-                                 narration.text_not_inside, order.character.voice, narration.narrator.voice, stripping)
+        sources = {role: self._source(info, who) for role, who in self._roles(order).items()}
+        segments = self._narrator_segments(order, order.text)
         if len(segments) > self.max_narrator_segments:
             raise TooManySegments(f"{order.text_field} splits into {len(segments)} narrator segments; at most "
                                   f"{self.max_narrator_segments} are allowed per request")
         parts = []
         for segment in segments:
-            text = self._filtered(segment.text, order.filtering)
-            if not has_speech(text):
+            if (spoken := await self._spoken(order, segment.text)) is None:
                 continue
-            try:
-                language = await self._language(order, text)
-            except LanguageNotDetected:
-                continue
+            text, language = spoken
             self._check_voice(info, segment.voice)
             parts.append(Part(sources[segment.role], self._request(info, order, text, segment.voice, language)))
         if not parts:
             raise NothingToSpeak("Narrator mode found nothing to speak: every segment was silent, at most "
-                                 f"{stripping} characters long, or empty after filtering")
+                                 f"{self.settings.config.api_def.api_length_stripping} characters long, or empty "
+                                 "after filtering")
         return parts
+
+    def _narrator_segments(self, order: SpeechOrder, text: str) -> list[VoicedSegment]:
+        """The spoken segments of a narrated text, with their roles' voices (§4.5)."""
+        narration = order.narration
+        assert narration is not None
+        return assign_voices(split_narration(prepare_narration(text)), narration.mode, narration.text_not_inside,
+                             order.character.voice, narration.narrator.voice,
+                             self.settings.config.api_def.api_length_stripping)
+
+    async def _spoken(self, order: SpeechOrder, text: str) -> tuple[str, str] | None:
+        """A segment's text after filtering and its language; None when nothing of it is spoken
+        (empty after filtering, or a language that cannot be detected: left out, as AllTalk)."""
+        text = self._filtered(text, order.filtering)
+        if not has_speech(text):
+            return None
+        try:
+            return text, await self._language(order, text)
+        except LanguageNotDetected:
+            return None
 
     # ----- long texts, planned line by line (jobs)
 
@@ -211,24 +222,14 @@ class SpeechPipeline:
         return lines
 
     async def _lines_of(self, order: SpeechOrder, text: str) -> list["Line"]:
-        if order.narration is None:
-            pieces = [("character", text)]
-        else:
-            narration = order.narration
-            stripping = self.settings.config.api_def.api_length_stripping
-            pieces = [(s.role, s.text) for s in assign_voices(
-                split_narration(prepare_narration(text)), narration.mode, narration.text_not_inside,
-                order.character.voice, narration.narrator.voice, stripping)]
+        pieces = [("character", text)] if order.narration is None else \
+            [(s.role, s.text) for s in self._narrator_segments(order, text)]
         lines = []
         for role, piece in pieces:
-            spoken = self._filtered(piece, order.filtering)
-            if not has_speech(spoken):
+            if (spoken := await self._spoken(order, piece)) is None:
                 continue
-            try:
-                language = await self._language(order, spoken)
-            except LanguageNotDetected:
-                continue
-            lines += [Line(role, sentence, language) for sentence in split_sentences(spoken) if has_speech(sentence)]
+            said, language = spoken
+            lines += [Line(role, sentence, language) for sentence in split_sentences(said) if has_speech(sentence)]
         return lines
 
     def part(self, info: EngineInfo, order: SpeechOrder, line: "Line", background: bool = False) -> Part:

@@ -82,6 +82,8 @@ class JobRunner:
         self.poll_s = poll_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._finished: set[str] = set()
+        """Jobs seen finished: they never run again, so the folder scans skip reading them."""
         self._cancelled: set[str] = set()
         self._wake = asyncio.Event()
 
@@ -94,7 +96,7 @@ class JobRunner:
     async def submit(self, order: SpeechOrder, response_format: str, client: str) -> JobRecord:
         """Queues a job (checked by the caller) and answers its record; JobLimit beyond the limits."""
         store, owner = self.store, client_digest(client)
-        unfinished = [r for r in await asyncio.to_thread(store.records) if not r.state.finished]
+        unfinished = await self._unfinished(store)
         if sum(r.client == owner for r in unfinished) >= self.args.max_jobs_per_client:
             raise JobLimit(f"at most {self.args.max_jobs_per_client} unfinished jobs per client; wait for one to "
                            "finish or cancel one (DELETE /api/jobs/{id})")
@@ -186,8 +188,7 @@ class JobRunner:
 
     async def _start_claimable(self) -> None:
         store = self.store
-        records = await asyncio.to_thread(store.records)
-        unfinished = [r for r in records if not r.state.finished]
+        unfinished = await self._unfinished(store)
         self.telemetry.jobs_counted(sum(r.state is JobState.QUEUED for r in unfinished),
                                     sum(r.state is JobState.RUNNING for r in unfinished))
         for record in unfinished:
@@ -199,6 +200,11 @@ class JobRunner:
                 task = asyncio.create_task(self._run(store, record.id))
                 self._running[record.id] = task
                 task.add_done_callback(lambda _task, job_id=record.id: self._ended(job_id))
+
+    async def _unfinished(self, store: JobStore) -> list[JobRecord]:
+        records = await asyncio.to_thread(store.records, self._finished)
+        self._finished.update(r.id for r in records if r.state.finished)
+        return [r for r in records if not r.state.finished]
 
     def _ended(self, job_id: str) -> None:
         self._running.pop(job_id, None)

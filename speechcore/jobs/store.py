@@ -18,7 +18,7 @@ import re
 import shutil
 import socket
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 from typing import BinaryIO
 
@@ -59,12 +59,12 @@ class JobStore:
         except FileNotFoundError:
             raise UnknownJob(f"no job {job_id!r}") from None
 
-    def records(self) -> list[JobRecord]:
-        """Every readable job, oldest first."""
+    def records(self, skip: Container[str] = frozenset()) -> list[JobRecord]:
+        """Every readable job but those in `skip`, oldest first."""
         found = []
         if self.folder.is_dir():
             for entry in self.folder.iterdir():
-                if _ID.fullmatch(entry.name):
+                if _ID.fullmatch(entry.name) and entry.name not in skip:
                     try:
                         found.append(self.load(entry.name))
                     except (UnknownJob, ValueError):  # being created or removed right now
