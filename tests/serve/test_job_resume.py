@@ -6,6 +6,7 @@ run without the kill (a voice without random variation, so that the two can be c
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import threading
@@ -29,11 +30,15 @@ TEXT = " ".join(f"Here is sentence number {i} of the story, told slowly." for i 
 
 
 class ServerProcess:
-    def __init__(self, root: Path, port: int):
+    """`alltalk-serve run` with Piper alone, as a service manager starts it; `config` in place of
+    serve_config.yaml."""
+
+    def __init__(self, root: Path, port: int, config: Path | None = None, env: dict[str, str] | None = None):
         self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen([*CLI, "run", "--root", str(root), "--port", str(port), "--engines", "piper",
-                                         "--rvc", "off"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        cwd=PROJECT_DIR, start_new_session=True)
+        command = [*CLI, "run", "--root", str(root), "--port", str(port), "--engines", "piper", "--rvc", "off"]
+        self.process = subprocess.Popen([*command, *(["--config", str(config)] if config else [])],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        cwd=PROJECT_DIR, start_new_session=True, env={**os.environ, **(env or {})})
         self.lines: list[str] = []
         threading.Thread(target=lambda: self.lines.extend(iter(self.process.stdout.readline, "")), daemon=True).start()
         deadline = time.monotonic() + 240
