@@ -131,12 +131,16 @@ def xtts_current(serve_server):
 
 
 def _settled_batch_rows(samples: dict) -> dict:
-    """The metric samples once XTTS's step count has not moved for one export round (3 s)."""
+    """The metric samples once XTTS's step count and row sum have not moved for one export round
+    (3 s): a scrape can catch one updated before the other (seen: fewer rows than steps)."""
+    def reading(s: dict) -> tuple[float, float]:
+        return (_value(s, "ray_alltalk_batch_rows_count", engine="xtts"),
+                _value(s, "ray_alltalk_batch_rows_sum", engine="xtts"))
+
     for _ in range(10):
         time.sleep(3)
         again = _samples()
-        if _value(again, "ray_alltalk_batch_rows_count", engine="xtts") == \
-                _value(samples, "ray_alltalk_batch_rows_count", engine="xtts"):
+        if reading(again) == reading(samples):
             break
         samples = again
     return samples
