@@ -20,14 +20,14 @@ import os
 import secrets
 import socket
 import time
-import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ..audio.encode import AudioEncoder, Chapter, resample
 from ..audio.formats import AUDIO_FORMATS
-from ..audio.pcm import SAMPLE_WIDTH, PcmChunk
+from ..audio.pcm import PcmChunk
+from ..audio.wav import write_wav
 from ..cancellation import GenerationStopped
 from ..config.app_args import JobArgs
 from ..engine_client import EngineUnavailable
@@ -364,12 +364,7 @@ class JobRunner:
 
         def write(out: BinaryIO) -> None:
             if audio_format.name == "wav":
-                with wave.open(out, "wb") as wav:
-                    wav.setnchannels(1)
-                    wav.setsampwidth(SAMPLE_WIDTH)
-                    wav.setframerate(rate)
-                    for chunk in joined():
-                        wav.writeframes(chunk.pcm)
+                write_wav(out, rate, joined())
                 return
             encoder = AudioEncoder(audio_format, rate, out=out, chapters=chapters)
             for chunk in joined():
