@@ -110,12 +110,14 @@ def wav_seconds(data: bytes) -> float:
 
 def tuned_config(piper_replicas: int | None = None, narrator_concurrency: int | None = None,
                  piper_threads: int | None = None, piper_max_ongoing: int | None = None,
-                 piper_parallel_steps: int | None = None) -> Path:
+                 piper_parallel_steps: int | None = None, job_lines_at_once: int | None = None) -> Path:
     """serve_config.yaml with the benchmark's replica counts (fixed, not autoscaled)."""
     config = yaml.safe_load(serve_app.DEFAULT_CONFIG.read_text())
     for app in config["applications"]:
         if app["name"] == "alltalk" and narrator_concurrency:
             app["args"]["narrator_concurrency"] = narrator_concurrency
+        if app["name"] == "alltalk" and job_lines_at_once:
+            app["args"]["jobs"] = {**app["args"].get("jobs", {}), "lines_at_once": job_lines_at_once}
         if app["name"] == "piper":
             deployment = app["deployments"][0]
             if piper_replicas:

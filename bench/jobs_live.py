@@ -2,7 +2,7 @@
 (one user at a time, a short pause between requests) with no job, while a 50,000-character job
 runs on the same embedded server, and with no job again; the job's progress meanwhile.
 
-    .venv/bin/python -m bench.jobs_live [--requests 40] [--characters 50000]
+    .venv/bin/python -m bench.jobs_live [--requests 40] [--characters 50000] [--lines-at-once N]
 
 The goal: p95 with the job running at most twice the p95 without one."""
 
@@ -13,7 +13,7 @@ import time
 
 import httpx
 
-from bench.harness import SENTENCES, VOICE, embedded_server
+from bench.harness import SENTENCES, VOICE, embedded_server, tuned_config
 from bench.report import save, summarize
 
 PORT = 7886
@@ -44,8 +44,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--characters", type=int, default=50_000)
     parser.add_argument("--pause", type=float, default=0.3)
+    parser.add_argument("--lines-at-once", type=int, default=None,
+                        help="the job's sentences at once (default: serve_config.yaml's)")
     args = parser.parse_args()
-    with embedded_server(PORT) as client:
+    config = tuned_config(job_lines_at_once=args.lines_at_once) if args.lines_at_once else None
+    with embedded_server(PORT, config) as client:
         live_latencies(client, 5, 0.1)  # warm up
         alone = live_latencies(client, args.requests, args.pause)
         job = client.post("/api/jobs", json={"text": long_text(args.characters), "character_voice_gen": VOICE,
@@ -70,12 +73,14 @@ def main() -> None:
     lines = ["| phase | requests | median ms | p95 ms |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {s['n']} | {s['median_ms']:.0f} | {s['p95_ms']:.0f} |" for name, s in phases.items()]
     lines += ["", f"p95 with the job / the lower p95 without: **{ratio:.2f}** (goal: at most 2).",
+              f"The job's sentences at once (`jobs.lines_at_once`): {args.lines_at_once or 'as configured'}.",
               f"The job ({args.characters:,} characters, {after['segments_total']} sentences) meanwhile: "
               f"{segments_per_s:.1f} sentences/s, {after['characters_per_second']} characters/s "
               f"({after['segments_done']} of {after['segments_total']} done when the live requests ended; "
               "then cancelled)."]
     table = "\n".join(lines)
-    save("jobs_live", {"phases": phases, "p95_ratio": ratio, "job_segments_per_s": segments_per_s,
+    save("jobs_live" if args.lines_at_once is None else f"jobs_live_lines{args.lines_at_once}", {"phases": phases, "p95_ratio": ratio, "job_segments_per_s": segments_per_s,
+                       "lines_at_once": args.lines_at_once,
                        "job": {"characters": args.characters, "segments_total": after["segments_total"],
                                "characters_per_second": after["characters_per_second"]}}, table)
     print(table)
