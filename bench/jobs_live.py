@@ -79,10 +79,11 @@ def main() -> None:
               f"({after['segments_done']} of {after['segments_total']} done when the live requests ended; "
               "then cancelled)."]
     table = "\n".join(lines)
-    save("jobs_live" if args.lines_at_once is None else f"jobs_live_lines{args.lines_at_once}", {"phases": phases, "p95_ratio": ratio, "job_segments_per_s": segments_per_s,
-                       "lines_at_once": args.lines_at_once,
-                       "job": {"characters": args.characters, "segments_total": after["segments_total"],
-                               "characters_per_second": after["characters_per_second"]}}, table)
+    name = "jobs_live" if args.lines_at_once is None else f"jobs_live_lines{args.lines_at_once}"
+    save(name, {"phases": phases, "p95_ratio": ratio, "job_segments_per_s": segments_per_s,
+                "lines_at_once": args.lines_at_once,
+                "job": {"characters": args.characters, "segments_total": after["segments_total"],
+                        "characters_per_second": after["characters_per_second"]}}, table)
     print(table)
 
 
