@@ -27,11 +27,13 @@ from speechcore.cancellation import GenerationStopped
 from speechcore.config.app_args import EngineArgs, EngineUserConfig
 from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
+from speechcore.safe_paths import resolve_inside
 
 from .cluster_signals import ClusterStopSignal, ReplicaReports
 from .metrics import EngineMetrics
 from .step_turns import StepTurns
 from .step_watch import StepWatch
+from .voice_cache import LoadedVoice, fresh_voice
 
 _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 8
@@ -53,7 +55,9 @@ class EngineServer:
         cls = engine_cls or load_engine_class(self.args.engine)
         self.metrics = EngineMetrics(self.args.engine)
         started = time.perf_counter()
-        self.engine = cls.create(ServerPaths.at(self.args.root), options)
+        paths = ServerPaths.at(self.args.root)
+        self.root = paths.root
+        self.engine = cls.create(paths, options)
         self.stop_signal = ClusterStopSignal()
         self._reports = ReplicaReports()
         self._replica = serve.get_replica_context().replica_id
@@ -108,9 +112,19 @@ class EngineServer:
         info = await asyncio.to_thread(self.engine.info)
         return dataclasses.replace(info, voice_affinity=self.args.voice_affinity)
 
+    async def check_voice_files(self, files: list[str]) -> None:
+        """Whether an upload's files (paths under the server root) make a voice this engine loads;
+        VoiceFilesRefused says why not."""
+        await asyncio.to_thread(self.engine.check_voice_files, [resolve_inside(self.root, name) for name in files])
+
     @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
+    async def _loaded(self, voice: str) -> LoadedVoice:
+        version = await asyncio.to_thread(self.engine.voice_version, voice)
+        return LoadedVoice(await asyncio.to_thread(self.engine.load_voice, voice), version)
+
     async def _voice(self, voice: str) -> Any:
-        return await asyncio.to_thread(self.engine.load_voice, voice)
+        """The voice as its files are now (a replaced upload is loaded again)."""
+        return await fresh_voice(await self._loaded(voice), voice, self.engine.voice_version, self.engine.load_voice)
 
     def _next(self, chunks: Iterator[PcmChunk]) -> tuple[Any, int]:
         """One synthesis step, in a worker thread (timed there: see StepWatch)."""

@@ -111,6 +111,14 @@ class HandleEngineClient:
     async def is_serving(self) -> bool:
         return await self._serving.check()
 
+    def forget_description(self) -> None:
+        self._last_info_at = float("-inf")  # the last one stays the fallback while replicas are slow
+
+    async def check_voice_files(self, files: list[str]) -> None:
+        handle = await self.calls.handle()
+        with as_core_errors(self.app_name):
+            await handle.check_voice_files.remote(files)
+
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         async for chunk in self.calls.synthesize(request, self.route.by_voice, self.chunk_timeout_s):
             yield chunk
@@ -188,3 +196,8 @@ class HandleConversionClient:
 
     async def is_serving(self) -> bool:
         return await self._serving.check()
+
+    async def check_voice_files(self, files: list[str]) -> None:
+        handle = await self._get_handle()
+        with as_core_errors(self.app_name):
+            await handle.check_voice_files.remote(files)

@@ -100,4 +100,5 @@ class IngressServer:
         # Serve's logger: the request lines land in the replica's log file beside Serve's own.
         return create_app(self.service, self.args.access, self.keys,
                           self.args.retention_check_s, request_logger=logging.getLogger("ray.serve"),
-                          generations=self.generations, deployments=self.rollout.applications, jobs=self.args.jobs)
+                          generations=self.generations, deployments=self.rollout.applications, jobs=self.args.jobs,
+                          voices=self.args.voices)

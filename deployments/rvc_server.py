@@ -14,16 +14,18 @@ import torch
 from ray import serve
 
 from rvc.chunks import convert_chunk, converted_stream
-from rvc.pipeline import VoiceConverter, VoiceModel
+from rvc.pipeline import VoiceConverter, VoiceModel, check_voice_files
 from speechcore.audio.pcm import PcmChunk
 from speechcore.cancellation import GenerationStopped
 from speechcore.config.app_args import RvcArgs
 from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import SynthesisRequest
 from speechcore.rvc_requests import ConversionRequest
+from speechcore.safe_paths import resolve_inside
 
 from .cluster_signals import ClusterStopSignal
 from .engine_calls import EngineCalls, EngineRoute
+from .voice_cache import LoadedVoice, fresh_voice
 
 _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 4
@@ -36,14 +38,25 @@ class RvcServer:
         device = self.args.device if self.args.device != "auto" else ("cuda" if gpu_share > 0 else "cpu")
         torch.set_num_threads(self.args.threads)
         paths = ServerPaths.at(self.args.root)
+        self.root = paths.root
         self.converter = VoiceConverter(paths.rvc_voices, paths.rvc_base, device)
         self.stop_signal = ClusterStopSignal()
         self._engines: dict[str, EngineCalls] = {}
         _LOGGER.info("RVC converter ready on %s with %d thread(s)", device, self.args.threads)
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
+    async def _loaded(self, model: str) -> LoadedVoice:
+        version = await asyncio.to_thread(self.converter.voice_version, model)
+        return LoadedVoice(await asyncio.to_thread(self.converter.load_voice, model), version)
+
     async def _voice(self, model: str) -> VoiceModel:
-        return await asyncio.to_thread(self.converter.load_voice, model)
+        """The voice model as its files are now (a replaced upload is loaded again)."""
+        return await fresh_voice(await self._loaded(model), model, self.converter.voice_version,
+                                 self.converter.load_voice)
+
+    async def check_voice_files(self, files: list[str]) -> None:
+        """Whether an upload's files (paths under the server root) make an RVC voice."""
+        await asyncio.to_thread(check_voice_files, [resolve_inside(self.root, name) for name in files])
 
     async def _convert(self, voice: VoiceModel, chunk: PcmChunk, conversion: ConversionRequest) -> PcmChunk:
         return await asyncio.to_thread(convert_chunk, self.converter, voice, chunk, conversion)

@@ -6,11 +6,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
-from speechcore.engine_types import EngineInfo, SynthesisRequest, UnknownModel
+from speechcore.engine_types import EngineInfo, SynthesisRequest, UnknownModel, VoiceFilesRefused
 
 
 @dataclass(frozen=True)
@@ -92,3 +93,23 @@ class TTSEngine(ABC):
         """For an engine that batches (it runs its own steps): time each step with `time_step`
         and tell `on_step` how many rows it had. Default: nothing to report."""
         return None
+
+    def voice_version(self, voice: str) -> object:
+        """Something that changes when the files of `voice` change (a replaced upload), so that a
+        replica that loaded it loads it again; raises UnknownVoice when the voice is gone.
+        Default: a voice never changes (it is not made of files)."""
+        return None
+
+    def check_voice_files(self, files: list[Path]) -> None:
+        """Raises VoiceFilesRefused unless `files` (an upload, before it is listed) make a voice
+        this engine loads. Default: the engine takes no uploaded voices."""
+        raise VoiceFilesRefused(f"the {self.name} engine takes no uploaded voice files")
+
+
+def file_versions(files: list[Path]) -> tuple[tuple[int, int, int], ...]:
+    """(inode, size, modification time) of each file: a replaced or rewritten file changes it."""
+    versions = []
+    for path in files:
+        stat = path.stat()
+        versions.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return tuple(versions)

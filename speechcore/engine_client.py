@@ -35,6 +35,15 @@ class EngineClient(Protocol):
         """Whether a replica can serve now (cheap; never waits behind a generation)."""
         ...
 
+    def forget_description(self) -> None:
+        """Drops a description kept for reuse: the next describe() asks a replica (voices changed)."""
+        ...
+
+    async def check_voice_files(self, files: list[str]) -> None:
+        """Asks a replica whether uploaded files (paths under the server root) make a voice it
+        loads; raises VoiceFilesRefused with the reason when they do not."""
+        ...
+
     def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         """Audio for the request, in order, one chunk per sentence or smaller."""
         ...

@@ -10,6 +10,7 @@ from .config.engine_settings import ModelSettings
 from .config.store import SettingsStore
 from .engine_client import EngineClient, EngineUnavailable
 from .engine_types import EngineInfo
+from .voices.library import library_version
 
 
 class EngineNotLive(LookupError):
@@ -42,6 +43,7 @@ class EngineDirectory:
         self.not_installed = dict(not_installed or {})
         self.default_engine = default_engine
         self.deploy = deploy
+        self._voices_version = library_version(settings.paths)
 
     @property
     def current(self) -> str:
@@ -57,7 +59,13 @@ class EngineDirectory:
         return client
 
     async def info(self, engine: str | None = None) -> EngineInfo:
-        """The engine's description; EngineUnavailable while no replica answers."""
+        """The engine's description; EngineUnavailable while no replica answers. A description kept
+        for reuse is dropped when the voice library changed (an upload on any ingress replica)."""
+        version = library_version(self.settings.paths)
+        if version != self._voices_version:
+            self._voices_version = version
+            for client in self.live.values():
+                client.forget_description()
         return await self.client(engine).describe()
 
     def model_settings(self, info: EngineInfo) -> ModelSettings:

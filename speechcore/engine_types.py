@@ -77,3 +77,7 @@ class UnsupportedLanguage(EngineError):
 
 class UnknownModel(EngineError):
     """The requested model does not exist for this engine (a client error)."""
+
+
+class VoiceFilesRefused(EngineError):
+    """Uploaded voice files the engine cannot use (a client error: the reason says why)."""

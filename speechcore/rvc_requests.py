@@ -115,6 +115,11 @@ class ConversionClient(Protocol):
     async def is_serving(self) -> bool:
         ...
 
+    async def check_voice_files(self, files: list[str]) -> None:
+        """Asks a converter replica whether uploaded files (paths under the server root: a `.pth`,
+        then an optional `.index`) make a voice; raises VoiceFilesRefused with the reason when not."""
+        ...
+
 
 @dataclass(frozen=True)
 class ConvertedSource:

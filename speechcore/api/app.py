@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ..config.access import AccessArgs
-from ..config.app_args import JobArgs
+from ..config.app_args import JobArgs, VoiceLibraryArgs
 from ..jobs.runner import JobRunner
 from ..pipeline import SpeechPipeline
 from ..retention import retention_loop, retention_seconds
@@ -26,12 +27,16 @@ from . import (
     rvc_routes,
     status_routes,
     tools_routes,
+    voice_routes,
 )
 from .access import AccessControl
 from .errors import install_error_handlers
 from .generations import GenerationsInFlight
 from .request_log import RequestLog
+from .voice_routes import voice_uploads
 
+STALE_UPLOAD_S = 3600.0
+"""An upload's staging folder this old at start was left by a replica that stopped mid-upload."""
 NO_KEYS: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
 
@@ -40,13 +45,14 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
                request_logger: logging.Logger | None = None,
                generations: GenerationsInFlight | None = None,
                deployments: Callable[[], Awaitable[list[dict[str, object]]]] | None = None,
-               jobs: JobArgs | None = None) -> FastAPI:
+               jobs: JobArgs | None = None, voices: VoiceLibraryArgs | None = None) -> FastAPI:
     """`keys`: (user keys, admin keys), read by the caller (`AccessArgs.keys`); none: an open API.
     `request_logger` gets one line per request (`RequestLog`); metrics go to `service.telemetry`.
     `generations`: the generations in flight, counted by the app; whoever stops the server sets
     `stopping` on it and waits for none to be left. `deployments`: what runs where, for operators
     (`/api/deployments`; Serve's applications behind the Serve ingress). `jobs`: limits and share
-    of long-text jobs, which this app runs in the background while it serves."""
+    of long-text jobs, which this app runs in the background while it serves. `voices`: the voice
+    library's limits (uploads)."""
     access = access or AccessArgs()
     generations = generations or GenerationsInFlight()
 
@@ -55,6 +61,7 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
         retention = asyncio.create_task(retention_loop(
             lambda: (service.outputs().folder, service.settings.config.delete_output_wavs), retention_check_s))
         running_jobs = asyncio.create_task(app.state.jobs.run())
+        await asyncio.to_thread(app.state.voices.library.sweep_incoming, STALE_UPLOAD_S, time.time())
         try:
             yield
         finally:
@@ -73,8 +80,9 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
     app.state.jobs = JobRunner(lambda: service.outputs().folder / "jobs", app.state.pipeline, jobs or JobArgs(),
                                service.telemetry,
                                keep_s=lambda: retention_seconds(service.settings.config.delete_output_wavs))
-    for module in (status_routes, control_routes, generate_routes, openai_routes, job_routes, tools_routes,
-                   rvc_routes, file_routes, page_routes):
+    app.state.voices = voice_uploads(service, voices or VoiceLibraryArgs())
+    for module in (status_routes, control_routes, generate_routes, openai_routes, job_routes, voice_routes,
+                   tools_routes, rvc_routes, file_routes, page_routes):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(AccessControl, args=access, user_keys=keys[0], admin_keys=keys[1], generations=generations)

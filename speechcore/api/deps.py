@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from ..pipeline import SpeechPipeline
 from ..service import SpeechService
+from ..voices.uploads import VoiceUploads
 from .generations import GenerationsInFlight
 
 
@@ -23,6 +24,17 @@ def _generations(request: Request) -> GenerationsInFlight:
     return request.app.state.generations
 
 
+def _client(request: Request) -> str:
+    """Who asks (set by the access middleware: the API key, or the address without keys)."""
+    return getattr(request.state, "client", None) or f"addr:{request.client.host if request.client else '?'}"
+
+
+def _voices(request: Request) -> VoiceUploads:
+    return request.app.state.voices
+
+
 Service = Annotated[SpeechService, Depends(_service)]
 Pipeline = Annotated[SpeechPipeline, Depends(_pipeline)]
 Generations = Annotated[GenerationsInFlight, Depends(_generations)]
+Client = Annotated[str, Depends(_client)]
+Voices = Annotated[VoiceUploads, Depends(_voices)]

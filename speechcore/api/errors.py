@@ -16,12 +16,13 @@ from ..cancellation import GenerationStopped
 from ..config.alltalk import ConfigFileError
 from ..engine_client import EngineTimeout, EngineUnavailable
 from ..engine_directory import EngineNotLive, SettingsUnreadable
-from ..engine_types import EngineError, UnknownVoice, UnsupportedLanguage
+from ..engine_types import EngineError, UnknownVoice, UnsupportedLanguage, VoiceFilesRefused
 from ..jobs.runner import JobLimit, JobNotDone
 from ..jobs.store import UnknownJob
 from ..pipeline import NoAudio, NothingToSpeak, StreamingUnsupported, TextTooLong, TooManySegments
 from ..rvc_requests import InvalidConversion, RvcModelMissing, RvcUnavailable, VoiceConversionError
 from ..text.language import LanguageNotDetected
+from ..voices.errors import NoSuchVoice, VoiceExists, VoiceFileTooLarge, VoiceQuotaReached, VoiceRefused
 from .contract_error import ContractError
 from .openai_wire import openai_error_body
 
@@ -32,6 +33,11 @@ F = TypeVar("F", bound=Callable[..., object])
 STATUSES: list[tuple[tuple[type[BaseException], ...], int, str]] = [
     # (errors, status, message: "{}" is the error's own text), first match wins
     ((GenerationStopped,), 409, "Generation was stopped by /api/stop-generation"),
+    ((VoiceRefused, VoiceFilesRefused), 400, "{}"),
+    ((VoiceExists,), 409, "{}"),
+    ((NoSuchVoice,), 404, "{}"),
+    ((VoiceFileTooLarge,), 413, "{}"),
+    ((VoiceQuotaReached,), 403, "{}"),
     ((UnknownVoice, UnsupportedLanguage, LanguageNotDetected, InvalidConversion, NothingToSpeak, TextTooLong,
       StreamingUnsupported, EngineNotLive, TooManySegments, ConfigFileError), 400, "{}"),
     ((RvcModelMissing,), 404, "{}"),

@@ -14,7 +14,7 @@ from ..audio.formats import AUDIO_FORMATS
 from ..jobs.runner import JobRunner
 from ..pipeline import SpeechOrder
 from .contract_error import ContractError
-from .deps import Pipeline, Service
+from .deps import Client, Pipeline, Service
 from .errors import detail, error_shape
 from .generate_form import merge_defaults, speech_order, validate_generate
 from .job_wire import JOB_FORMATS, JobAnswer, JobList, JobRequest, job_answer, read_job_request
@@ -27,13 +27,7 @@ def _runner(request: Request) -> JobRunner:
     return request.app.state.jobs
 
 
-def _client(request: Request) -> str:
-    """Who asks (set by the access middleware: the API key, or the address without keys)."""
-    return getattr(request.state, "client", None) or f"addr:{request.client.host if request.client else '?'}"
-
-
 Jobs = Annotated[JobRunner, Depends(_runner)]
-Client = Annotated[str, Depends(_client)]
 SUBMIT_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": JobRequest.model_json_schema()},
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {

@@ -5,7 +5,7 @@ be streamed while the engine still speaks."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO
@@ -150,12 +150,29 @@ def decoded_duration(path: str) -> float:
         return sum(frame.samples for frame in container.decode(stream)) / stream.rate
 
 
-def decode_mono(path: str) -> PcmChunk:
-    """A whole audio file (any supported format) as one mono 16-bit chunk at its own rate."""
+class AudioTooLong(ValueError):
+    """A file holds more audio than its reader takes."""
+
+
+def decode_mono(path: str, rate: int | None = None, max_seconds: float | None = None) -> PcmChunk:
+    """A whole audio file (any supported format) as one mono 16-bit chunk at `rate` (its own by
+    default). Past `max_seconds` of audio it stops reading and raises AudioTooLong."""
     with av.open(path) as container:
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=stream.rate)
-        parts = [out.to_ndarray().astype("<i2").tobytes()
-                 for frame in container.decode(stream) for out in resampler.resample(frame)]
-        parts += [out.to_ndarray().astype("<i2").tobytes() for out in resampler.resample(None)]
-        return PcmChunk(b"".join(parts), stream.rate)
+        rate = rate or stream.rate
+        limit = None if max_seconds is None else int(max_seconds * rate)
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        parts, frames = [], 0
+        for frame in _decoded(container, stream):
+            for out in resampler.resample(frame):
+                parts.append(out.to_ndarray().astype("<i2").tobytes())
+                frames += out.samples
+            if limit is not None and frames > limit:
+                raise AudioTooLong(f"more than {max_seconds:g} s of audio")
+        return PcmChunk(b"".join(parts), rate)
+
+
+def _decoded(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[av.AudioFrame | None]:
+    """The stream's frames one by one, then None (flushes the resampler)."""
+    yield from container.decode(stream)
+    yield None

@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 ADMIN_PATHS = ("/api/reload", "/api/enginereload", "/api/deepspeed", "/api/lowvramsetting", "/api/openai-voicemap",
-               "/api/reload_config", "/api/save-tts-data", "/api/voice2rvc")
-"""Control endpoints: they change what every user gets, or write files on the server."""
+               "/api/reload_config", "/api/save-tts-data", "/api/voice2rvc", "/api/voices/")
+"""Control endpoints: they change what every user gets, or write files on the server (`/api/voices/`:
+uploading and removing voices; listing them, `/api/voices`, is not one)."""
 
 
 class AccessArgs(BaseModel):
@@ -34,6 +35,9 @@ class AccessArgs(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
     max_job_body_bytes: int = Field(8 << 20, ge=1024, description=(
         "Largest body of `POST /api/jobs` (a long text, as JSON or an uploaded .txt file; 413 beyond)."))
+    max_voice_upload_bytes: int = Field(512 << 20, ge=1024, description=(
+        "Largest body of a voice upload (`POST /api/voices/...`: a Piper voice is about 60 MB, an RVC index can be "
+        "hundreds; 413 beyond). Each file has its own limit too (`voices.max_file_bytes`)."))
     max_discarded_body_bytes: int = Field(64 << 20, ge=0, description=(
         "A refused request's body is read and dropped up to this size before the answer, so that the client, "
         "which sends its whole body first, reads the 413 (or 401, 429) instead of a reset connection; a larger "

@@ -33,6 +33,28 @@ class JobArgs(_Args):
         "renewed for this long (its replica or server is gone) lets another replica resume the job."))
 
 
+class ClipArgs(_Args):
+    """How an uploaded XTTS reference clip is prepared and which clips are taken."""
+
+    min_s: float = Field(3.0, gt=0, description="Shortest clip taken, in seconds of sound after trimming silence.")
+    max_s: float = Field(30.0, gt=0, description="Longest clip taken, in seconds of sound after trimming silence.")
+    max_input_s: float = Field(300.0, gt=0, description="Audio read from one uploaded file before it is refused.")
+    silence_db: float = Field(-40.0, lt=0, description=(
+        "Frames this many dB below the loudest frame are silence (trimmed at both ends)."))
+    loudness_lufs: float = Field(-20.0, lt=0, description="Integrated loudness every clip is brought to (BS.1770).")
+    peak: float = Field(0.95, gt=0, le=1, description="Highest sample after normalising (the gain is lowered to fit).")
+
+
+class VoiceLibraryArgs(_Args):
+    """Voices uploaded over the API (`/api/voices/{xtts,piper,rvc}`). The size of a whole upload is
+    `access.max_voice_upload_bytes`."""
+
+    max_file_bytes: int = Field(256 << 20, ge=1024, description="Largest single uploaded file (413 beyond).")
+    max_voices_per_client: int = Field(50, ge=1, description=(
+        "Voices one client (API key, or address without keys) may store; removing one frees its place."))
+    clips: ClipArgs = Field(default_factory=ClipArgs)
+
+
 class IngressArgs(_Args):
     """Args of the `alltalk` application (the HTTP ingress)."""
 
@@ -67,6 +89,7 @@ class IngressArgs(_Args):
     retention_check_s: float = Field(600.0, gt=0, description="How often outputs older than `delete_output_wavs` "
                                                               "are removed.")
     jobs: JobArgs = Field(default_factory=JobArgs, description="Long texts as jobs (`/api/jobs`).")
+    voices: VoiceLibraryArgs = Field(default_factory=VoiceLibraryArgs, description="The voice library (uploads).")
 
     @model_validator(mode="after")
     def _default_is_live(self) -> "IngressArgs":

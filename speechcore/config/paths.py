@@ -37,6 +37,11 @@ class ServerPaths:
         return self.models / "rvc_base"
 
     @property
+    def voice_library(self) -> Path:
+        """The voice library's own files: who stored which voice, its version, uploads in progress."""
+        return self.root / "system" / "voice_library"
+
+    @property
     def engines_dir(self) -> Path:
         return self.root / "system" / "tts_engines"
 

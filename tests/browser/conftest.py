@@ -32,7 +32,9 @@ def browser() -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--mute-audio",
-                 "--autoplay-policy=no-user-gesture-required", "--window-size=1000,900"):
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=1000,900",
+                 # a microphone without a person: Chromium's own test device, allowed without asking
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
     try:

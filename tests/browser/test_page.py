@@ -5,6 +5,7 @@ test-artifacts/ (or $ALLTALK_TEST_ARTIFACTS)."""
 
 from __future__ import annotations
 
+import time
 import wave
 
 import pytest
@@ -146,3 +147,82 @@ def test_a_long_text_runs_as_a_job_from_the_page_with_progress_then_plays(page, 
     wait.until(lambda d: d.find_element(By.ID, "result").text.startswith("Job done: 2 ")
                or d.find_element(By.ID, "result").get_attribute("class") == "error")
     assert page.find_element(By.ID, "result").text.startswith("Job done: 2 sentences")
+
+
+def test_a_clip_uploaded_from_the_page_becomes_an_xtts_voice_that_speaks(page, serve_server, tmp_path):
+    pytest.importorskip("TTS", reason="the coqui extra is not installed (XTTS clones the voice)")
+    client = serve_server.client
+    # A user's recording: real speech, here spoken by the bundled voice.
+    spoken = client.post("/api/tts-generate", data={
+        "text_input": "My own voice, recorded at home and uploaded from the web page of the server.",
+        "character_voice_gen": BUNDLED_VOICE, "narrator_enabled": "false"}).json()
+    clip = tmp_path / "my recording.wav"
+    clip.write_bytes(client.get(spoken["output_file_url"]).content)
+    short = tmp_path / "short.wav"
+    with wave.open(str(clip)) as full, wave.open(str(short), "wb") as out:
+        out.setparams(full.getparams())
+        out.writeframes(full.readframes(full.getframerate()))  # one second: too short to clone
+
+    wait = WebDriverWait(page, 120)
+    Select(page.find_element(By.ID, "engine")).select_by_value("xtts")
+    wait.until(lambda d: "female_01.wav" in [o.get_attribute("value")
+                                             for o in Select(d.find_element(By.ID, "voice")).options])
+    try:
+        page.find_element(By.CSS_SELECTOR, "#clone-box summary").click()
+        name = page.find_element(By.ID, "clone-name")
+        name.clear()
+        name.send_keys("from_page")
+        result = page.find_element(By.ID, "clone-result")
+        page.find_element(By.ID, "clone-file").send_keys(str(short))
+        page.find_element(By.ID, "clone-upload").click()
+        wait.until(lambda d: result.get_attribute("class") == "error")
+        assert "after trimming silence" in result.text and "(HTTP 400)" in result.text
+
+        page.find_element(By.ID, "clone-file").send_keys(str(clip))
+        page.find_element(By.ID, "clone-upload").click()
+        wait.until(lambda d: result.text.startswith("Stored as") or result.get_attribute("class") == "error")
+        assert result.text == "Stored as from_page.wav: selected, ready to speak.", result.text
+        assert Select(page.find_element(By.ID, "voice")).first_selected_option.get_attribute("value") == \
+            "from_page.wav"
+
+        before = set(serve_server.outputs.glob("page_output*.wav"))
+        _generate(page, "standard")
+        wait.until(lambda d: d.find_element(By.ID, "result").text.startswith("Generated in")
+                   or d.find_element(By.ID, "result").get_attribute("class") == "error")
+        assert page.find_element(By.ID, "result").text.startswith("Generated in")
+        wait.until(lambda d: _player(d)["readyState"] >= 1)
+        assert _player(page)["error"] is None and _player(page)["duration"] > 0.2
+        new = set(serve_server.outputs.glob("page_output*.wav")) - before
+        with wave.open(str(new.pop())) as wav:
+            assert wav.getframerate() == 24000  # XTTS spoke it, with the uploaded voice
+        page.save_screenshot(str(ARTIFACTS / "web-page-clone.png"))
+    finally:
+        client.delete("/api/voices/xtts/from_page")
+        assert client.post("/api/enginereload", params={"engine": "piper"}).json() == {"status": "engine-success"}
+
+
+def test_a_clip_recorded_on_the_page_is_uploaded_as_a_voice(page, serve_server):
+    # Chromium's test microphone (a beep each second) stands in for a person speaking.
+    page.find_element(By.CSS_SELECTOR, "#clone-box summary").click()
+    record = page.find_element(By.ID, "clone-record")
+    assert record.is_displayed()  # the page is served on 127.0.0.1: browsers give it a microphone
+    name = page.find_element(By.ID, "clone-name")
+    name.clear()
+    name.send_keys("recorded")
+    result = page.find_element(By.ID, "clone-result")
+    record.click()
+    WebDriverWait(page, 10).until(lambda d: result.text.startswith(("Recording", "No microphone")))
+    assert result.text.startswith("Recording"), result.text
+    time.sleep(6)
+    record.click()
+    WebDriverWait(page, 10).until(lambda d: result.text.startswith("Recorded"))
+    page.find_element(By.ID, "clone-upload").click()
+    try:
+        WebDriverWait(page, 60).until(lambda d: result.text.startswith("Stored as")
+                                      or result.get_attribute("class") == "error")
+        assert result.text.startswith("Stored as recorded.wav"), result.text
+        with wave.open(str(serve_server.root / "voices" / "recorded.wav")) as wav:
+            assert wav.getframerate() == 22050 and wav.getnchannels() == 1
+            assert 3.0 <= wav.getnframes() / 22050 <= 6.5
+    finally:
+        serve_server.client.delete("/api/voices/xtts/recorded")

@@ -1,12 +1,17 @@
 """VitsEngine and XttsEngine on tiny random-initialised models (no Ray)."""
 
+import asyncio
 import json
+import os
 import shutil
 
 import pytest
 
 pytest.importorskip("TTS", reason="the coqui extra is not installed")
 
+import torch  # noqa: E402
+
+from deployments.voice_cache import LoadedVoice, fresh_voice  # noqa: E402
 from engines.base import EngineOptions  # noqa: E402
 from engines.coqui_common import ModelFolders  # noqa: E402
 from engines.vits import VitsEngine  # noqa: E402
@@ -123,6 +128,26 @@ def test_xtts_latents_are_computed_once_per_voice(xtts):
     again = xtts.load_voice("male_01.wav")
     assert again is first
     assert xtts.latents_computed - before <= 1
+
+
+def test_a_replaced_xtts_clip_gets_new_latents_and_a_removed_one_is_unknown(xtts, coqui_root):
+    """What an engine replica does on each use of a voice it keeps (deployments/voice_cache.py)."""
+    voices = coqui_root / "voices"
+    shutil.copyfile(voices / "female_01.wav", voices / "swapped.wav")
+    try:
+        held = LoadedVoice(xtts.load_voice("swapped.wav"), xtts.voice_version("swapped.wav"))
+        assert asyncio.run(fresh_voice(held, "swapped.wav", xtts.voice_version, xtts.load_voice)) is held.voice
+        first = held.voice
+        shutil.copyfile(voices / "male_01.wav", voices / "upload.tmp")
+        os.replace(voices / "upload.tmp", voices / "swapped.wav")  # as an upload with replace=true does
+        computed = xtts.latents_computed
+        fresh = asyncio.run(fresh_voice(held, "swapped.wav", xtts.voice_version, xtts.load_voice))
+        assert fresh is not first and xtts.latents_computed == computed + 1
+        assert not torch.equal(fresh.speaker_embedding, first.speaker_embedding)
+    finally:
+        (voices / "swapped.wav").unlink()
+    with pytest.raises(UnknownVoice):
+        xtts.voice_version("swapped.wav")
 
 
 def test_xtts_bad_voices_languages_and_models(xtts):

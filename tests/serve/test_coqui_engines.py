@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import openai
 import pytest
 
@@ -222,3 +223,31 @@ def test_an_xtts_stream_closed_mid_way_leaves_the_batch_and_the_others_finish(xt
     assert disconnects(_wait_for(lambda s: disconnects(s) > disconnects(before))) == disconnects(before) + 1
     again = client.get("/api/tts-generate-streaming", params=params)
     assert again.status_code == 200 and decode_audio(again.content).duration_s > 1.0, "the batch serves on"
+
+
+def backwards(pcm: bytes) -> bytes:
+    """16-bit samples in reverse order: the same length of sound, another clip."""
+    return np.frombuffer(pcm, dtype="<i2")[::-1].tobytes()
+
+
+def test_an_uploaded_clip_is_an_xtts_voice_at_once_and_replacing_it_keeps_it_working(xtts_current):
+    client = xtts_current
+    spoken = client.post("/api/tts-generate", data={
+        "engine": "piper", "character_voice_gen": "en_US-joe-medium.onnx", "narrator_enabled": "false",
+        "text_input": "This recording becomes a voice that XTTS clones, uploaded while the server runs."}).json()
+    clip = client.get(spoken["output_file_url"]).content
+    try:
+        stored = client.post("/api/voices/xtts", data={"name": "uploaded"}, files=[("files", ("me.wav", clip))])
+        assert stored.status_code == 201 and stored.json()["voice"] == "uploaded.wav", stored.text
+        assert "uploaded.wav" in client.get("/api/voices").json()["voices"]  # XTTS is current: its list
+        for _ in range(2):  # as uploaded, then replaced (the replicas load the new clip)
+            body = client.post("/api/tts-generate", data={"text_input": "Hello from a new voice.",
+                                                           "character_voice_gen": "uploaded.wav"}).json()
+            assert body["status"] == "generate-success", body
+            assert decode_audio(client.get(body["output_file_url"]).content).sample_rate == 24000
+            replaced = client.post("/api/voices/xtts", data={"name": "uploaded", "replace": "true"},
+                                   files=[("files", ("again.wav", clip[:44] + backwards(clip[44:])))])
+            assert replaced.status_code == 201, replaced.text
+    finally:
+        client.delete("/api/voices/xtts/uploaded")
+    assert "uploaded.wav" not in client.get("/api/voices").json()["voices"]

@@ -1,5 +1,6 @@
 """A real multi-node Ray cluster (head + two worker nodes on this machine, in a child process):
-engine replicas spread over the workers, requests succeed through the proxy, and when a worker
+engine replicas spread over the workers, requests succeed through the proxy, a voice uploaded
+through the ingress on the head is used by the replicas on the workers, and when a worker
 node is removed under load no request fails and Serve reschedules the lost replica."""
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def test_losing_a_worker_node_under_load_fails_no_request(tmp_path_factory):
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
 
+    assert result["upload"][0] == 201, result["upload"]
+    assert result["uploaded_listed"] and result["uploaded_spoken"] == [200] * 6, "the uploaded voice on the workers"
     assert len(set(result["nodes_before"])) == 2, "one replica on each worker node"
     assert set(result["nodes_before"]) == set(result["worker_nodes"])
     assert result["statuses_before_removal"] and set(result["statuses_before_removal"]) == {200}
