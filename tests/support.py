@@ -138,6 +138,9 @@ class ToneEngine:
         freq, rate = voice.split("hz@")
         return float(freq), int(rate)
 
+    def voice_version(self, voice: str) -> object:
+        return None  # a tone is not made of files: it never changes
+
     def synthesize(self, voice, request: SynthesisRequest):
         import time
 

@@ -32,6 +32,22 @@ class VoiceStored(BaseModel):
     name: str
 
 
+class VoiceProblem(BaseModel):
+    detail: str
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, object]]:
+    meaning = {400: "not a usable voice, or a name that is not plain (nothing is written)",
+               401: "no API key, or an unknown one", 403: "an admin key is needed, or the client's voice quota is full",
+               404: "no voice of that name", 409: "the name is taken (send replace=true to replace a voice)",
+               413: "a file or the whole upload is over its size limit",
+               503: "no replica of the engine that checks the voice runs now"}
+    return {status: {"model": VoiceProblem, "description": meaning[status]} for status in statuses}
+
+
+UPLOAD_ERRORS = _errors(400, 401, 403, 409, 413, 503)
+
+
 class VoiceRemoved(BaseModel):
     status: Literal["success"]
     engine: str
@@ -58,7 +74,8 @@ def _received(upload: UploadFile) -> Received:
     return Received(upload.filename or "", upload.file)
 
 
-@router.post("/api/voices/xtts", status_code=201, response_model=VoiceStored)
+@router.post("/api/voices/xtts", status_code=201, response_model=VoiceStored,
+             responses=_errors(400, 401, 403, 409, 413))
 @error_shape(detail)
 async def upload_xtts_voice(voices: Voices, client: Client, name: Name,
                             files: Annotated[list[UploadFile], File(description=(
@@ -70,7 +87,7 @@ async def upload_xtts_voice(voices: Voices, client: Client, name: Name,
     return {"voice": voice, "engine": "xtts", "name": name}
 
 
-@router.post("/api/voices/piper", status_code=201, response_model=VoiceStored)
+@router.post("/api/voices/piper", status_code=201, response_model=VoiceStored, responses=UPLOAD_ERRORS)
 @error_shape(detail)
 async def upload_piper_voice(voices: Voices, client: Client, name: Name,
                              model: Annotated[UploadFile, File(description="The voice's `.onnx` model.")],
@@ -80,7 +97,7 @@ async def upload_piper_voice(voices: Voices, client: Client, name: Name,
     return {"voice": voice, "engine": "piper", "name": name}
 
 
-@router.post("/api/voices/rvc", status_code=201, response_model=VoiceStored)
+@router.post("/api/voices/rvc", status_code=201, response_model=VoiceStored, responses=UPLOAD_ERRORS)
 @error_shape(detail)
 async def upload_rvc_voice(voices: Voices, client: Client, name: Name,
                            model: Annotated[UploadFile, File(description=(
@@ -92,7 +109,7 @@ async def upload_rvc_voice(voices: Voices, client: Client, name: Name,
     return {"voice": voice, "engine": "rvc", "name": name}
 
 
-@router.delete("/api/voices/{engine}/{name}", response_model=VoiceRemoved)
+@router.delete("/api/voices/{engine}/{name}", response_model=VoiceRemoved, responses=_errors(400, 401, 403, 404))
 @error_shape(detail)
 async def remove_voice(voices: Voices, engine: Literal["xtts", "piper", "rvc"], name: str) -> dict[str, str]:
     """Removes the voice `name` (as given at upload). Requests already speaking with it finish."""
