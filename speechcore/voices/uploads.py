@@ -43,7 +43,7 @@ class VoiceUploads:
 
     async def add_xtts(self, name: str, clips: list[Received], replace: bool, client: str) -> str:
         """One clip makes `<name>.wav`, several a voice set `voiceset:<name>`."""
-        self._check(name, "xtts", replace, client)
+        await asyncio.to_thread(self._check, name, "xtts", replace, client)
         if not 1 <= len(clips) <= XTTS_SET_CLIPS:
             raise VoiceRefused(f"an XTTS voice takes 1 to {XTTS_SET_CLIPS} clips (XTTS conditions on at most "
                                f"{XTTS_SET_CLIPS}); got {len(clips)}")
@@ -61,7 +61,7 @@ class VoiceUploads:
         return voice
 
     async def add_piper(self, name: str, model: Received, config: Received, replace: bool, client: str) -> str:
-        self._check(name, "piper", replace, client)
+        await asyncio.to_thread(self._check, name, "piper", replace, client)
         with self.library.staging() as stage:
             voice_dir = stage / name
             voice_dir.mkdir()
@@ -73,7 +73,7 @@ class VoiceUploads:
         return voice
 
     async def add_rvc(self, name: str, model: Received, index: Received | None, replace: bool, client: str) -> str:
-        self._check(name, "rvc", replace, client)
+        await asyncio.to_thread(self._check, name, "rvc", replace, client)
         with self.library.staging() as stage:
             voice_dir = stage / name
             voice_dir.mkdir()

@@ -26,7 +26,8 @@ def test_losing_a_worker_node_under_load_fails_no_request(tmp_path_factory):
     result = json.loads(run.stdout.strip().splitlines()[-1])
 
     assert result["upload"][0] == 201, result["upload"]
-    assert result["uploaded_listed"] and result["uploaded_spoken"] == [200] * 6, "the uploaded voice on the workers"
+    assert result["uploaded_listed"] == [True] * 10, "listed at once by both ingress replicas"
+    assert result["uploaded_spoken"] == [200] * 6, "the uploaded voice spoken on the workers' replicas"
     assert len(set(result["nodes_before"])) == 2, "one replica on each worker node"
     assert set(result["nodes_before"]) == set(result["worker_nodes"])
     assert result["statuses_before_removal"] and set(result["statuses_before_removal"]) == {200}
