@@ -10,6 +10,7 @@ the second half (a plateau is under 1%), in bench/results/soak.{json,md,png}.
 
     .venv/bin/python -m bench.soak                       # about 15 minutes on 2 cores
     .venv/bin/python -m bench.soak --requests 2000       # a shorter look
+    .venv/bin/python -m bench.soak --requests 20000 --minutes 55 --name soak_20k
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def summarize(samples: list[Sample]) -> list[dict[str, float | str | bool]]:
     return rows
 
 
-def plot(samples: list[Sample]) -> None:
+def plot(results_name: str, samples: list[Sample]) -> None:
     """Left: each process's resident memory. Right: the same relative to the middle of the run,
     where a flat second half is a line that stays within 1%."""
     import matplotlib
@@ -208,7 +209,7 @@ def plot(samples: list[Sample]) -> None:
     relative.legend(fontsize=8)
     fig.tight_layout()
     RESULTS.mkdir(exist_ok=True)
-    fig.savefig(RESULTS / "soak.png", dpi=110)
+    fig.savefig(RESULTS / f"{results_name}.png", dpi=110)
     plt.close(fig)
 
 
@@ -218,11 +219,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=45, help="stop after this long (default: %(default)s)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (default: %(default)s)")
     parser.add_argument("--every", type=float, default=5, help="seconds between samples (default: %(default)s)")
+    parser.add_argument("--name", default="soak", help="results/<name>.{json,md,png} (default: %(default)s)")
     parser.add_argument("--report", action="store_true",
-                        help="only rebuild soak.md and soak.png from the samples in soak.json")
+                        help="only rebuild <name>.md and <name>.png from the samples in <name>.json")
     args = parser.parse_args()
     if args.report:
-        saved = json.loads((RESULTS / "soak.json").read_text())
+        saved = json.loads((RESULTS / f"{args.name}.json").read_text())
         samples = [Sample(**s) for s in saved["samples"]]
         load = Load(done=saved["requests"], failed=saved["failed"])
         args.clients = saved["clients"]
@@ -230,7 +232,7 @@ def main() -> None:
         with embedded_server(PORT) as client:
             samples, load = soak(client, args.clients, args.requests, args.minutes, args.every)
     rows = summarize(samples)
-    plot(samples)
+    plot(args.name, samples)
     wall = samples[-1].at_s
     table = "\n".join([
         f"{load.done} requests ({len(load.failed)} failed) from {args.clients} clients in {wall / 60:.1f} min "
@@ -244,9 +246,9 @@ def main() -> None:
           f"{100 * r['second_half_growth']:+.2f}% | {100 * r['second_half_trend_growth']:+.2f}% | "
           f"{r['trend_mib_per_1000_requests']:+.2f} | {r['fds_middle']} → {r['fds_end']} | "
           f"{'yes' if r['flat'] else 'NO'} |" for r in rows),
-        "", "![resident memory per process](soak.png)"])
+        "", f"![resident memory per process]({args.name}.png)"])
     print(table)
-    save("soak", {"requests": load.done, "failed": load.failed[:20], "clients": args.clients, "rows": rows,
+    save(args.name, {"requests": load.done, "failed": load.failed[:20], "clients": args.clients, "rows": rows,
                   "samples": [s.__dict__ for s in samples]}, table)
 
 
