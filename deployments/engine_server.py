@@ -33,7 +33,7 @@ from .cluster_signals import ClusterStopSignal, ReplicaReports
 from .metrics import EngineMetrics
 from .step_turns import StepTurns
 from .step_watch import StepWatch
-from .voice_cache import LoadedVoice, fresh_voice
+from .voice_cache import LoadedVoice, fresh_voice, load_held
 
 _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 8
@@ -119,8 +119,7 @@ class EngineServer:
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
     async def _loaded(self, voice: str) -> LoadedVoice:
-        version = await asyncio.to_thread(self.engine.voice_version, voice)
-        return LoadedVoice(await asyncio.to_thread(self.engine.load_voice, voice), version)
+        return await load_held(voice, self.engine.voice_version, self.engine.load_voice)
 
     async def _voice(self, voice: str) -> Any:
         """The voice as its files are now (a replaced upload is loaded again)."""

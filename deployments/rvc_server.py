@@ -25,7 +25,7 @@ from speechcore.safe_paths import resolve_inside
 
 from .cluster_signals import ClusterStopSignal
 from .engine_calls import EngineCalls, EngineRoute
-from .voice_cache import LoadedVoice, fresh_voice
+from .voice_cache import LoadedVoice, fresh_voice, load_held
 
 _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 4
@@ -46,8 +46,7 @@ class RvcServer:
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
     async def _loaded(self, model: str) -> LoadedVoice:
-        version = await asyncio.to_thread(self.converter.voice_version, model)
-        return LoadedVoice(await asyncio.to_thread(self.converter.load_voice, model), version)
+        return await load_held(model, self.converter.voice_version, self.converter.load_voice)
 
     async def _voice(self, model: str) -> VoiceModel:
         """The voice model as its files are now (a replaced upload is loaded again)."""

