@@ -45,7 +45,7 @@ def _replica_options(args: EngineArgs) -> EngineOptions:
     gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
     device = args.device if args.device != "auto" else ("cuda" if gpu_share > 0 else "cpu")
     return EngineOptions(threads=args.threads, device=device, gpu_share=gpu_share, parallel_steps=args.parallel_steps,
-                         max_batch=args.max_batch)
+                         max_batch=args.max_batch, max_phonemes_per_step=args.max_phonemes_per_step)
 
 
 class EngineServer:

@@ -33,6 +33,9 @@ class EngineOptions:
     max_batch: int = 1
     """For engines that batch (`batches = True`): requests that share each decoding step."""
 
+    max_phonemes_per_step: int = 200
+    """Piper: the most phonemes one model run takes; longer sentences are spoken in pieces."""
+
 
 StepTimer = Callable[[], AbstractContextManager[object]]
 """Times one synthesis step while it runs (the replica's health check looks for steps that hang)."""

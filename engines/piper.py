@@ -5,12 +5,15 @@ in). Voices are the bundled `en_US-joe-medium` plus every `*.onnx` with its `.on
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import logging
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from speechcore.safe_paths import UnsafeName, resolve_inside
 from speechcore.voices.layout import file_versions
 
 from .base import EngineOptions, TTSEngine
+from .piper_pieces import bounded_pieces
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,6 +77,36 @@ def _stop_espeak_leak() -> None:
         espeakbridge.get_phonemes = release_leaked_clauses(espeakbridge.get_phonemes)
 
 
+FILL_TEXT = "The lighthouse keeper climbed the narrow stairs, trimmed the wick and polished the great lens. "
+"""Spoken (cut to the longest piece) when a replica loads its first voice; see fill_arena."""
+
+
+@functools.cache
+def share_one_cpu_arena() -> None:
+    """One onnxruntime CPU arena for every Piper session of the process (onnxruntime's environment,
+    where it is registered, is itself one per process; sessions opt in with `use_env_allocators`).
+    Each session would otherwise keep an arena of its own at the size of the most it ever ran,
+    rounded up to a power of two: two per voice (SpinWhenAlone), so a replica's memory grew with
+    the voices it had loaded and with every new peak of the runs beside each other. The shared one
+    grows to what the replica runs at once (parallel_steps pieces), whatever the voices."""
+    onnxruntime.create_and_register_allocator(
+        onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                  onnxruntime.OrtMemType.DEFAULT),
+        onnxruntime.OrtArenaCfg({"arena_extend_strategy": 0}),  # next power of two: few, large regions
+    )
+
+
+@dataclass
+class BoundedPiperVoice(PiperVoice):
+    """A Piper voice that never runs the model on more than `max_phonemes` at once: Piper speaks one
+    model run per item phonemize returns, so a sentence longer than that comes back in pieces."""
+
+    max_phonemes: int = 200
+
+    def phonemize(self, text: str) -> list[list[str]]:
+        return [piece for sentence in super().phonemize(text) for piece in bounded_pieces(sentence, self.max_phonemes)]
+
+
 _STEP = threading.local()
 """What the synthesis step running on this thread is: `background` (a job's line) or not."""
 
@@ -102,6 +136,7 @@ class PiperEngine(TTSEngine):
         self.voices_dir = voices_dir
         self.options = options
         self._concurrent_steps: Callable[[], int] = lambda: 1
+        self._arena_filled = False
         _stop_espeak_leak()
 
     @classmethod
@@ -175,6 +210,9 @@ class PiperEngine(TTSEngine):
         session_options.inter_op_num_threads = 1
         session_options.enable_mem_pattern = False
         session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        if self.options.device == "cpu":
+            share_one_cpu_arena()
+            session_options.add_session_config_entry("session.use_env_allocators", "1")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.options.device == "cuda" \
             else ["CPUExecutionProvider"]
         return onnxruntime.InferenceSession(str(model), sess_options=session_options, providers=providers)
@@ -190,8 +228,23 @@ class PiperEngine(TTSEngine):
                                     lambda: self._concurrent_steps())
         else:
             session = self._session(model, spinning=False, threads=threads)
-        return PiperVoice(config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
-                          session=session)
+        voice = BoundedPiperVoice(config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
+                                  session=session, max_phonemes=self.options.max_phonemes_per_step)
+        if self.options.device == "cpu" and not self._arena_filled:
+            self.fill_arena(voice)
+            self._arena_filled = True
+        return voice
+
+    def fill_arena(self, voice: BoundedPiperVoice) -> None:
+        """Run `parallel_steps` pieces of the longest length at once, so that the shared arena takes
+        the memory the replica will work in at load, not in steps over the following days when runs
+        of rare lengths first meet (a soak of 20,000 requests saw two such steps of 40-50 MiB)."""
+        phonemes = voice.phonemize(FILL_TEXT)[0]
+        longest = (phonemes * (voice.max_phonemes // max(1, len(phonemes)) + 1))[:voice.max_phonemes]
+        ids = voice.phonemes_to_ids(longest)
+        runs = self.options.parallel_steps
+        with ThreadPoolExecutor(runs) as pool:
+            list(pool.map(lambda _: voice.phoneme_ids_to_audio(ids), range(runs)))
 
     def count_steps_with(self, concurrent_steps: Callable[[], int]) -> None:
         """How the replica tells how many synthesis steps run at once (read at each run; see

@@ -112,6 +112,11 @@ class EngineArgs(_Args):
     max_batch: int = Field(1, ge=1, le=256, description=(
         "For an engine that batches (XTTS): requests on a replica that share each decoding step; more wait "
         "for a row to free. The deployment's max_ongoing_requests must be at least this."))
+    max_phonemes_per_step: int = Field(200, ge=20, le=5000, description=(
+        "Piper: the most phonemes one model run takes (200 is about 9 seconds of speech). A longer sentence is "
+        "spoken in pieces cut at a comma, semicolon or colon, else between words. A run's memory grows with its "
+        "length (about 1 MiB per phoneme) and onnxruntime keeps the most it ever needed, so this bounds a "
+        "replica's memory whatever text a client sends."))
     voice_affinity: bool = Field(True, description=(
         "Route a voice's requests to replicas that already have it loaded (Serve model multiplexing). Worth it "
         "where loading a voice is slow next to synthesis; where it is cheap (Piper) it leaves a second replica "

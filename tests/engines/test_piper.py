@@ -143,3 +143,36 @@ def test_phonemizing_leaks_no_memory():
     finally:
         tracemalloc.stop()
     assert grown < 20_000, grown  # unpatched: about 200 KB
+
+
+def test_a_sentence_too_long_for_one_run_is_spoken_in_pieces(engine, voice):
+    """A sentence of 80 words with one comma near its middle: no model run gets more than the bound
+    (200 phonemes by default), the first piece ends at the comma, and nothing is lost."""
+    words = "the keeper walked along the shore and counted every ship he saw".split()
+    first, second = " ".join(words * 3), " ".join(words * 3 + words[:2])
+    request = SynthesisRequest(text=f"{first}, {second}.", voice=BUNDLED_VOICE)
+    pieces = voice.phonemize(request.text)
+    assert max(len(piece) for piece in pieces) <= 200 and len(pieces) >= 3
+    assert pieces[0][-1] == ","
+    chunks = list(engine.synthesize(voice, request))
+    assert len(chunks) == len(pieces)
+    assert 15 < sum(c.duration_s for c in chunks) < 45  # 80 words, about 2.5 per second
+
+
+def test_an_endless_sentence_does_not_grow_the_replica_for_good(tmp_path):
+    """onnxruntime keeps the most memory a run ever needed, and a run needs about 1 MiB per phoneme:
+    300 words without a stop once took a replica from 0.5 to 2 GiB for the rest of its life. Cut
+    into bounded pieces, running them adds next to nothing to what loading the voice took."""
+    import psutil
+
+    from speechcore.config.paths import ServerPaths
+
+    engine = PiperEngine.create(ServerPaths.at(tmp_path), EngineOptions(threads=2, parallel_steps=2))
+    voice = engine.load_voice(BUNDLED_VOICE)
+    process = psutil.Process()
+    loaded = process.memory_info().rss
+    words = "the keeper walked along the shore and counted every ship he saw".split()
+    request = SynthesisRequest(text=" ".join(words * 25) + ".", voice=BUNDLED_VOICE)
+    spoken = sum(c.duration_s for c in engine.synthesize(voice, request))
+    assert spoken > 60
+    assert (process.memory_info().rss - loaded) / 2**20 < 150
