@@ -124,7 +124,9 @@ def test_a_signal_drains_stops_everything_and_exits_0(tmp_path, stop_signal):
     # The short stream finished whole; the long one was stopped when the drain time was up and
     # ended cleanly (a complete chunked body that decodes), well short of its full length.
     assert "error" not in short_stream and short_stream["status"] == 200, short_stream
-    assert abs(decode_audio(short_stream["body"]).duration_s - whole) < 0.05
+    # Piper samples its durations (noise_w): three words run up to a quarter longer or shorter from
+    # one run to the next. The text is one sentence, one chunk: a stream stopped early has no audio.
+    assert 0.6 * whole < decode_audio(short_stream["body"]).duration_s < 1.6 * whole
     assert "error" not in long_stream and long_stream["status"] == 200, long_stream.get("error")
     assert decode_audio(long_stream["body"]).duration_s > 0
     assert long_stream["ended"] - signalled < DRAIN_S + 5
