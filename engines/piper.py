@@ -101,7 +101,7 @@ class BoundedPiperVoice(PiperVoice):
     """A Piper voice that never runs the model on more than `max_phonemes` at once: Piper speaks one
     model run per item phonemize returns, so a sentence longer than that comes back in pieces."""
 
-    max_phonemes: int = 200
+    max_phonemes: int = EngineOptions.max_phonemes_per_step  # load_voice passes the replica's own
 
     def phonemize(self, text: str) -> list[list[str]]:
         return [piece for sentence in super().phonemize(text) for piece in bounded_pieces(sentence, self.max_phonemes)]
