@@ -44,14 +44,15 @@ def skip_repeated_voice_changes(set_voice: Callable[[str], None]) -> Callable[[s
     voice is espeak-ng's own process-wide state, and phonemizing does not change it, so a repeat
     only leaks espeak-ng's copy. A process whose voices speak one espeak language never leaks; one
     that alternates languages leaks once per change."""
-    current: list[str] = []
+    current: str | None = None
     lock = threading.Lock()
 
     def set_voice_when_changed(voice: str) -> None:
+        nonlocal current
         with lock:
-            if current != [voice]:
+            if voice != current:
                 set_voice(voice)  # raises on an unknown voice, leaving `current` as it was
-                current[:] = [voice]
+                current = voice
 
     set_voice_when_changed.__wrapped__ = set_voice  # type: ignore[attr-defined]
     return set_voice_when_changed
