@@ -71,26 +71,32 @@ class ModelFolders:
 
 
 class ModelSlot(Generic[M]):
-    """An engine's current model: loaded by name, swapped in with one assignment (requests in
-    flight keep the model they started with); a failed load leaves the current model serving.
-    With LowVRAM the model waits in RAM and sits on `device` only while requests use it."""
+    """An engine's current model, loaded by name. A load runs beside the requests (they never wait
+    for it: a real XTTS takes about 18 s) and the new model is swapped in with one assignment;
+    requests in flight keep the model they started with, and a failed load leaves the current
+    model serving. With LowVRAM a model waits in RAM and sits on `device` only while requests use
+    it, counted per model (rows still finishing on the old model after a swap hold the old one)."""
 
     def __init__(
         self,
         folders: ModelFolders,
-        load: Callable[[str, Path], M],
+        load: Callable[[str, Path, torch.device], M],
         kind: str,
         move: Callable[[M, torch.device], object] | None = None,
         device: torch.device | None = None,
     ):
-        self.folders, self._load, self.kind = folders, load, kind
+        self.folders, self.loader, self.kind = folders, load, kind
         self._move, self.device = move, device or torch.device("cpu")
         self._model: M | None = None
         self._lock = threading.Lock()
+        """Guards the current model, the LowVRAM flag and the users; held for moments only."""
+        self._loading = threading.Lock()
+        """One load at a time (select, reload); requests never take it."""
         self.lowvram = False
-        self._users = 0
+        self._users: dict[int, int] = {}
+        """Requests using each model (by id) now."""
 
-    def _load_named(self, name: str | None) -> tuple[str, M]:
+    def _load_named(self, name: str | None, device: torch.device) -> tuple[str, M]:
         names = self.folders.names()
         name = name or (names[0] if names else None)
         if name is None:
@@ -99,60 +105,73 @@ class ModelSlot(Generic[M]):
                 f"{', '.join(self.folders.required + self.folders.any_of[:1])})"
             )
         folder = self.folders.folder(name)
-        _LOGGER.info("loading %s model %s", self.kind, name)
+        _LOGGER.info("loading %s model %s on %s", self.kind, name, device.type)
         try:
-            return name, self._load(name, folder)
+            return name, self.loader(name, folder, device)
         except Exception as exc:
             raise EngineError(f"could not load {name}: {type(exc).__name__}: {exc}") from exc
+
+    def _home(self) -> torch.device:
+        """Where a model waits between requests."""
+        return torch.device("cpu") if self.lowvram and self._move is not None else self.device
 
     def select(self, name: str | None) -> None:
         """Loads `name` unless it is the current model; None keeps the current model, or loads the
         first model folder when none is loaded."""
-        with self._lock:
-            if self._model is not None and (name is None or getattr(self._model, "name", None) == name):
+        with self._loading:
+            current = self._model
+            if current is not None and (name is None or getattr(current, "name", None) == name):
                 return
-            _name, model = self._load_named(name)
-            self._park(model)
-            self._model = model
+            home = self._home()
+            self._swap_in(self._load_named(name, home)[1], home)
 
     def reload(self) -> None:
         """Loads the current model again (after an option that affects loading changed)."""
-        current = getattr(self._model, "name", None)
+        with self._loading:
+            home = self._home()
+            self._swap_in(self._load_named(getattr(self._model, "name", None), home)[1], home)
+
+    def _swap_in(self, model: M, loaded_on: torch.device) -> None:
         with self._lock:
-            _name, model = self._load_named(current)
-            self._park(model)
+            if self._home() != loaded_on:  # LowVRAM was switched while it loaded
+                self._place(model, self._home())
             self._model = model
+
+    def _place(self, model: M, device: torch.device) -> None:
+        if self._move is not None:
+            self._move(model, device)
 
     def set_lowvram(self, enabled: bool) -> None:
         with self._lock:
             self.lowvram = enabled
-            if self._model is not None and self._move is not None and self._users == 0:
-                self._move(self._model, torch.device("cpu") if enabled else self.device)
-
-    def _park(self, model: M) -> None:
-        if self.lowvram and self._move is not None:
-            self._move(model, torch.device("cpu"))
+            if self._model is not None and not self._users.get(id(self._model)):
+                self._place(self._model, torch.device("cpu") if enabled else self.device)
 
     @contextlib.contextmanager
     def use(self) -> Iterator[M]:
-        """The current model for one request; with LowVRAM it moves to the device for the first
-        user and back to RAM after the last (users may overlap)."""
-        model = self.current()
+        """The current model for one request; with LowVRAM it moves to the device for the first of
+        its users and back to RAM after the last (users may overlap)."""
+        self.current()
         with self._lock:
-            self._users += 1
-            if self.lowvram and self._users == 1 and self._move is not None:
-                self._move(model, self.device)
+            model = self._model
+            assert model is not None
+            users = self._users[id(model)] = self._users.get(id(model), 0) + 1
+            if self.lowvram and users == 1:
+                self._place(model, self.device)
         try:
             yield model
         finally:
             with self._lock:
-                self._users -= 1
-                if self.lowvram and self._users == 0 and self._move is not None:
-                    self._move(model, torch.device("cpu"))
+                users = self._users[id(model)] = self._users[id(model)] - 1
+                if users == 0:
+                    del self._users[id(model)]
+                    if self.lowvram:
+                        self._place(model, torch.device("cpu"))
 
     def check(self, name: str) -> None:
-        """Loads `name` and discards it: raises what select() would, changes nothing."""
-        self._load_named(name)
+        """Loads `name` into RAM and discards it: raises what select() would, changes nothing and
+        takes no second share of the GPU."""
+        self._load_named(name, torch.device("cpu"))
 
     def current(self) -> M:
         """The current model, loading the first one on first use."""

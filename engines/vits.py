@@ -59,7 +59,7 @@ class VitsEngine(TTSEngine):
 
     def __init__(self, models: ModelFolders, options: EngineOptions):
         self.device = torch_device(options)
-        self.slot = ModelSlot(models, lambda name, folder: load_vits(name, folder, self.device), "VITS",
+        self.slot = ModelSlot(models, load_vits, "VITS",
                               move=lambda loaded, device: loaded.model.to(device), device=self.device)
 
     @classmethod

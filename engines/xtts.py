@@ -112,8 +112,8 @@ class XttsEngine(TTSEngine):
         self.voices_dir = voices_dir
         self.device = torch_device(options)
         self.use_deepspeed = use_deepspeed and deepspeed_available()
-        self.slot = ModelSlot(models, lambda name, folder: load_xtts(name, folder, self.device, self.use_deepspeed,
-                                                                     self.batching),
+        self.slot = ModelSlot(models, lambda name, folder, device: load_xtts(name, folder, device, self.use_deepspeed,
+                                                                             self.batching),
                               "XTTS", move=lambda loaded, device: loaded.model.to(device), device=self.device)
         self._latents: OrderedDict[tuple[str, str, float], XttsVoice] = OrderedDict()
         self._latents_lock = threading.Lock()
