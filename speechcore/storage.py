@@ -40,7 +40,7 @@ class OutputStore:
         """Writes a new file through `write` and publishes it under a fresh name, never replacing
         an existing file. Nothing is left behind when `write` raises."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with self._partial_file() as (tmp_path, handle):
+        with self.partial_file() as (tmp_path, handle):
             write(handle)
             handle.flush()  # complete before it is linked; no fsync: outputs need not survive a power cut
             for _ in range(16):
@@ -58,14 +58,16 @@ class OutputStore:
             raise UnsafeName(f"{filename!r} is not a plain file name")
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / filename
-        with self._partial_file() as (tmp_path, handle):
+        with self.partial_file() as (tmp_path, handle):
             write(handle)
             handle.flush()
             os.replace(tmp_path, final)
         return final
 
     @contextlib.contextmanager
-    def _partial_file(self) -> Iterator[tuple[Path, BinaryIO]]:
+    def partial_file(self) -> Iterator[tuple[Path, BinaryIO]]:
+        """A temporary file in the folder (hidden from listings), removed on leaving: a caller
+        publishes it by renaming or linking it first."""
         fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.folder)
         try:
             with os.fdopen(fd, "wb") as handle:

@@ -60,7 +60,7 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         retention = asyncio.create_task(retention_loop(
             lambda: (service.outputs().folder, service.settings.config.delete_output_wavs), retention_check_s))
-        running_jobs = asyncio.create_task(app.state.jobs.run())
+        running_jobs = asyncio.create_task(app.state.jobs.scheduler.run())
         await asyncio.to_thread(app.state.voices.library.sweep_incoming, STALE_UPLOAD_S, time.time())
         try:
             yield

@@ -17,7 +17,7 @@ from ..config.alltalk import ConfigFileError
 from ..engine_client import EngineTimeout, EngineUnavailable
 from ..engine_directory import EngineNotLive, SettingsUnreadable
 from ..engine_types import EngineError, UnknownVoice, UnsupportedLanguage, VoiceFilesRefused
-from ..jobs.runner import JobLimit, JobNotDone
+from ..jobs.desk import JobLimit, JobNotDone
 from ..jobs.store import UnknownJob
 from ..pipeline import NoAudio, NothingToSpeak, StreamingUnsupported, TextTooLong, TooManySegments
 from ..rvc_requests import InvalidConversion, RvcModelMissing, RvcUnavailable, VoiceConversionError

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from ..audio.formats import AUDIO_FORMATS
-from ..jobs.runner import JobRunner
+from ..jobs.desk import JobDesk
 from ..pipeline import SpeechOrder
 from .contract_error import ContractError
 from .deps import Client, Pipeline, Service
@@ -23,11 +23,11 @@ router = APIRouter(tags=["jobs"])
 CAPTION_TYPES = {"srt": "application/x-subrip", "vtt": "text/vtt"}
 
 
-def _runner(request: Request) -> JobRunner:
-    return request.app.state.jobs
+def _desk(request: Request) -> JobDesk:
+    return request.app.state.jobs.desk
 
 
-Jobs = Annotated[JobRunner, Depends(_runner)]
+Jobs = Annotated[JobDesk, Depends(_desk)]
 SUBMIT_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": JobRequest.model_json_schema()},
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {

@@ -1,15 +1,11 @@
-"""What a job is on disk: its record (state, progress, the order it carries out) and its lines."""
+"""A job's record: its state and progress (job.json)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from enum import Enum
-from typing import Any
 
 from pydantic import BaseModel
-
-from ..pipeline import Line, Narration, Role, SpeechOrder
 
 
 class JobState(str, Enum):
@@ -62,25 +58,3 @@ class JobRecord(BaseModel):
 
     def finish(self, state: JobState, error: str | None = None) -> None:
         self.state, self.error, self.finished_at = state, error, time.time()
-
-
-def order_to_json(order: SpeechOrder) -> dict[str, Any]:
-    return dataclasses.asdict(order)
-
-
-def order_from_json(data: dict[str, Any]) -> SpeechOrder:
-    fields = dict(data)
-    fields["character"] = Role(**fields["character"])
-    if fields.get("narration") is not None:
-        narration = dict(fields["narration"])
-        narration["narrator"] = Role(**narration["narrator"])
-        fields["narration"] = Narration(**narration)
-    return SpeechOrder(**fields)
-
-
-def lines_to_json(lines: list[Line]) -> list[dict[str, str]]:
-    return [dataclasses.asdict(line) for line in lines]
-
-
-def lines_from_json(data: list[dict[str, str]]) -> list[Line]:
-    return [Line(**item) for item in data]

@@ -5,7 +5,7 @@ cluster, so any ingress replica can answer for any job and resume it):
     order.json        what to speak and how (the text and every setting), written once
     lines.json        the text planned into lines, written once
     line-000042.wav   each finished line, at its engine's rate, written atomically
-    claim.json        which ingress replica runs it, renewed while it does
+    claim.<n>         which ingress replica runs it, renewed while it does (see claim)
     audio.<ext>, captions.srt, captions.vtt   the result, once done
 
 A line file exists only once complete, so a resumed job redoes only the lines without one."""
@@ -26,7 +26,8 @@ from ..audio.pcm import PcmChunk
 from ..audio.wav import write_wav
 from ..pipeline import Line, SpeechOrder
 from ..storage import OutputStore
-from .records import JobRecord, lines_from_json, lines_to_json, order_from_json, order_to_json
+from .records import JobRecord
+from .schema import lines_from_json, lines_to_json, order_from_json, order_to_json
 
 _ID = re.compile(r"[0-9a-f]{32}")
 RESULT_NAMES = ("captions.srt", "captions.vtt")
@@ -135,34 +136,64 @@ class JobStore:
 
     def claim(self, job_id: str, owner: str, lease_s: float, now: float) -> bool:
         """Takes or renews the job for `owner` unless another owner's claim is live: renewed within
-        `lease_s`, and, when made on this host, by a process that still exists. Read back after
-        writing, so that of two replicas claiming at once on a shared folder only one goes on."""
-        path = self.job_dir(job_id) / "claim.json"
-        try:
-            held = json.loads(path.read_bytes())
-        except (FileNotFoundError, ValueError):
-            held = None
-        if held and held.get("owner") != owner and _live(held, lease_s, now):
-            return False
+        `lease_s`, not released, and, when made on this host, by a process that still exists.
+
+        Claims are numbered files, `claim.<n>`, the highest being the one in force. An owner renews
+        its own by replacing it; taking the job over means creating the next number, which only
+        one of any replicas racing for it can do (a hard link fails when the name exists, also on
+        a shared file system), and the file appears with its content whole."""
+        folder = self.job_dir(job_id)
+        number, held = _claim_in_force(folder)
         mine = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "renewed_at": now}
-        self._files(job_id).write_named("claim.json", lambda out: out.write(json.dumps(mine).encode()))
-        try:
-            return json.loads(path.read_bytes()).get("owner") == owner
-        except (FileNotFoundError, ValueError):
+        files = self._files(job_id)
+        if held is not None and held.get("owner") == owner and not held.get("released"):
+            files.write_named(f"claim.{number}", lambda out: out.write(json.dumps(mine).encode()))
+            return True
+        if held is not None and _live(held, lease_s, now):
             return False
+        with files.partial_file() as (partial, out):
+            out.write(json.dumps(mine).encode())
+            out.flush()
+            try:
+                os.link(partial, folder / f"claim.{number + 1}")
+            except FileExistsError:
+                return False  # another replica took it first
+        for older in range(number + 1):
+            (folder / f"claim.{older}").unlink(missing_ok=True)
+        return True
 
     def release(self, job_id: str, owner: str) -> None:
-        path = self.job_dir(job_id) / "claim.json"
-        try:
-            if json.loads(path.read_bytes()).get("owner") == owner:
-                path.unlink(missing_ok=True)
-        except (FileNotFoundError, ValueError):
-            pass
+        """Marks the owner's claim released (the number stays, so that claims only count up)."""
+        folder = self.job_dir(job_id)
+        number, held = _claim_in_force(folder)
+        if held is not None and held.get("owner") == owner:
+            released = {**held, "released": True}
+            self._files(job_id).write_named(f"claim.{number}", lambda out: out.write(json.dumps(released).encode()))
+
+
+_CLAIM = re.compile(r"claim\.(\d+)")
+
+
+def _claim_in_force(folder: Path) -> tuple[int, dict[str, object] | None]:
+    """The highest claim number in the folder (-1 for none) and that claim (None when there is none,
+    or it was just removed by its successor; the successor's number is then higher)."""
+    numbers = [int(m.group(1)) for entry in folder.glob("claim.*") if (m := _CLAIM.fullmatch(entry.name))] \
+        if folder.is_dir() else []
+    if not numbers:
+        return -1, None
+    number = max(numbers)
+    try:
+        held = json.loads((folder / f"claim.{number}").read_bytes())
+    except FileNotFoundError:
+        return number, None
+    except ValueError:  # never partial (claims appear whole), so a damaged file: not live
+        return number, {}
+    return number, held if isinstance(held, dict) else {}
 
 
 def _live(claim: dict[str, object], lease_s: float, now: float) -> bool:
     renewed = claim.get("renewed_at")
-    if not isinstance(renewed, (int, float)) or now - renewed > lease_s:
+    if claim.get("released") or not isinstance(renewed, (int, float)) or now - renewed > lease_s:
         return False
     pid = claim.get("pid")
     if claim.get("host") == socket.gethostname() and isinstance(pid, int):

@@ -46,7 +46,7 @@ def test_a_claim_of_a_process_that_is_gone_passes_on_at_once(tmp_path):
     store.save(JobRecord(id=JOB, client="c", response_format="wav", characters=1, engine="piper", created_at=0))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     claim = {"owner": "old", "host": socket.gethostname(), "pid": int(gone.stdout), "renewed_at": 100}
-    (tmp_path / JOB / "claim.json").write_text(json.dumps(claim))
+    (tmp_path / JOB / "claim.0").write_text(json.dumps(claim))
     assert store.claim(JOB, "new", lease_s=30, now=101)
 
 
@@ -145,8 +145,9 @@ def test_short_lines_of_their_own_without_an_end_mark_are_headings():
 
 def test_the_server_queues_so_many_jobs_and_forgets_finished_ones_after_the_retention(tmp_path):
     from speechcore.config.app_args import JobArgs
+    from speechcore.jobs.desk import JobLimit
     from speechcore.jobs.records import JobState
-    from speechcore.jobs.runner import JobLimit, JobRunner
+    from speechcore.jobs.runner import JobRunner
     from speechcore.pipeline import Role, SpeechOrder
 
     runner = JobRunner(lambda: tmp_path, pipeline=None, args=JobArgs(max_queued_jobs=2, max_jobs_per_client=5),
@@ -154,17 +155,17 @@ def test_the_server_queues_so_many_jobs_and_forgets_finished_ones_after_the_rete
     order = SpeechOrder(text="Hello there.", character=Role("voice.onnx"), engine="piper")
 
     async def submit_three() -> list[str]:
-        first = await runner.submit(order, "wav", "addr:1")
-        await runner.submit(order, "wav", "addr:2")
+        first = await runner.desk.submit(order, "wav", "addr:1")
+        await runner.desk.submit(order, "wav", "addr:2")
         with pytest.raises(JobLimit, match="2 unfinished jobs"):
-            await runner.submit(order, "wav", "addr:3")
+            await runner.desk.submit(order, "wav", "addr:3")
         return [first.id]
 
     [first] = asyncio.run(submit_three())
-    record = runner.store.load(first)
+    record = runner.scheduler.store.load(first)
     record.finish(JobState.DONE)
     record.finished_at = 1000.0
-    runner.store.save(record)
-    assert runner.expire(now=1000.0 + 3599) == []
-    assert runner.expire(now=1000.0 + 3601) == [first]
-    assert not (tmp_path / first).exists() and len(runner.store.records()) == 1
+    runner.scheduler.store.save(record)
+    assert runner.scheduler.expire(now=1000.0 + 3599) == []
+    assert runner.scheduler.expire(now=1000.0 + 3601) == [first]
+    assert not (tmp_path / first).exists() and len(runner.scheduler.store.records()) == 1

@@ -1,0 +1,142 @@
+"""The files a queued job keeps its order and lines in, as a versioned schema of their own: a job
+written by one version of the server resumes on the next, whatever the pipeline's dataclasses are
+called by then. A change of these models is a new version with an upgrade from the one before
+(`_UPGRADES`); readers accept every version ever written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..pipeline import Line, Narration, Role, SpeechOrder
+
+VERSION = 1
+S = TypeVar("S", bound="_Stored")
+
+
+class UnreadableJobFile(ValueError):
+    """A job's order or lines are not in any version of the schema (the job fails with this)."""
+
+
+class _Stored(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoredRole(_Stored):
+    voice: str
+    rvc_voice: str = "Disabled"
+    rvc_pitch: float = 0.0
+
+
+class StoredNarration(_Stored):
+    mode: str
+    narrator: StoredRole
+    text_not_inside: str
+
+
+class StoredOrder(_Stored):
+    version: Literal[1] = Field(1, description="The schema version this file was written in.")
+    text: str
+    character: StoredRole
+    language: str = "auto"
+    engine: str | None = None
+    filtering: str = "none"
+    narration: StoredNarration | None = None
+    speed: float | None = None
+    temperature: float | None = None
+    repetition_penalty: float | None = None
+    pitch: float | None = None
+    max_characters: int | None = None
+    streaming: bool = False
+    text_field: str = "text"
+
+
+class StoredLine(_Stored):
+    role: str
+    text: str
+    language: str
+    chapter: str | None = None
+
+
+class StoredLines(_Stored):
+    version: Literal[1] = 1
+    lines: list[StoredLine]
+
+
+def _role(role: Role) -> StoredRole:
+    return StoredRole(voice=role.voice, rvc_voice=role.rvc_voice, rvc_pitch=role.rvc_pitch)
+
+
+def _from_role(role: StoredRole) -> Role:
+    return Role(voice=role.voice, rvc_voice=role.rvc_voice, rvc_pitch=role.rvc_pitch)
+
+
+def order_to_json(order: SpeechOrder) -> dict[str, Any]:
+    narration = order.narration
+    return StoredOrder(
+        text=order.text, character=_role(order.character), language=order.language, engine=order.engine,
+        filtering=order.filtering, speed=order.speed, temperature=order.temperature,
+        repetition_penalty=order.repetition_penalty, pitch=order.pitch, max_characters=order.max_characters,
+        streaming=order.streaming, text_field=order.text_field,
+        narration=None if narration is None else StoredNarration(
+            mode=narration.mode, narrator=_role(narration.narrator), text_not_inside=narration.text_not_inside),
+    ).model_dump(mode="json")
+
+
+def order_from_json(data: object) -> SpeechOrder:
+    stored = _read(StoredOrder, data)
+    narration = stored.narration
+    return SpeechOrder(
+        text=stored.text, character=_from_role(stored.character), language=stored.language, engine=stored.engine,
+        filtering=stored.filtering, speed=stored.speed, temperature=stored.temperature,
+        repetition_penalty=stored.repetition_penalty, pitch=stored.pitch, max_characters=stored.max_characters,
+        streaming=stored.streaming, text_field=stored.text_field,
+        narration=None if narration is None else Narration(
+            mode=narration.mode, narrator=_from_role(narration.narrator), text_not_inside=narration.text_not_inside),
+    )
+
+
+def lines_to_json(lines: list[Line]) -> dict[str, Any]:
+    return StoredLines(lines=[StoredLine(role=line.role, text=line.text, language=line.language,
+                                         chapter=line.chapter) for line in lines]).model_dump(mode="json")
+
+
+def lines_from_json(data: object) -> list[Line]:
+    stored = _read(StoredLines, data)
+    return [Line(role=line.role, text=line.text, language=line.language, chapter=line.chapter)
+            for line in stored.lines]
+
+
+def _unversioned_order(data: dict[str, Any]) -> dict[str, Any]:
+    """Files of the first job servers had no version: the order's dataclass as a dict, which is
+    version 1 field for field."""
+    return {**data, "version": 1}
+
+
+def _unversioned_lines(data: list[Any]) -> dict[str, Any]:
+    """The first job servers wrote the lines as a bare list."""
+    return {"version": 1, "lines": data}
+
+
+_UPGRADES: dict[type[_Stored], dict[object, Callable[[Any], Any]]] = {
+    StoredOrder: {None: _unversioned_order},
+    StoredLines: {None: _unversioned_lines},
+}
+"""For each file, how to bring an older version one step up, keyed by the version it upgrades."""
+
+
+def _read(model: type[S], data: object) -> S:
+    for _ in range(VERSION + 1):
+        version = data.get("version") if isinstance(data, dict) else None
+        if version == VERSION:
+            break
+        upgrade = _UPGRADES[model].get(version)
+        if upgrade is None:
+            raise UnreadableJobFile(f"a job file of version {version!r}; this server reads versions up to {VERSION}")
+        data = upgrade(data)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise UnreadableJobFile(f"a job file this server cannot read: {exc}") from None
