@@ -1,7 +1,8 @@
 """AccessControl: the ASGI middleware in front of every route. It checks the API key (401 without
 one, 403 for a user key on a control endpoint), refuses bodies over the size limit (413),
-generations beyond a client's share (429) and new generations while the server stops (503).
-Errors have FastAPI's `{"detail": ...}` shape, the contract's shape for framework-level refusals."""
+generations beyond a client's share (429) and new generations while the server stops (503), each
+as the route's declared policy says (route_policy.py). Errors have FastAPI's `{"detail": ...}`
+shape, the contract's shape for framework-level refusals."""
 
 from __future__ import annotations
 
@@ -14,14 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config.access import AccessArgs
 from .generations import GenerationsInFlight
-
-GENERATION_PATHS = ("/api/tts-generate", "/api/tts-generate-streaming", "/v1/audio/speech", "/api/previewvoice/",
-                    "/api/voice2rvc")
-"""Requests that keep a synthesis (or a conversion) busy; they count against a client's share."""
-JOB_SUBMIT_PATH = "/api/jobs"
-"""Where long texts arrive: its bodies may be larger (`max_job_body_bytes`)."""
-VOICE_UPLOAD_PATHS = "/api/voices/"
-"""Where voices are uploaded: bodies of their own size (`max_voice_upload_bytes`)."""
+from .route_policy import Access, RoutePolicy, RouteTable
 
 
 class BodyTooLarge(HTTPException):
@@ -53,9 +47,10 @@ def _has(key: str, keys: frozenset[str]) -> bool:
 
 class AccessControl:
     def __init__(self, app: ASGIApp, args: AccessArgs, user_keys: frozenset[str], admin_keys: frozenset[str],
-                 generations: GenerationsInFlight):
+                 generations: GenerationsInFlight, routes: RouteTable):
         self.app = app
         self.args = args
+        self.routes = routes
         self.user_keys, self.admin_keys = user_keys, admin_keys
         self.generations = generations
 
@@ -65,12 +60,13 @@ class AccessControl:
             return
         headers = Headers(scope=scope)
         key = self._presented_key(scope, headers) if self.user_keys else None
-        path = route_path(scope)
-        generation = path in GENERATION_PATHS
+        declared = self._policy(scope)
+        generation = declared.speaks
         client = f"key:{key}" if key else f"addr:{(scope.get('client') or ('?',))[0]}"
         scope.setdefault("state", {})["client"] = client  # whose jobs (request.state.client)
-        limit = self._body_limit(path)
-        refusal = self._refusal(path, key, headers, limit) or (self._generation_refusal(client) if generation else None)
+        limit = getattr(self.args, declared.body.value)
+        refusal = self._refusal(declared, key, headers, limit) or \
+            (self._generation_refusal(client) if generation else None)
         if refusal is not None:
             await self._discard_body(receive, headers)
             await refusal(scope, receive, send)
@@ -84,12 +80,15 @@ class AccessControl:
         finally:
             self.generations.end(client)
 
-    def _body_limit(self, path: str) -> int:
-        if path == JOB_SUBMIT_PATH:
-            return self.args.max_job_body_bytes
-        if path.startswith(VOICE_UPLOAD_PATHS):
-            return self.args.max_voice_upload_bytes
-        return self.args.max_body_bytes
+    def _policy(self, scope: Scope) -> RoutePolicy:
+        """The route's declared policy, with the operator's extra public and admin paths applied."""
+        declared = self.routes.policy_for(scope)
+        path = route_path(scope)
+        if _matches(path, self.args.public_paths):
+            return RoutePolicy(Access.PUBLIC, declared.speaks, declared.body)
+        if _matches(path, self.args.admin_paths):
+            return RoutePolicy(Access.ADMIN, declared.speaks, declared.body)
+        return declared
 
     def _generation_refusal(self, client: str) -> JSONResponse | None:
         if self.generations.stopping:
@@ -125,17 +124,17 @@ class AccessControl:
             return token.strip()
         return QueryParams(scope.get("query_string", b"")).get("api_key") or None
 
-    def _refusal(self, path: str, key: str | None, headers: Headers, limit: int) -> JSONResponse | None:
+    def _refusal(self, declared: RoutePolicy, key: str | None, headers: Headers, limit: int) -> JSONResponse | None:
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             too_large = BodyTooLarge(limit)
             return JSONResponse({"detail": too_large.detail}, status_code=too_large.status_code)
-        if not self.user_keys or _matches(path, self.args.public_paths):
+        if not self.user_keys or declared.access is Access.PUBLIC:
             return None
         if key is None or not _has(key, self.user_keys):
             return JSONResponse({"detail": "missing or unknown API key: send 'Authorization: Bearer <key>'"},
                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        if self.admin_keys and _matches(path, self.args.admin_paths) and not _has(key, self.admin_keys):
+        if self.admin_keys and declared.access is Access.ADMIN and not _has(key, self.admin_keys):
             return JSONResponse({"detail": "this endpoint needs an admin key"}, status_code=403)
         return None
 

@@ -33,6 +33,7 @@ from .access import AccessControl
 from .errors import install_error_handlers
 from .generations import GenerationsInFlight
 from .request_log import RequestLog
+from .route_policy import RouteTable
 from .voice_routes import voice_uploads
 
 STALE_UPLOAD_S = 3600.0
@@ -85,7 +86,8 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
                    tools_routes, rvc_routes, file_routes, page_routes):
         app.include_router(module.router)
     install_error_handlers(app)
-    app.add_middleware(AccessControl, args=access, user_keys=keys[0], admin_keys=keys[1], generations=generations)
+    app.add_middleware(AccessControl, args=access, user_keys=keys[0], admin_keys=keys[1], generations=generations,
+                       routes=RouteTable.of(app))
     if access.cors_origins:  # before access control: a browser's preflight is answered without a key
         app.add_middleware(CORSMiddleware, allow_origins=access.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["x-request-id", "content-disposition"])

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 
 from .contract_error import ContractError
 from .deps import Service
+from .route_policy import policy
 
 router = APIRouter(tags=["files"])
 _CACHE_SECONDS = 7 * 24 * 3600
@@ -34,12 +35,14 @@ def _media_type(path: Path) -> str:
 
 
 @router.get("/audio/{filename}")
+@policy()
 async def audio(service: Service, filename: str) -> FileResponse:
     path = _existing(service, filename)
     return AudioFileResponse(path, media_type=_media_type(path))
 
 
 @router.get("/audiocache/{filename}")
+@policy()
 async def audio_cache(service: Service, filename: str) -> FileResponse:
     """The same file as a download that browsers may cache for a week."""
     path = _existing(service, filename)

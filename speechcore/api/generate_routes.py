@@ -20,6 +20,7 @@ from .contract_error import ContractError
 from .deps import Pipeline, Service
 from .errors import detail, error_shape, generate_failure, invalid_value
 from .generate_form import GenerateForm, merge_defaults, speech_order, validate_generate
+from .route_policy import policy
 from .speech_files import output_urls, save_audio, save_wav_named, transcode_format
 
 router = APIRouter(tags=["generation"])
@@ -31,6 +32,7 @@ GENERATE_RESPONSES: dict[int | str, dict[str, object]] = {200: {
 
 @router.post("/api/tts-generate", response_model=None, responses=GENERATE_RESPONSES)
 @error_shape(generate_failure)
+@policy(speaks=True)
 async def tts_generate(service: Service, pipeline: Pipeline,
                        form: Annotated[GenerateForm, Form()]) -> dict[str, object] | StreamingResponse:
     """Speaks `text_input` into a file under the output folder and answers its URLs; with
@@ -62,6 +64,7 @@ def preview_text(voice: str) -> str:
 
 @router.post("/api/previewvoice/", response_model=PreviewAnswer)
 @error_shape(invalid_value)
+@policy(speaks=True)
 async def preview_voice(service: Service, pipeline: Pipeline, voice: Annotated[str, Form()],
                         rvccharacter_voice_gen: Annotated[str, Form()] = "Disabled",
                         rvccharacter_pitch: Annotated[float, Form()] = 0) -> dict[str, object]:
@@ -83,6 +86,7 @@ def streaming_order(service: Service, text: str, voice: str, language: str, stre
 
 @router.get("/api/tts-generate-streaming", response_class=StreamingResponse)
 @error_shape(invalid_value)
+@policy(speaks=True)
 async def tts_generate_streaming(service: Service, pipeline: Pipeline, text: Annotated[str, Query()],
                                  voice: Annotated[str, Query()], language: Annotated[str, Query()],
                                  output_file: Annotated[str, Query()]) -> StreamingResponse:
@@ -94,6 +98,7 @@ async def tts_generate_streaming(service: Service, pipeline: Pipeline, text: Ann
 
 @router.post("/api/tts-generate-streaming", response_model=NamedFileAnswer)
 @error_shape(detail)
+@policy(speaks=True)
 async def tts_generate_streaming_post(service: Service, pipeline: Pipeline, text: Annotated[str, Form()],
                                       voice: Annotated[str, Form()], language: Annotated[str, Form()],
                                       output_file: Annotated[str, Form()]) -> dict[str, object]:

@@ -18,6 +18,7 @@ from .deps import Client, Pipeline, Service
 from .errors import detail, error_shape
 from .generate_form import merge_defaults, speech_order, validate_generate
 from .job_wire import JOB_FORMATS, JobAnswer, JobList, JobRequest, job_answer, read_job_request
+from .route_policy import BodyLimit, policy
 
 router = APIRouter(tags=["jobs"])
 CAPTION_TYPES = {"srt": "application/x-subrip", "vtt": "text/vtt"}
@@ -38,6 +39,7 @@ SUBMIT_BODY = {"requestBody": {"required": True, "content": {
 
 @router.post("/api/jobs", status_code=202, response_model=JobAnswer, openapi_extra=SUBMIT_BODY)
 @error_shape(detail)
+@policy(body=BodyLimit.JOB)
 async def submit_job(request: Request, service: Service, pipeline: Pipeline, jobs: Jobs,
                      client: Client) -> JSONResponse:
     """Queues a long text for synthesis and answers at once, before any of it is spoken."""
@@ -65,6 +67,7 @@ async def _job_order(service: Service, pipeline: Pipeline, body: JobRequest, max
 
 @router.get("/api/jobs", response_model=JobList)
 @error_shape(detail)
+@policy()
 async def list_jobs(jobs: Jobs, client: Client) -> dict[str, object]:
     """The caller's jobs, oldest first."""
     return {"jobs": [job_answer(record) for record in await jobs.list(client)]}
@@ -72,12 +75,14 @@ async def list_jobs(jobs: Jobs, client: Client) -> dict[str, object]:
 
 @router.get("/api/jobs/{job_id}", response_model=JobAnswer)
 @error_shape(detail)
+@policy()
 async def job_status(job_id: str, jobs: Jobs, client: Client) -> dict[str, object]:
     return job_answer(await jobs.get(job_id, client))
 
 
 @router.get("/api/jobs/{job_id}/audio", response_class=FileResponse)
 @error_shape(detail)
+@policy()
 async def job_audio(job_id: str, jobs: Jobs, client: Client) -> FileResponse:
     """The whole audio, in the job's format (409 until the job is done)."""
     record = await jobs.get(job_id, client)
@@ -88,6 +93,7 @@ async def job_audio(job_id: str, jobs: Jobs, client: Client) -> FileResponse:
 
 @router.get("/api/jobs/{job_id}/captions.{kind}", response_class=FileResponse)
 @error_shape(detail)
+@policy()
 async def job_captions(job_id: str, kind: str, jobs: Jobs, client: Client) -> FileResponse:
     """Every sentence's timing in the audio, as SubRip (`srt`) or WebVTT (`vtt`)."""
     if kind not in CAPTION_TYPES:
@@ -98,6 +104,7 @@ async def job_captions(job_id: str, kind: str, jobs: Jobs, client: Client) -> Fi
 
 @router.delete("/api/jobs/{job_id}", response_model=JobAnswer)
 @error_shape(detail)
+@policy()
 async def cancel_job(job_id: str, jobs: Jobs, client: Client) -> dict[str, object]:
     """Cancels an unfinished job (its sentences in flight stop; its files are removed); a finished
     job is removed with its files."""

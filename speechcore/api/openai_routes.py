@@ -24,6 +24,7 @@ from .openai_wire import (
     voice_list,
     voice_map_problem,
 )
+from .route_policy import Access, policy
 
 router = APIRouter(tags=["openai"])
 
@@ -31,6 +32,7 @@ router = APIRouter(tags=["openai"])
 @router.post("/v1/audio/speech", response_model=None, openapi_extra={"requestBody": {
     "required": True, "content": {"application/json": {"schema": SpeechRequest.model_json_schema()}}}})
 @error_shape(openai_error)
+@policy(speaks=True)
 async def create_speech(service: Service, pipeline: Pipeline, request: Request) -> Response:
     """Audio for `input` in `response_format`. The body is parsed here (not by the framework) so
     that every malformed request is a 400 in OpenAI's error shape."""
@@ -52,6 +54,7 @@ async def create_speech(service: Service, pipeline: Pipeline, request: Request) 
 
 
 @router.get("/v1/audio/voices", response_model=OpenAIVoices)
+@policy()
 async def list_voices(service: Service) -> dict[str, object]:
     """The current engine's voices, and the voice each OpenAI name maps to."""
     info = await service.engines.info()
@@ -59,6 +62,7 @@ async def list_voices(service: Service) -> dict[str, object]:
 
 
 @router.put("/api/openai-voicemap")
+@policy(Access.ADMIN)
 async def set_voice_map(service: Service, voice_map: OpenAIVoiceMap) -> dict[str, object]:
     """Persists the map in the current engine's model_settings.json."""
     if problem := voice_map_problem(voice_map):

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from .generate_form import LANGUAGES
+from .route_policy import Access, policy
 
 router = APIRouter(tags=["page"])
 PAGE = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8").replace(
@@ -18,5 +19,6 @@ PAGE = resources.files(__package__).joinpath("page.html").read_text(encoding="ut
 
 
 @router.get("/", response_class=HTMLResponse)
+@policy(Access.PUBLIC)
 async def index() -> HTMLResponse:
     return HTMLResponse(PAGE, headers={"Cache-Control": "no-cache"})

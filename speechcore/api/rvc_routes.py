@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form
 
 from .deps import Service
 from .errors import detail, error_shape
+from .route_policy import Access, policy
 from .voice2rvc import voice_to_rvc
 
 router = APIRouter(tags=["rvc"])
@@ -15,6 +16,7 @@ router = APIRouter(tags=["rvc"])
 
 @router.post("/api/voice2rvc")
 @error_shape(detail)
+@policy(Access.ADMIN, speaks=True)
 async def voice2rvc(service: Service, input_tts_path: Annotated[str, Form()], output_rvc_path: Annotated[str, Form()],
                     pth_name: Annotated[str, Form()], pitch: Annotated[str, Form()],
                     method: Annotated[str, Form()]) -> dict[str, object]:

@@ -8,11 +8,13 @@ from fastapi.responses import PlainTextResponse
 from .answers import CurrentSettings, RvcVoicesAnswer, VoicesAnswer
 from .contract_error import ContractError
 from .deps import Generations, Service
+from .route_policy import Access, policy
 
 router = APIRouter(tags=["status"])
 
 
 @router.get("/api/ready", response_class=PlainTextResponse)
+@policy(Access.PUBLIC)
 async def ready(service: Service, generations: Generations) -> PlainTextResponse:
     """`Ready` while the default engine has a replica that can serve, `Unloaded` otherwise;
     `Stopping` (503, so that load balancers look elsewhere) once the server has begun to stop."""
@@ -22,6 +24,7 @@ async def ready(service: Service, generations: Generations) -> PlainTextResponse
 
 
 @router.get("/api/voices", response_model=VoicesAnswer, response_model_exclude_none=True)
+@policy()
 async def voices(service: Service) -> dict[str, object]:
     info = await service.engines.info()
     if not info.capabilities.multivoice:
@@ -30,6 +33,7 @@ async def voices(service: Service) -> dict[str, object]:
 
 
 @router.get("/api/rvcvoices", response_model=RvcVoicesAnswer)
+@policy()
 async def rvc_voices(service: Service) -> dict[str, object]:
     # Both keys: the public docs name `voices`, the real clients read `rvcvoices`.
     found = service.rvc.voices()
@@ -37,6 +41,7 @@ async def rvc_voices(service: Service) -> dict[str, object]:
 
 
 @router.get("/api/currentsettings", response_model=CurrentSettings)
+@policy()
 async def current_settings(service: Service) -> dict[str, object]:
     """The current engine as it runs (its replicas' answer) with its model settings."""
     info = await service.engines.info()
@@ -71,6 +76,7 @@ async def current_settings(service: Service) -> dict[str, object]:
 
 
 @router.get("/api/deployments")
+@policy()
 async def deployments(request: Request) -> dict[str, object]:
     """The Serve applications behind this server and their deployments: state, replicas by state,
     the target count and autoscaling range (what `alltalk-serve status` shows)."""
@@ -81,6 +87,7 @@ async def deployments(request: Request) -> dict[str, object]:
 
 
 @router.get("/settings-json")
+@policy()
 async def settings_json(service: Service) -> dict[str, object]:
     """The whole `confignew.json` as loaded."""
     return service.settings.config.model_dump(mode="json", by_alias=True)

@@ -11,11 +11,13 @@ from fastapi.responses import FileResponse
 from ..tts_list import SRT_FILE, TtsListEntry, build_srt, load_tts_list, save_tts_list
 from .contract_error import ContractError
 from .deps import Service
+from .route_policy import Access, policy
 
 router = APIRouter(tags=["tools"])
 
 
 @router.post("/api/save-tts-data")
+@policy(Access.ADMIN)
 async def save_tts_data(service: Service, entries: list[TtsListEntry]) -> dict[str, object]:
     """Stores the list (a bare JSON array) as ttsList.json in the output folder."""
     try:
@@ -26,6 +28,7 @@ async def save_tts_data(service: Service, entries: list[TtsListEntry]) -> dict[s
 
 
 @router.get("/api/srt-generation", response_class=FileResponse)
+@policy()
 async def srt_generation(service: Service) -> FileResponse:
     """Subtitles (SRT) for the saved list, timed by the durations of its audio files."""
     store = service.outputs()
@@ -38,6 +41,7 @@ async def srt_generation(service: Service) -> FileResponse:
 
 
 @router.get("/api/trigger-analysis")
+@policy()
 async def trigger_analysis(threshold: Annotated[int, Query()] = 98,
                            whisper_model: Annotated[str, Query()] = "large-v3") -> dict[str, object]:
     """Transcription analysis needs a Whisper model; this server installs none and downloads none."""

@@ -17,6 +17,7 @@ from ..voices.library import VoiceLibrary
 from ..voices.uploads import Received, VoiceUploads
 from .deps import Client, Voices
 from .errors import detail, error_shape
+from .route_policy import Access, BodyLimit, policy
 
 router = APIRouter(tags=["voices"])
 
@@ -77,6 +78,7 @@ def _received(upload: UploadFile) -> Received:
 @router.post("/api/voices/xtts", status_code=201, response_model=VoiceStored,
              responses=_errors(400, 401, 403, 409, 413))
 @error_shape(detail)
+@policy(Access.ADMIN, body=BodyLimit.VOICE_UPLOAD)
 async def upload_xtts_voice(voices: Voices, client: Client, name: Name,
                             files: Annotated[list[UploadFile], File(description=(
                                 "1-5 reference clips of one speaker, any format FFmpeg decodes, each 3-30 s of "
@@ -89,6 +91,7 @@ async def upload_xtts_voice(voices: Voices, client: Client, name: Name,
 
 @router.post("/api/voices/piper", status_code=201, response_model=VoiceStored, responses=UPLOAD_ERRORS)
 @error_shape(detail)
+@policy(Access.ADMIN, body=BodyLimit.VOICE_UPLOAD)
 async def upload_piper_voice(voices: Voices, client: Client, name: Name,
                              model: Annotated[UploadFile, File(description="The voice's `.onnx` model.")],
                              config: Annotated[UploadFile, File(description="Its `.onnx.json` config.")],
@@ -99,6 +102,7 @@ async def upload_piper_voice(voices: Voices, client: Client, name: Name,
 
 @router.post("/api/voices/rvc", status_code=201, response_model=VoiceStored, responses=UPLOAD_ERRORS)
 @error_shape(detail)
+@policy(Access.ADMIN, body=BodyLimit.VOICE_UPLOAD)
 async def upload_rvc_voice(voices: Voices, client: Client, name: Name,
                            model: Annotated[UploadFile, File(description=(
                                "The voice's `.pth` (weights and plain data only: a file that carries code is "
@@ -111,6 +115,7 @@ async def upload_rvc_voice(voices: Voices, client: Client, name: Name,
 
 @router.delete("/api/voices/{engine}/{name}", response_model=VoiceRemoved, responses=_errors(400, 401, 403, 404))
 @error_shape(detail)
+@policy(Access.ADMIN, body=BodyLimit.VOICE_UPLOAD)
 async def remove_voice(voices: Voices, engine: Literal["xtts", "piper", "rvc"], name: str) -> dict[str, str]:
     """Removes the voice `name` (as given at upload). Requests already speaking with it finish."""
     await voices.remove(engine, name)

@@ -8,11 +8,6 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-ADMIN_PATHS = ("/api/reload", "/api/enginereload", "/api/deepspeed", "/api/lowvramsetting", "/api/openai-voicemap",
-               "/api/reload_config", "/api/save-tts-data", "/api/voice2rvc", "/api/voices/")
-"""Control endpoints: they change what every user gets, or write files on the server (`/api/voices/`:
-uploading and removing voices; listing them, `/api/voices`, is not one)."""
-
 
 class AccessArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -22,12 +17,15 @@ class AccessArgs(BaseModel):
         "(fine on 127.0.0.1, the default bind address)."))
     api_keys_env: str = Field("ALLTALK_API_KEYS", description="Environment variable with more keys, comma-separated.")
     admin_keys: list[SecretStr] = Field(default_factory=list, description=(
-        "Keys for the control endpoints (`admin_paths`). With none, any API key may use them."))
+        "Keys for the control endpoints (those that change what every user gets or write files on the server, "
+        "as each route declares). With none, any API key may use them."))
     admin_keys_env: str = Field("ALLTALK_ADMIN_KEYS", description="Environment variable with more admin keys.")
-    admin_paths: list[str] = Field(default_factory=lambda: list(ADMIN_PATHS))
-    public_paths: list[str] = Field(default_factory=lambda: ["/api/ready", "/"], description=(
-        "Paths served without a key: health checks of load balancers, and the web page (static; it asks "
-        "for a key before calling the API)."))
+    admin_paths: list[str] = Field(default_factory=list, description=(
+        "More paths that need an admin key, beside the control endpoints (a trailing `/` covers everything "
+        "below it)."))
+    public_paths: list[str] = Field(default_factory=list, description=(
+        "More paths served without a key, beside `/api/ready` (health checks of load balancers) and the web page "
+        "`/` (static; it asks for a key before calling the API); a trailing `/` covers everything below it."))
     cors_origins: list[str] = Field(default_factory=lambda: ["*"], description=(
         "Web origins whose pages may call the API from a browser: `*` (the default, as AllTalk) lets browser "
         "clients such as SillyTavern, which run on a page of their own origin, call it; list origins to narrow it "

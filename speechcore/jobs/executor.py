@@ -126,9 +126,12 @@ class JobExecutor:
                     saved[0] = time.monotonic()
                     await self._save_progress(store, record)
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(self.args.lines_at_once, todo.qsize())):
-                group.create_task(worker())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.args.lines_at_once, todo.qsize())):
+                    group.create_task(worker())
+        except BaseExceptionGroup as group:  # the first line's failure stops the others and is the job's
+            raise group.exceptions[0] from None
         await self._save_progress(store, record)
 
     async def _save_progress(self, store: JobStore, record: JobRecord) -> None:

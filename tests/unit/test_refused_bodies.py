@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
+from starlette.routing import Route
+
 from speechcore.api.access import AccessControl
 from speechcore.api.generations import GenerationsInFlight
+from speechcore.api.route_policy import RoutePolicy, RouteTable
 from speechcore.config.access import AccessArgs
 
 CHUNK = 100_000
@@ -39,7 +42,9 @@ def _refuse(args: AccessArgs, chunks: int, declared: bool, keys: frozenset[str] 
     headers = [(b"content-length", str(chunks * CHUNK).encode())] if declared else []
     scope = {"type": "http", "method": "POST", "path": "/api/tts-generate", "headers": headers,
              "query_string": b"", "client": ("127.0.0.1", 1)}
-    middleware = AccessControl(app, args, keys, frozenset(), GenerationsInFlight())
+    generate = Route("/api/tts-generate", app, methods=["POST"])
+    middleware = AccessControl(app, args, keys, frozenset(), GenerationsInFlight(),
+                               RouteTable([(generate, RoutePolicy(speaks=True))]))
     try:
         asyncio.run(middleware(scope, receive, send))
     except Exception as exc:  # the app's framework turns BodyTooLarge into the 413
