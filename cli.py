@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Serves until SIGTERM or SIGINT (Ctrl-C), then drains and stops everything it started:
     exit 0, no process left behind. A signal while the server starts stops the start."""
-    import serve_app
+    import embedded
 
     stop = threading.Event()
     starting = True
@@ -127,13 +127,13 @@ def run(args: argparse.Namespace) -> int:
                      else "a local Ray", args.root.resolve())
         engines = args.engines.split(",") if args.engines else None
         rvc = None if args.rvc == "auto" else args.rvc == "on"
-        server = serve_app.start_embedded(args.config or serve_app.DEFAULT_CONFIG, args.root, args.host, args.port,
+        server = embedded.start_embedded(args.config or embedded.DEFAULT_CONFIG, args.root, args.host, args.port,
                                           engines, args.num_cpus, timeout_s=args.timeout, rvc=rvc,
                                           metrics_port=args.metrics_port, dashboard_port=args.dashboard_port,
                                           address=args.address, on_ray_started=take_signals)
         starting = False
         if not args.address:
-            _LOGGER.info("metrics (Prometheus): %s", serve_app.metrics_url())
+            _LOGGER.info("metrics (Prometheus): %s", embedded.metrics_url())
         if args.dashboard_port:
             _LOGGER.info("Ray dashboard: http://%s:%d/ (token: ~/.ray/auth_token)", args.host, args.dashboard_port)
         _LOGGER.info("ready: http://%s:%d/ (Ctrl-C stops)", args.host, server.port)
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         starting = False
-        serve_app.stop_embedded(server)
+        embedded.stop_embedded(server)
         _LOGGER.info("stopped")
 
 

@@ -1,58 +1,26 @@
-"""Builders of the Serve applications, and the embedded server.
+"""Builders of the Serve applications.
 
 `serve_config.yaml` names `serve_app:build_ingress_app` and `serve_app:build_engine_app` as import
-paths; `serve deploy serve_config.yaml` and the embedded server (`alltalk-serve run`, see cli.py)
+paths; `serve deploy serve_config.yaml` and the embedded server (`alltalk-serve run`, embedded.py)
 both go through them. This is the only module that knows Serve deployment options.
-`start_embedded` starts a local Ray and deploys serve_config.yaml through Serve's declarative API
-(as `serve run` does).
 """
 
 from __future__ import annotations
 
-import copy
-import importlib.util
-import json
-import logging
-import math
-import os
-import socket
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
 from ray import serve
 from ray.serve import Application
-from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
-from deployments.cluster_signals import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
+from deployments.engine_apps import engine_user_config
 from deployments.engine_calls import engine_deployment_name
 from deployments.engine_server import EngineServer
 from deployments.ingress import IngressServer
 from deployments.routing import LeastInFlightRouter
-from deployments.serve_control import deploy_config
 from engines.registry import ENGINE_CLASSES, ENGINE_EXTRAS, installed_engines
-from speechcore.config.alltalk import AllTalkConfig, read_json_model
 from speechcore.config.app_args import EngineArgs, IngressArgs, RvcArgs
-from speechcore.config.engine_settings import EnginesFile
+from speechcore.config.engine_choices import saved_engine_choices
 from speechcore.config.paths import ServerPaths
-
-PROJECT_DIR = Path(__file__).resolve().parent
-DEFAULT_CONFIG = PROJECT_DIR / "serve_config.yaml"
-_LOGGER = logging.getLogger("alltalk_serve")
-EMBEDDED_RAY_ENV = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5", "RAY_max_direct_call_object_size": str(4 << 20),
-                    "MALLOC_CONF": "narenas:1,tcache:false"}
-"""Environment of the embedded server's local Ray (a variable already set wins). Serve's controller
-wakes every 0.1 s by default, about 4% of a core on a laptop that also synthesizes; every 0.5 s
-still scales and rolls out within a second. Audio chunks up to 4 MiB (a sentence of Piper audio is
-100-500 KB) travel inside the reply from engine to ingress instead of through the shared-memory
-object store, which costs a raylet round trip per chunk. MALLOC_CONF is read by the jemalloc that
-Ray preloads into its raylet and GCS (Python workers use glibc's malloc and ignore it): with
-jemalloc's defaults, an arena per CPU and a cache per thread, an idle raylet grew from 10 to
-14.5 MiB in its first 12 minutes and kept climbing under load; with one arena and no thread caches
-it stays at 7.2 MiB."""
 
 # Code defaults; serve_config.yaml overrides any of them per deployment name.
 INGRESS_OPTIONS: dict[str, Any] = {"max_ongoing_requests": 256, "graceful_shutdown_timeout_s": 20,
@@ -87,11 +55,15 @@ def build_ingress_app(args: dict[str, Any]) -> Application:
 
 
 def build_engine_app(args: dict[str, Any]) -> Application:
-    """An engine application (deployment `tts-<engine>`)."""
-    engine = EngineArgs.model_validate(args).engine
-    if engine not in ENGINE_CLASSES:
-        raise ValueError(f"unknown engine {engine!r}; this build has {', '.join(ENGINE_CLASSES)}")
-    deployment = serve.deployment(EngineServer, name=engine_deployment_name(engine), **ENGINE_OPTIONS)
+    """An engine application (deployment `tts-<engine>`), serving the choices saved over the API
+    (model, DeepSpeed, LowVRAM) unless the deployment's config sets a user_config of its own, as the
+    launcher's does (it merges them: engine_apps.engine_app_spec)."""
+    engine_args = EngineArgs.model_validate(args)
+    if engine_args.engine not in ENGINE_CLASSES:
+        raise ValueError(f"unknown engine {engine_args.engine!r}; this build has {', '.join(ENGINE_CLASSES)}")
+    saved = saved_engine_choices(ServerPaths.at(engine_args.root), engine_args.engine)
+    deployment = serve.deployment(EngineServer, name=engine_deployment_name(engine_args.engine), **ENGINE_OPTIONS,
+                                  user_config=engine_user_config(None, saved))
     return deployment.bind(args)
 
 
@@ -102,326 +74,3 @@ def build_rvc_app(args: dict[str, Any]) -> Application:
     RvcArgs.model_validate(args)
     deployment = serve.deployment(RvcServer, name="rvc", **ENGINE_OPTIONS)
     return deployment.bind(args)
-
-
-# ----- the embedded server
-
-RVC_MODULES = ("torch", "transformers", "faiss", "pyworld", "parselmouth", "torchcrepe", "torchfcpe", "scipy")
-
-
-def available_engines(root: Path) -> list[str]:
-    """Engines the embedded server starts by default: Piper always; VITS and XTTS when coqui-tts
-    is installed and `models/<engine>/` holds a model folder."""
-    found = ["piper"]
-    for engine in installed_engines():
-        folder = ServerPaths.at(root).engine_models(engine)
-        if engine != "piper" and folder.is_dir() and any(p.is_dir() for p in folder.iterdir()):
-            found.append(engine)
-    return found
-
-
-def rvc_available(root: Path) -> bool:
-    """Whether the embedded server runs RVC by default: the rvc extra is installed and
-    models/rvc_voices holds a voice model."""
-    if any(importlib.util.find_spec(name) is None for name in RVC_MODULES):
-        return False
-    folder = ServerPaths.at(root).rvc_voices
-    return folder.is_dir() and any(folder.rglob("*.pth"))
-
-
-def prepare_config(raw: dict[str, Any], root: Path, host: str, port: int, gpus: float,
-                   engines: list[str] | None = None, user_configs: dict[str, dict[str, Any]] | None = None,
-                   rvc: bool = True, cores: int | None = None) -> ServeDeploySchema:
-    """serve_config.yaml made concrete for this machine: absolute server root in every
-    application's args, each engine's saved choices (`user_configs`: model, DeepSpeed, LowVRAM) in
-    its user_config, the listen address, no GPU requests where the cluster has none, and, given the
-    machine's `cores`, no more CPU replicas of an engine than its threads fit in (a second replica
-    on cores the first already fills only slows both). Then only the engine applications of
-    `engines` (all when None) run, with an ingress that knows just those; it also gets every
-    engine's application entry (`engine_apps`), so that an engine started later by
-    /api/enginereload runs as this file configures it. The RVC application runs only with `rvc`."""
-    config = copy.deepcopy(raw)
-    config["http_options"] = {**config.get("http_options", {}), "host": host, "port": port}
-    for app in config.get("applications", []):
-        app.setdefault("args", {})["root"] = str(root)
-        _fit_to_machine(app, (user_configs or {}).get(app["args"].get("engine", "")), gpus, cores)
-    engine_apps = {app["args"]["engine"]: copy.deepcopy(app) for app in config.get("applications", [])
-                   if "engine" in app["args"]}
-    if not rvc:
-        for app in config.get("applications", []):
-            rvc_app = app.get("args", {}).pop("rvc_app", None)
-            config["applications"] = [a for a in config["applications"] if a["name"] != rvc_app]
-    if engines is not None:
-        config["applications"] = [app for app in config.get("applications", [])
-                                  if "engine" not in app["args"] or app["args"]["engine"] in engines]
-    for app in config["applications"]:
-        args = app["args"]
-        if "engines" not in args:
-            continue
-        args["engine_apps"] = engine_apps
-        if engines is not None:
-            args["engines"] = {name: target for name, target in args["engines"].items() if name in engines}
-            if args.get("default_engine") not in args["engines"]:
-                args["default_engine"] = next(iter(args["engines"]))
-    return ServeDeploySchema.model_validate(config)
-
-
-def _fit_to_machine(app: dict[str, Any], chosen: dict[str, Any] | None, gpus: float, cores: int | None) -> None:
-    """One application's deployments with the saved choices, GPU requests and replica caps of
-    prepare_config."""
-    for deployment in app.get("deployments", []):
-        check_batch_fits(app, deployment)
-        if chosen:
-            deployment["user_config"] = {**(deployment.get("user_config") or {}), **chosen}
-        actor = deployment.get("ray_actor_options") or {}
-        if actor.get("num_gpus") and not gpus:
-            _LOGGER.info("no GPU here: %s/%s runs on the CPU", app["name"], deployment["name"])
-            actor["num_gpus"] = 0
-        autoscaling = deployment.get("autoscaling_config")
-        if cores and "engine" in app["args"] and not actor.get("num_gpus") and isinstance(autoscaling, dict):
-            threads = EngineArgs.model_validate(app["args"]).threads
-            fit = max(1, cores // threads, autoscaling.get("min_replicas", 1))
-            if autoscaling.get("max_replicas", 1) > fit:
-                _LOGGER.info("%s/%s: at most %d replica(s) on %d cores", app["name"], deployment["name"],
-                             fit, cores)
-                autoscaling["max_replicas"] = fit
-
-
-def check_batch_fits(app: dict[str, Any], deployment: dict[str, Any]) -> None:
-    """An engine replica batches only the requests Serve hands it at once, so its
-    max_ongoing_requests must be at least its max_batch."""
-    if "engine" not in app.get("args", {}):
-        return
-    batch = EngineArgs.model_validate(app["args"]).max_batch
-    ongoing = deployment.get("max_ongoing_requests", ENGINE_OPTIONS["max_ongoing_requests"])
-    if batch > ongoing:
-        raise ValueError(f"{app['name']}/{deployment['name']}: max_ongoing_requests ({ongoing}) is below the "
-                         f"engine's max_batch ({batch}); a replica could never fill its batch")
-
-
-def _wait_until_running(names: list[str], timeout_s: float, report_every_s: float = 10.0) -> None:
-    """Waits until every application runs, logging each change of state (replicas starting and
-    running per deployment, so a model that takes minutes to load shows progress)."""
-    started = time.monotonic()
-    deadline = started + timeout_s
-    last, last_report = "", started
-    while time.monotonic() < deadline:
-        statuses = serve.status().applications
-        failed = [n for n in names if n in statuses and statuses[n].status == "DEPLOY_FAILED"]
-        if failed:
-            raise RuntimeError("; ".join(f"{n}: {statuses[n].message}" for n in failed))
-        progress = "; ".join(_app_progress(name, statuses.get(name)) for name in names)
-        now = time.monotonic()
-        if progress != last or now - last_report >= report_every_s:
-            _LOGGER.info("[%3.0f s] %s", now - started, progress)
-            last, last_report = progress, now
-        if all(name in statuses and statuses[name].status == "RUNNING" for name in names):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"applications not running after {timeout_s:.0f} s: {last}")
-
-
-def _app_progress(name: str, status: Any) -> str:
-    """`piper RUNNING (tts-piper 1/1)`: the application's state and its replicas running / wanted."""
-    if status is None:
-        return f"{name} NOT_STARTED"
-    replicas = []
-    for deployment, state in status.deployments.items():
-        counts = {str(getattr(k, "value", k)): v for k, v in state.replica_states.items()}
-        replicas.append(f"{deployment} {counts.get('RUNNING', 0)}/{sum(counts.values())}")
-    return f"{name} {status.status.value}" + (f" ({', '.join(replicas)})" if replicas else "")
-
-
-def saved_engine_choices(paths: ServerPaths, engines: list[str]) -> dict[str, dict[str, Any]]:
-    """What earlier runs chose, per engine: the model (tts_engines.json), DeepSpeed and LowVRAM
-    (its model_settings.json)."""
-    chosen = read_json_model(paths.engines_file, EnginesFile)
-    choices: dict[str, dict[str, Any]] = {}
-    for engine in engines:
-        options: dict[str, Any] = {}
-        if model := chosen.selected_model_for(engine):
-            options["model"] = model
-        settings_file = paths.model_settings_file(engine)
-        if settings_file.is_file():
-            saved = json.loads(settings_file.read_text(encoding="utf-8")).get("settings", {})
-            options.update(deepspeed=bool(saved.get("deepspeed_enabled", False)),
-                           lowvram=bool(saved.get("lowvram_enabled", False)))
-        if options:
-            choices[engine] = options
-    return choices
-
-
-def required_cpus(config: ServeDeploySchema) -> float:
-    """Logical CPUs the deployments ask for at their largest replica counts."""
-    total = 0.0
-    for app in config.applications:
-        for deployment in app.deployments:
-            options = deployment.ray_actor_options
-            cpus = options.num_cpus if options and options.num_cpus is not None else 1
-            replicas = deployment.num_replicas if isinstance(deployment.num_replicas, int) else 1
-            autoscaling = deployment.autoscaling_config
-            if isinstance(autoscaling, dict):
-                replicas = max(autoscaling.get("max_replicas", 1), autoscaling.get("min_replicas", 1))
-            total += cpus * replicas
-    return total
-
-
-@dataclass(frozen=True)
-class EmbeddedServer:
-    port: int
-    ingress_app: str
-    drain_timeout_s: float
-    """How long a stop waits for generations in flight: the ingress deployment's
-    `graceful_shutdown_timeout_s` (serve_config.yaml), the time Serve gives an ingress replica
-    that it stops."""
-
-
-def start_embedded(config_path: Path, root: Path, host: str, port: int | None, engines: list[str] | None = None,
-                   num_cpus: int | None = None, timeout_s: float = 300, rvc: bool | None = None,
-                   metrics_port: int | None = None, dashboard_port: int | None = None, address: str | None = None,
-                   on_ray_started: Callable[[], None] | None = None) -> EmbeddedServer:
-    """Starts a local Ray (or joins the cluster at `address`) and Serve, deploys the config (with
-    the `engines` given, or those that `available_engines` finds; RVC when `rvc`, or when
-    `rvc_available` and `rvc` is None), waits until every application runs. The caller stops
-    everything with `stop_embedded()`.
-
-    A new local Ray every time unless `address` is given: never whatever cluster this machine
-    knew last (RAY_ADDRESS, or the file a past `ray start` left). `on_ray_started` runs as soon as
-    Ray is up: Ray takes the process's SIGTERM and SIGINT handlers in ray.init, and a caller that
-    handles them itself takes them back there.
-
-    `metrics_port`: where Ray's Prometheus endpoint listens (`/metrics`; a free port when None, see
-    Ray's service discovery file). `dashboard_port`: run the Ray dashboard there (token auth, the
-    token in ~/.ray/auth_token); None leaves it off, which saves a laptop a process."""
-    import ray
-
-    paths = ServerPaths.at(root)
-    port = port or read_json_model(paths.config_file, AllTalkConfig).api_def.api_port_number
-    raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    # Replicas and the build task import this project: put it on their path.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
-    for name, value in EMBEDDED_RAY_ENV.items():
-        os.environ.setdefault(name, value)
-    engines = engines or available_engines(paths.root)
-    rvc = rvc_available(paths.root) if rvc is None else rvc
-    _LOGGER.info("engines: %s; RVC %s", ", ".join(engines), "on" if rvc else "off")
-    user_configs = saved_engine_choices(paths, engines)
-    planned = prepare_config(raw, paths.root, host, port, 0, engines, user_configs, rvc)
-    if address:
-        wait_for_cluster(address, CLUSTER_CONNECT_TIMEOUT_S)
-        ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
-        num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
-        ray.init(address="local", num_cpus=num_cpus, logging_level=logging.WARNING,
-                 _metrics_export_port=metrics_port, include_dashboard=dashboard_port is not None,
-                 dashboard_port=dashboard_port, dashboard_host=host)
-    if on_ray_started:
-        on_ray_started()
-    ClusterDrain().clear()  # a joined cluster may keep the drain of an earlier server that stopped
-    config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, user_configs,
-                            rvc, None if address else os.cpu_count())
-    serve.start(http_options={"host": host, "port": port})
-    deploy_config(config)
-    _wait_until_running([app.name for app in config.applications], timeout_s)
-    ingress = next(app for app in config.applications if app.import_path == INGRESS_IMPORT_PATH)
-    return EmbeddedServer(port, ingress.name, ingress_drain_timeout(ingress))
-
-
-CLUSTER_CONNECT_TIMEOUT_S = 15.0
-
-
-def wait_for_cluster(address: str, timeout_s: float) -> None:
-    """Raises ConnectionError when nothing answers at the Ray cluster `address` (host:port of its
-    GCS) within `timeout_s`; ray.init would wait for it forever."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            socket.create_connection((host or "127.0.0.1", int(port)), timeout=2).close()
-            return
-        except (OSError, ValueError) as exc:
-            if time.monotonic() >= deadline:
-                raise ConnectionError(f"no Ray cluster answers at {address} (waited {timeout_s:.0f} s: {exc}); "
-                                      "start it, or leave out --address to run a local one") from None
-            time.sleep(0.5)
-
-
-def ingress_drain_timeout(ingress: ServeApplicationSchema) -> float:
-    """The ingress deployment's graceful_shutdown_timeout_s (the code default when unset)."""
-    for deployment in ingress.deployments:
-        timeout = deployment.graceful_shutdown_timeout_s  # unset: Serve's DEFAULT marker
-        if deployment.name == "ingress" and isinstance(timeout, (int, float)):
-            return float(timeout)
-    return INGRESS_OPTIONS["graceful_shutdown_timeout_s"]
-
-
-STOP_GRACE_S = 5.0
-"""After the drain time, how long a stop waits for the generations it stopped to end cleanly."""
-FETCH_GRACE_S = 1.0
-"""After the last generation, how long a stop still serves files: a client fetches the file it
-was just told about (the AllTalk flow is POST, then GET of the file)."""
-
-
-def stop_embedded(server: EmbeddedServer | None = None) -> None:
-    """Stops Serve and Ray. Given the `server` it started, drains first (see drain)."""
-    import ray
-
-    try:
-        if server and server.drain_timeout_s > 0 and ray.is_initialized():
-            drain(server.ingress_app, server.drain_timeout_s)
-        serve.shutdown()
-        if ray.is_initialized():
-            ClusterDrain().clear()
-    finally:
-        ray.shutdown()
-
-
-def drain(ingress_app: str, timeout_s: float) -> None:
-    """New generations are refused (503) and `/api/ready` answers `Stopping`; generations in
-    flight run to their end for up to `timeout_s`, then are stopped (streams end cleanly,
-    whole-file requests answer 409) and given STOP_GRACE_S to end."""
-    signals = ClusterDrain()
-    signals.request()
-    started = time.monotonic()
-    replicas = _running_replicas(ingress_app, "ingress")
-    left = _wait_for_no_generation(signals, replicas, started + timeout_s)
-    if left:
-        _LOGGER.info("%d generation(s) still running after %.0f s: stopping them", left, timeout_s)
-        ClusterStopSignal().raise_stop()
-        left = _wait_for_no_generation(signals, replicas, time.monotonic() + STOP_GRACE_S)
-    if left:
-        _LOGGER.warning("%d generation(s) did not end; shutting down anyway", left)
-    else:
-        time.sleep(FETCH_GRACE_S)
-    _LOGGER.info("drained in %.1f s", time.monotonic() - started)
-
-
-def _wait_for_no_generation(signals: ClusterDrain, replicas: int, deadline: float) -> int:
-    """Waits until every ingress replica reports no generation in flight; returns how many are
-    still running at the deadline."""
-    last = -1
-    while True:
-        reports = signals.in_flight()
-        left = sum(reports.values())
-        if (len(reports) >= replicas and left == 0) or time.monotonic() >= deadline:
-            return left
-        if left != last:
-            _LOGGER.info("stopping: %d generation(s) in flight", left)
-            last = left
-        time.sleep(DRAIN_POLL_S)
-
-
-def _running_replicas(app: str, deployment: str) -> int:
-    status = serve.status().applications.get(app)
-    state = status.deployments.get(deployment) if status else None
-    return state.replica_states.get("RUNNING", 0) if state else 0
-
-
-def metrics_url() -> str:
-    """The Prometheus endpoint of the local Ray node (Ray's metrics and this server's)."""
-    import ray
-
-    node = next(n for n in ray.nodes() if n["Alive"])
-    return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
-

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-import serve_app
+import embedded
 from bench.report import save, summarize
 
 PORT = 7884
@@ -25,7 +25,7 @@ TEXT = "Many users speak at once. The server keeps up with them."
 
 
 def piper_config(replicas: int) -> Path:
-    config = yaml.safe_load(serve_app.DEFAULT_CONFIG.read_text())
+    config = yaml.safe_load(embedded.DEFAULT_CONFIG.read_text())
     for app in config["applications"]:
         if app["name"] == "piper":
             deployment = app["deployments"][0]
@@ -46,7 +46,7 @@ def timed_post(client: httpx.Client) -> float:
 def load_levels(replicas: int, requests: int) -> list[dict[str, float]]:
     rows = []
     with tempfile.TemporaryDirectory() as root:
-        serve_app.start_embedded(piper_config(replicas), Path(root), "127.0.0.1", PORT, engines=["piper"])
+        embedded.start_embedded(piper_config(replicas), Path(root), "127.0.0.1", PORT, engines=["piper"])
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=120,
                               limits=httpx.Limits(max_connections=16)) as client:
@@ -61,7 +61,7 @@ def load_levels(replicas: int, requests: int) -> list[dict[str, float]]:
                         {"replicas": replicas, "clients": clients, "rps": requests / wall, **summarize(latencies)}
                     )
         finally:
-            serve_app.stop_embedded()
+            embedded.stop_embedded()
     return rows
 
 
@@ -72,7 +72,7 @@ def swap_under_load() -> dict[str, float]:
         root = Path(tmp)
         build_tiny_vits(root / "models" / "vits" / "a")
         build_tiny_vits(root / "models" / "vits" / "b", sample_rate=22050)
-        serve_app.start_embedded(serve_app.DEFAULT_CONFIG, root, "127.0.0.1", PORT, engines=["piper", "vits"])
+        embedded.start_embedded(embedded.DEFAULT_CONFIG, root, "127.0.0.1", PORT, engines=["piper", "vits"])
         done, failed, stop = [], [], threading.Event()
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=120) as client:
@@ -98,7 +98,7 @@ def swap_under_load() -> dict[str, float]:
                 for worker in workers:
                     worker.join()
         finally:
-            serve_app.stop_embedded()
+            embedded.stop_embedded()
     window = sorted(t for t in done if swap_start - 1 <= t <= swap_start + swap_s + 1)
     gaps = [b - a for a, b in zip(window, window[1:])]
     return {

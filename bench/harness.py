@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import yaml
 
-import serve_app
+import embedded
 from bench.report import RESULTS, percentile
 
 VOICE = "en_US-joe-medium.onnx"
@@ -112,7 +112,7 @@ def tuned_config(piper_replicas: int | None = None, narrator_concurrency: int | 
                  piper_threads: int | None = None, piper_max_ongoing: int | None = None,
                  piper_parallel_steps: int | None = None, job_lines_at_once: int | None = None) -> Path:
     """serve_config.yaml with the benchmark's replica counts (fixed, not autoscaled)."""
-    config = yaml.safe_load(serve_app.DEFAULT_CONFIG.read_text())
+    config = yaml.safe_load(embedded.DEFAULT_CONFIG.read_text())
     for app in config["applications"]:
         if app["name"] == "alltalk" and narrator_concurrency:
             app["args"]["narrator_concurrency"] = narrator_concurrency
@@ -139,14 +139,14 @@ def tuned_config(piper_replicas: int | None = None, narrator_concurrency: int | 
 def embedded_server(port: int, config: Path | None = None) -> Iterator[httpx.Client]:
     """This server (Piper only, no RVC) on a fresh root, and a client for it."""
     with tempfile.TemporaryDirectory() as root:
-        serve_app.start_embedded(config or serve_app.DEFAULT_CONFIG, Path(root), "127.0.0.1", port,
+        embedded.start_embedded(config or embedded.DEFAULT_CONFIG, Path(root), "127.0.0.1", port,
                                  engines=["piper"], rvc=False)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300,
                               limits=httpx.Limits(max_connections=64)) as client:
                 yield client
         finally:
-            serve_app.stop_embedded()
+            embedded.stop_embedded()
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-import serve_app
+import embedded
 from bench.harness import bar_chart
 from bench.report import percentile, save
 from tests.conftest import speak_reference
@@ -58,7 +58,7 @@ def run_at_once(client: httpx.Client, level: int) -> tuple[float, list[tuple[flo
 
 
 def config_with(max_batch: int, concurrency: int) -> Path:
-    config = yaml.safe_load(serve_app.DEFAULT_CONFIG.read_text())
+    config = yaml.safe_load(embedded.DEFAULT_CONFIG.read_text())
     for app in config["applications"]:
         if app["name"] == "xtts":
             app["args"]["max_batch"] = max_batch
@@ -71,7 +71,7 @@ def config_with(max_batch: int, concurrency: int) -> Path:
 
 
 def measure(root: Path, max_batch: int, levels: list[int]) -> list[dict[str, float]]:
-    serve_app.start_embedded(config_with(max_batch, max(levels)), root, "127.0.0.1", PORT, engines=["xtts"])
+    embedded.start_embedded(config_with(max_batch, max(levels)), root, "127.0.0.1", PORT, engines=["xtts"])
     rows = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=900) as client:
@@ -90,7 +90,7 @@ def measure(root: Path, max_batch: int, levels: list[int]) -> list[dict[str, flo
                       f"first audio p50 {row['first_audio_p50_s']:.2f} s", flush=True)
                 rows.append(row)
     finally:
-        serve_app.stop_embedded()
+        embedded.stop_embedded()
     return rows
 
 

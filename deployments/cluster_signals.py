@@ -1,7 +1,8 @@
 """Signals that reach every replica on every node through Ray's GCS key-value store.
 
-ClusterStopSignal: `/api/stop-generation`. The ingress raises a stop epoch; engine replicas read it
-between chunks and end generations that started before it.
+ClusterStopSignal: `/api/stop-generation`. The ingress raises a stop epoch; engine replicas watch it
+(WatchedStopEpoch: one read every STOP_POLL_S, not one per chunk) and end generations that started
+before it.
 
 ClusterDrain: the server is stopping. Whoever stops it (the embedded server on SIGTERM) asks for a
 drain; every ingress replica then refuses new generations and reports how many it still runs,
@@ -30,6 +31,9 @@ _IN_FLIGHT_PREFIX = b"alltalk-serve/drain-in-flight/"
 _REPORT_PREFIX = b"alltalk-serve/replica-report/"
 DRAIN_POLL_S = 0.5
 """How often an ingress replica looks for a drain request, and reports while draining."""
+STOP_POLL_S = 0.2
+"""How often an engine replica reads the stop epoch: a stop reaches its generations within this
+and one chunk."""
 
 
 class ClusterStopSignal:
@@ -41,6 +45,31 @@ class ClusterStopSignal:
         epoch = time.time_ns()
         internal_kv._internal_kv_put(_KEY, str(epoch).encode(), overwrite=True)
         return epoch
+
+
+class WatchedStopEpoch:
+    """The stop epoch as an engine replica sees it (an EngineHost's StopEpochs): read every
+    `poll_s` by `watch()`, running for the replica's life, and read fresh when a generation starts."""
+
+    def __init__(self, signal: ClusterStopSignal, poll_s: float = STOP_POLL_S):
+        self.signal, self.poll_s = signal, poll_s
+        self._latest = 0
+
+    def latest(self) -> int:
+        return self._latest
+
+    async def now(self) -> int:
+        current = await asyncio.to_thread(self.signal.current)
+        self._latest = max(self._latest, current)
+        return current
+
+    async def watch(self) -> None:
+        while True:
+            try:
+                await self.now()
+            except Exception:  # noqa: BLE001 - the GCS briefly unreachable: keep the last epoch, try again
+                _LOGGER.warning("could not read the stop epoch; trying again", exc_info=True)
+            await asyncio.sleep(self.poll_s)
 
 
 class ClusterDrain:

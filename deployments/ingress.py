@@ -5,7 +5,6 @@ Runs in the ingress process: must not import torch or any engine."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import ipaddress
 import logging
 import os
@@ -17,11 +16,13 @@ from ray import serve
 from speechcore.api import create_app
 from speechcore.api.generations import GenerationsInFlight
 from speechcore.config.app_args import IngressArgs
+from speechcore.config.engine_choices import saved_engine_choices
 from speechcore.config.paths import ServerPaths
 from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
 
 from .cluster_signals import ClusterDrain, ClusterStopSignal
+from .engine_apps import engine_app_spec
 from .engine_calls import EngineRoute, engine_deployment_name
 from .handles import HandleConversionClient, HandleEngineClient
 from .metrics import IngressMetrics, RolloutMetrics
@@ -70,17 +71,14 @@ class IngressServer:
 
     async def deploy_engine(self, engine: str) -> HandleEngineClient:
         """Deploys the application of an engine that is not live, as its entry in the server's
-        configuration says (`engine_apps`; the builder's defaults without one), serving the model
-        chosen in tts_engines.json, and returns a client for it."""
+        configuration says (`engine_apps`; the builder's defaults without one), with the choices
+        saved for it (engine_app_spec), and returns a client for it."""
         deployment_name = engine_deployment_name(engine)
-        app = copy.deepcopy(self.args.engine_apps.get(engine)) or {
-            "name": engine, "route_prefix": None, "import_path": self.args.engine_import_path,
-            "args": {"engine": engine, "root": self.args.root}, "deployments": [{"name": deployment_name}]}
         if engine not in self.args.engine_apps:
             _LOGGER.warning("no configuration for the %s engine: deploying it with its builder's defaults", engine)
-        if model := self.service.settings.engines.selected_model_for(engine):
-            for deployment in app.setdefault("deployments", [{"name": deployment_name}]):
-                deployment["user_config"] = {**(deployment.get("user_config") or {}), "model": model}
+        saved = await asyncio.to_thread(saved_engine_choices, ServerPaths.at(self.args.root), engine)
+        app = engine_app_spec(engine, self.args.root, saved, self.args.engine_import_path,
+                              self.args.engine_apps.get(engine))
         await self.rollout.deploy_app(app)
         client = HandleEngineClient(app["name"], deployment_name, self.rollout, self.args.describe_timeout_s,
                                     self.args.describe_max_age_s, self.args.engine_chunk_timeout_s)

@@ -1,7 +1,9 @@
 """ServeRollout: changes to a running deployment made through Serve's declarative API (what
 `serve deploy` does): the controller's current config of every application, with one
 deployment's options changed, is deployed again; Serve then updates the replicas (in place for
-`user_config`, replacing them a few at a time for other options) while they keep serving."""
+`user_config`, replacing them a few at a time for other options) while they keep serving. Reading
+the config and deploying it again happen under a lock the whole cluster shares, so that changes
+made at once through two ingress replicas both take effect."""
 
 from __future__ import annotations
 
@@ -15,10 +17,14 @@ from typing import Any
 
 from ray.serve.schema import ServeDeploySchema
 
+from .cluster_lock import ClusterLock
 from .metrics import RolloutMetrics
 from .serve_control import deploy_config, serve_details
 
 _LOGGER = logging.getLogger("ray.serve")
+LOCK_TTL_S = 60.0
+"""How long a rollout's hold on the config lock lasts if its process dies while holding it (reading
+and deploying the config takes seconds; waiting for replicas happens after the lock is left)."""
 
 
 class RolloutBusy(RuntimeError):
@@ -49,10 +55,12 @@ def _deployment_view(deployment: dict[str, Any]) -> dict[str, Any]:
 
 
 class ServeRollout:
-    def __init__(self, timeout_s: float = 900.0, poll_s: float = 0.2, metrics: RolloutMetrics | None = None):
+    def __init__(self, timeout_s: float = 900.0, poll_s: float = 0.2, metrics: RolloutMetrics | None = None,
+                 lock: ClusterLock | None = None):
         self.timeout_s = timeout_s
         self.poll_s = poll_s
         self.metrics = metrics
+        self.lock = lock or ClusterLock("serve-config", LOCK_TTL_S)
 
     async def update(self, app: str, deployment: str, options: dict[str, Any]) -> list[str]:
         """Sets deployment options (`user_config` keys are merged), waits until every replica
@@ -104,47 +112,54 @@ class ServeRollout:
         return self._deploying(serve_details()["applications"].get(app, {}))
 
     def _update(self, app: str, deployment: str, options: dict[str, Any]) -> list[str]:
-        details = serve_details()
-        apps = details["applications"]
-        if app not in apps:
-            raise RolloutFailed(f"application {app!r} is not deployed")
-        if self._deploying(apps[app]):
-            raise RolloutBusy(f"application {app!r} is already being updated")
-        configs = [copy.deepcopy(a["deployed_app_config"]) for a in apps.values() if a.get("deployed_app_config")]
-        target = next(c for c in configs if c["name"] == app)
-        entry = next((d for d in target.setdefault("deployments", []) if d["name"] == deployment), None)
-        if entry is None:
-            entry = {"name": deployment}
-            target["deployments"].append(entry)
-        for key, value in options.items():
-            if key == "user_config":
-                entry["user_config"] = {**(entry.get("user_config") or {}), **value}
-            else:
-                entry[key] = value
-        _LOGGER.info("rolling out %s/%s: %s", app, deployment, options)
-        return self._deploy(details, configs, app, deployment)
+        with self.lock.held(self.timeout_s):
+            details = serve_details()
+            apps = details["applications"]
+            if app not in apps:
+                raise RolloutFailed(f"application {app!r} is not deployed")
+            if self._deploying(apps[app]):
+                raise RolloutBusy(f"application {app!r} is already being updated")
+            configs = [copy.deepcopy(a["deployed_app_config"]) for a in apps.values() if a.get("deployed_app_config")]
+            target = next(c for c in configs if c["name"] == app)
+            entry = next((d for d in target.setdefault("deployments", []) if d["name"] == deployment), None)
+            if entry is None:
+                entry = {"name": deployment}
+                target["deployments"].append(entry)
+            for key, value in options.items():
+                if key == "user_config":  # merged over what the replicas run (a builder may have set it)
+                    running = (apps[app].get("deployments", {}).get(deployment, {}).get("deployment_config") or {}
+                               ).get("user_config")
+                    entry["user_config"] = {**(entry.get("user_config") or running or {}), **value}
+                else:
+                    entry[key] = value
+            _LOGGER.info("rolling out %s/%s: %s", app, deployment, options)
+            before = self._submit(details, configs, app)
+        return self._wait(app, deployment, before)
 
     def _deploy_app(self, app_config: dict[str, Any]) -> None:
-        details = serve_details()
         name = app_config["name"]
-        configs = [copy.deepcopy(a["deployed_app_config"]) for n, a in details["applications"].items()
-                   if a.get("deployed_app_config") and n != name]
-        _LOGGER.info("deploying application %s", name)
-        self._deploy(details, [*configs, app_config], name, None)
+        with self.lock.held(self.timeout_s):
+            details = serve_details()
+            configs = [copy.deepcopy(a["deployed_app_config"]) for n, a in details["applications"].items()
+                       if a.get("deployed_app_config") and n != name]
+            _LOGGER.info("deploying application %s", name)
+            before = self._submit(details, [*configs, app_config], name)
+        self._wait(name, None, before)
 
-    def _deploy(self, details: dict[str, Any], applications: list[dict[str, Any]], app: str,
-                deployment: str | None) -> list[str]:
-        """Deploys `applications` (every application Serve should run), waits until `app` (and
-        its `deployment`, when named) settles on the new config and returns the ids of the
-        deployment's running replicas."""
+    @staticmethod
+    def _submit(details: dict[str, Any], applications: list[dict[str, Any]], app: str) -> float:
+        """Deploys `applications` (every application Serve should run); returns when `app` was
+        last deployed before, for _wait."""
         config = ServeDeploySchema.model_validate({"applications": applications,
                                                    "http_options": details.get("http_options"),
                                                    "proxy_location": details.get("proxy_location")})
         before = details["applications"].get(app, {}).get("last_deployed_time_s", 0.0)
         deploy_config(config)
-        return self._wait(app, deployment, before)
+        return before
 
     def _wait(self, app: str, deployment: str | None, deployed_before: float) -> list[str]:
+        """Waits until `app` (and its `deployment`, when named) settles on the config deployed after
+        `deployed_before`; returns the ids of the deployment's running replicas."""
         name = f"{app}/{deployment}" if deployment else app
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:

@@ -1,44 +1,55 @@
-"""The base class every engine derives from, and the options every engine is built with."""
+"""The base class every engine derives from."""
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineInfo, SynthesisRequest, UnknownModel, VoiceFilesRefused
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """Knobs shared by engines; each engine uses the ones that apply to it."""
-
-    threads: int = 1
-    """CPU threads one synthesis may use (onnxruntime intra-op threads for Piper)."""
-
-    device: str = "cpu"
-    """`cpu` or `cuda`: chosen explicitly, never guessed from what the process can see."""
-
-    gpu_share: float = 0.0
-    """The fraction of one GPU this replica was given (caps the CUDA memory it may take)."""
-
-    parallel_steps: int = 1
-    """How many synthesis steps the replica runs at once: concurrent steps share `threads`."""
-
-    max_batch: int = 1
-    """For engines that batch (`batches = True`): requests that share each decoding step."""
-
-    max_phonemes_per_step: int = 200
-    """Piper: the most phonemes one model run takes; longer sentences are spoken in pieces."""
-
+from speechcore.engine_types import EngineOptions as EngineOptions  # engines are built with it
 
 StepTimer = Callable[[], AbstractContextManager[object]]
 """Times one synthesis step while it runs (the replica's health check looks for steps that hang)."""
+
+
+class SpeechStream(Protocol):
+    """What `synthesize` returns, for every engine: chunks in order, computed as they are asked for
+    (or, for an engine that batches, by the engine's own thread; next() then waits for them), and
+    `close()` to stop it between two steps."""
+
+    def __iter__(self) -> Iterator[PcmChunk]: ...
+
+    def __next__(self) -> PcmChunk: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepHooks:
+    """How the host that serves an engine takes part in the engine's steps; given to the engine
+    when it is created (an engine uses the hooks that apply to it)."""
+
+    interactive_steps: Callable[[], int] = lambda: 1
+    """How many steps of interactive requests the host runs now (a job's lines are not counted):
+    Piper picks its threading by it."""
+
+    time_step: StepTimer = contextlib.nullcontext
+    """For an engine that batches: times each of its own steps (the host's health check looks for
+    steps that hang)."""
+
+    on_batch: Callable[[int], None] = lambda rows: None
+    """For an engine that batches: told how many rows each of its steps ran."""
+
+
+NO_HOOKS = StepHooks()
+"""For an engine used on its own (a script, a test): one interactive step at a time, untimed."""
 
 
 class TTSEngine(ABC):
@@ -46,16 +57,16 @@ class TTSEngine(ABC):
     (for Piper a voice is an ONNX session; for XTTS conditioning latents). An engine implements
     the abstract methods; the others have defaults that say what an engine without the feature does.
 
-    An engine that `batches` computes all its concurrent requests together: its `synthesize`
-    returns at once a closable iterator that blocks until the next chunk, and the server hands it
-    every request instead of taking turns. The others are iterated one step at a time."""
+    An engine that `batches` computes all its concurrent requests together, in a thread of its own:
+    the host hands it every request and only waits for chunks. The others compute a step when the
+    host asks for the next chunk, and the host's requests take turns at that."""
 
     name: ClassVar[str]
     batches: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
-    def create(cls, paths: ServerPaths, options: EngineOptions) -> Self: ...
+    def create(cls, paths: ServerPaths, options: EngineOptions, hooks: StepHooks = NO_HOOKS) -> Self: ...
 
     @abstractmethod
     def info(self) -> EngineInfo:
@@ -66,7 +77,7 @@ class TTSEngine(ABC):
         """Loads a voice listed by info(); raises UnknownVoice otherwise."""
 
     @abstractmethod
-    def synthesize(self, voice: Any, request: SynthesisRequest) -> Iterator[PcmChunk]:
+    def synthesize(self, voice: Any, request: SynthesisRequest) -> SpeechStream:
         """Speaks request.text with a loaded voice, one chunk per sentence or smaller."""
 
     @abstractmethod
@@ -85,16 +96,6 @@ class TTSEngine(ABC):
     def configure(self, deepspeed: bool, lowvram: bool) -> None:
         """Applies DeepSpeed and LowVRAM where the engine and the device support them; info()
         reports what is in effect. Default: neither applies."""
-        return None
-
-    def count_steps_with(self, concurrent_steps: Callable[[], int]) -> None:
-        """How the replica tells how many interactive synthesis steps run at once (a job's background
-        steps are not counted). Default: not needed."""
-        return None
-
-    def report_steps_to(self, time_step: StepTimer, on_step: Callable[[int], None]) -> None:
-        """For an engine that batches (it runs its own steps): time each step with `time_step`
-        and tell `on_step` how many rows it had. Default: nothing to report."""
         return None
 
     def voice_version(self, voice: str) -> object:

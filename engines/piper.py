@@ -4,11 +4,11 @@ in). Voices are the bundled `en_US-joe-medium` plus every `*.onnx` with its `.on
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ from speechcore.engine_types import (
 from speechcore.safe_paths import UnsafeName, resolve_inside
 from speechcore.voices.layout import file_versions
 
-from .base import EngineOptions, TTSEngine
+from .base import NO_HOOKS, EngineOptions, StepHooks, TTSEngine
 from .espeak_leaks import stop_espeak_leaks
 from .piper_pieces import bounded_pieces
 
@@ -78,10 +78,6 @@ class BoundedPiperVoice(PiperVoice):
         return [piece for sentence in super().phonemize(text) for piece in bounded_pieces(sentence, self.max_phonemes)]
 
 
-_STEP = threading.local()
-"""What the synthesis step running on this thread is: `background` (a job's line) or not."""
-
-
 class SpinWhenAlone:
     """A voice's two onnxruntime sessions: one with all the replica's threads, spinning between
     operators (a lone sentence runs about 10% faster on a small CPU), and one for steps that run
@@ -89,30 +85,35 @@ class SpinWhenAlone:
     burnt while another step, the ingress or Ray needs the cores). Each run takes the one that fits
     the number of interactive steps the replica runs at that moment; background steps always take
     the second, and do not count, so that a live request beside one keeps its threads and their
-    spinning (the job's step slows down instead)."""
+    spinning (the job's step slows down instead). A background request speaks through its own copy
+    of the voice whose sessions say so (`for_background`)."""
 
-    def __init__(self, alone: Any, shared: Any, concurrent_steps: Callable[[], int]):
+    def __init__(self, alone: Any, shared: Any, concurrent_steps: Callable[[], int], background: bool = False):
         self.alone, self.shared = alone, shared
         self.concurrent_steps = concurrent_steps
+        self.background = background
+
+    def for_background(self) -> "SpinWhenAlone":
+        return SpinWhenAlone(self.alone, self.shared, self.concurrent_steps, background=True)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        alone = self.concurrent_steps() <= 1 and not getattr(_STEP, "background", False)
+        alone = not self.background and self.concurrent_steps() <= 1
         return (self.alone if alone else self.shared).run(*args, **kwargs)
 
 
 class PiperEngine(TTSEngine):
     name = "piper"
 
-    def __init__(self, voices_dir: Path, options: EngineOptions):
+    def __init__(self, voices_dir: Path, options: EngineOptions, hooks: StepHooks = NO_HOOKS):
         self.voices_dir = voices_dir
         self.options = options
-        self._concurrent_steps: Callable[[], int] = lambda: 1
+        self._interactive_steps = hooks.interactive_steps
         self._arena_filled = False
         stop_espeak_leaks()
 
     @classmethod
-    def create(cls, paths: ServerPaths, options: EngineOptions) -> "PiperEngine":
-        return cls(paths.engine_models("piper"), options)
+    def create(cls, paths: ServerPaths, options: EngineOptions, hooks: StepHooks = NO_HOOKS) -> "PiperEngine":
+        return cls(paths.engine_models("piper"), options, hooks)
 
     def voices(self) -> list[str]:
         """Relative paths of the voices, sorted; the bundled voice unless a local one shadows it."""
@@ -196,7 +197,7 @@ class PiperEngine(TTSEngine):
         if self.options.device == "cpu" and threads > 1:
             shared = self._session(model, spinning=False, threads=max(1, threads // self.options.parallel_steps))
             session = SpinWhenAlone(self._session(model, spinning=True, threads=threads), shared,
-                                    lambda: self._concurrent_steps())
+                                    self._interactive_steps)
         else:
             session = self._session(model, spinning=False, threads=threads)
         voice = BoundedPiperVoice(config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
@@ -217,24 +218,13 @@ class PiperEngine(TTSEngine):
         with ThreadPoolExecutor(runs) as pool:
             list(pool.map(lambda _: voice.phoneme_ids_to_audio(ids), range(runs)))
 
-    def count_steps_with(self, concurrent_steps: Callable[[], int]) -> None:
-        """How the replica tells how many synthesis steps run at once (read at each run; see
-        SpinWhenAlone)."""
-        self._concurrent_steps = concurrent_steps
-
     def synthesize(self, voice: PiperVoice, request: SynthesisRequest) -> Iterator[PcmChunk]:
         """One chunk per sentence (Piper splits sentences itself), so streams start after the
         first sentence. Speed maps to length scale."""
+        if request.background and isinstance(voice.session, SpinWhenAlone):
+            voice = dataclasses.replace(voice, session=voice.session.for_background())
         syn_config = SynthesisConfig(length_scale=voice.config.length_scale / request.speed)
-        chunks = voice.synthesize(request.text, syn_config=syn_config)
-        while True:
-            _STEP.background = request.background  # each step may run on another worker thread
-            try:
-                chunk = next(chunks, None)
-            finally:
-                _STEP.background = False
-            if chunk is None:
-                return
+        for chunk in voice.synthesize(request.text, syn_config=syn_config):
             yield PcmChunk(chunk.audio_int16_bytes, chunk.sample_rate)
 
     def select_model(self, model: str | None) -> None:

@@ -19,7 +19,7 @@ from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineCapabilities, EngineInfo, SynthesisRequest, UnknownVoice
 from speechcore.text.sentences import split_sentences
 
-from .base import EngineOptions, TTSEngine
+from .base import NO_HOOKS, EngineOptions, StepHooks, TTSEngine
 from .coqui_common import ModelFolders, ModelSlot, torch_device
 
 _LOGGER = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class VitsEngine(TTSEngine):
                               move=lambda loaded, device: loaded.model.to(device), device=self.device)
 
     @classmethod
-    def create(cls, paths: ServerPaths, options: EngineOptions) -> "VitsEngine":
+    def create(cls, paths: ServerPaths, options: EngineOptions, hooks: StepHooks = NO_HOOKS) -> "VitsEngine":
         return cls(ModelFolders(paths.engine_models("vits"), "vits", ("config.json",), WEIGHT_FILES), options)
 
     def select_model(self, model: str | None) -> None:

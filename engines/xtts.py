@@ -8,7 +8,6 @@ step of the model's batcher (xtts_batcher: continuous batching, up to `max_batch
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import threading
@@ -34,7 +33,7 @@ from speechcore.safe_paths import UnsafeName, resolve_inside
 from speechcore.text.sentences import split_sentences
 from speechcore.voices.layout import XTTS_LATENTS, XTTS_SET_CLIPS, XTTS_VOICE_SETS, file_versions
 
-from .base import EngineOptions, StepTimer, TTSEngine
+from .base import NO_HOOKS, EngineOptions, StepHooks, StepTimer, TTSEngine
 from .coqui_common import ModelFolders, ModelSlot, load_reference_audio, torch_device
 from .xtts_batcher import Voice, XttsBatcher, XttsStream
 from .xtts_sampling import Sampling
@@ -106,9 +105,12 @@ class XttsEngine(TTSEngine):
     batches = True
 
     def __init__(self, models: ModelFolders, voices_dir: Path, options: EngineOptions, use_deepspeed: bool = False,
-                 stream_chunk_tokens: int = STREAM_CHUNK_TOKENS):
+                 stream_chunk_tokens: int = STREAM_CHUNK_TOKENS, hooks: StepHooks = NO_HOOKS):
+        """`hooks`: the batch steps of every model this engine loads are timed by `time_step` and
+        their row counts told to `on_batch` (a host's health check and occupancy metric)."""
         self.batching = BatchOptions(max_batch=options.max_batch, chunk_tokens=stream_chunk_tokens,
-                                     first_chunk_tokens=min(FIRST_CHUNK_TOKENS, stream_chunk_tokens))
+                                     first_chunk_tokens=min(FIRST_CHUNK_TOKENS, stream_chunk_tokens),
+                                     time_step=hooks.time_step, on_step=hooks.on_batch)
         self.voices_dir = voices_dir
         self.device = torch_device(options)
         self.use_deepspeed = use_deepspeed and deepspeed_available()
@@ -120,13 +122,9 @@ class XttsEngine(TTSEngine):
         self.latents_computed = 0
 
     @classmethod
-    def create(cls, paths: ServerPaths, options: EngineOptions) -> "XttsEngine":
-        return cls(ModelFolders(paths.engine_models("xtts"), "xtts", REQUIRED_FILES), paths.voices, options)
-
-    def report_steps_to(self, time_step: StepTimer, on_step: Callable[[int], None]) -> None:
-        """Batch steps of models loaded from now on are timed by `time_step` and their row counts
-        told to `on_step` (a server's health check and occupancy metric)."""
-        self.batching = dataclasses.replace(self.batching, time_step=time_step, on_step=on_step)
+    def create(cls, paths: ServerPaths, options: EngineOptions, hooks: StepHooks = NO_HOOKS) -> "XttsEngine":
+        return cls(ModelFolders(paths.engine_models("xtts"), "xtts", REQUIRED_FILES), paths.voices, options,
+                   hooks=hooks)
 
     def select_model(self, model: str | None) -> None:
         self.slot.select(model)

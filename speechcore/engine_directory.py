@@ -3,6 +3,7 @@ says about itself (its description and its model settings)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from .config.alltalk import ConfigFileError
@@ -60,8 +61,10 @@ class EngineDirectory:
 
     async def info(self, engine: str | None = None) -> EngineInfo:
         """The engine's description; EngineUnavailable while no replica answers. A description kept
-        for reuse is dropped when the voice library changed (an upload on any ingress replica)."""
-        version = library_version(self.settings.paths)
+        for reuse is dropped when the voice library changed (an upload on any ingress replica).
+        The library's version is a stat of a file on the shared root, off the event loop: on a
+        network file system one can take long."""
+        version = await asyncio.to_thread(library_version, self.settings.paths)
         if version != self._voices_version:
             self._voices_version = version
             for client in self.live.values():

@@ -26,6 +26,30 @@ class SynthesisRequest:
 
 
 @dataclass(frozen=True)
+class EngineOptions:
+    """Knobs shared by engines; each engine uses the ones that apply to it. The defaults here are the
+    ones an engine application's args (EngineArgs) take too."""
+
+    threads: int = 1
+    """CPU threads one synthesis may use (onnxruntime intra-op threads for Piper)."""
+
+    device: str = "cpu"
+    """`cpu` or `cuda`: chosen explicitly, never guessed from what the process can see."""
+
+    gpu_share: float = 0.0
+    """The fraction of one GPU this replica was given (caps the CUDA memory it may take)."""
+
+    parallel_steps: int = 1
+    """How many synthesis steps the replica runs at once: concurrent steps share `threads`."""
+
+    max_batch: int = 1
+    """For engines that batch (`batches = True`): requests that share each decoding step."""
+
+    max_phonemes_per_step: int = 200
+    """Piper: the most phonemes one model run takes; longer sentences are spoken in pieces."""
+
+
+@dataclass(frozen=True)
 class EngineCapabilities:
     """What an engine really does (the `*_capable` keys of `/api/currentsettings`)."""
 

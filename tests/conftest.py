@@ -97,18 +97,18 @@ def _ray_processes() -> list[psutil.Process]:
 
 @pytest.fixture(scope="session")
 def serve_server(tmp_path_factory) -> Iterator[Server]:
-    import serve_app
+    import embedded
 
     # With the coqui extra installed, the VITS and XTTS applications run beside Piper.
     coqui = importlib.util.find_spec("TTS") is not None
     root = make_coqui_root(tmp_path_factory, "serve-root") if coqui else make_root(tmp_path_factory, "serve-root")
-    serve_app.start_embedded(serve_app.DEFAULT_CONFIG, root, "127.0.0.1", SERVE_PORT, timeout_s=300,
+    embedded.start_embedded(embedded.DEFAULT_CONFIG, root, "127.0.0.1", SERVE_PORT, timeout_s=300,
                              metrics_port=SERVE_METRICS_PORT)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{SERVE_PORT}", timeout=120) as client:
             yield Server("serve", client, root)
     finally:
-        serve_app.stop_embedded()
+        embedded.stop_embedded()
         deadline = time.monotonic() + 20
         while _ray_processes() and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -20,7 +20,7 @@ from ray.serve import Application
 
 import serve_app
 from deployments.engine_server import EngineServer
-from engines.base import EngineOptions, TTSEngine
+from engines.base import NO_HOOKS, EngineOptions, StepHooks, TTSEngine
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import (
@@ -45,7 +45,7 @@ class GpuCapableEngine(TTSEngine):
         self.model = "fake"
 
     @classmethod
-    def create(cls, paths: ServerPaths, options: EngineOptions) -> "GpuCapableEngine":
+    def create(cls, paths: ServerPaths, options: EngineOptions, hooks: StepHooks = NO_HOOKS) -> "GpuCapableEngine":
         return cls()
 
     def info(self) -> EngineInfo:

@@ -35,9 +35,9 @@ def _piper_nodes() -> list[str]:
 
 def _two_node_config() -> dict:
     """serve_config.yaml with the ingress on the head and two Piper replicas on worker nodes."""
-    import serve_app
+    import embedded
 
-    raw = yaml.safe_load(serve_app.DEFAULT_CONFIG.read_text())
+    raw = yaml.safe_load(embedded.DEFAULT_CONFIG.read_text())
     raw["proxy_location"] = "HeadOnly"  # every node is this machine: one proxy, one port
     alltalk = next(app for app in raw["applications"] if app["name"] == "alltalk")
     # Two ingress replicas that keep engine descriptions (voice lists) for a minute: a voice
@@ -90,7 +90,7 @@ def main(root: Path, port: int) -> dict[str, object]:
     from ray import serve
     from ray.cluster_utils import Cluster
 
-    import serve_app
+    import embedded
     from deployments.serve_control import deploy_config
 
     # The ingress stays on the head (as on a real cluster, where workers are the GPU nodes that come
@@ -101,10 +101,10 @@ def main(root: Path, port: int) -> dict[str, object]:
     try:
         ray.init(address=cluster.address, logging_level="WARNING")
         cluster.wait_for_nodes()
-        config = serve_app.prepare_config(_two_node_config(), root, "127.0.0.1", port, 0, ["piper"], rvc=False)
+        config = embedded.prepare_config(_two_node_config(), root, "127.0.0.1", port, 0, ["piper"], rvc=False)
         serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
         deploy_config(config)
-        serve_app._wait_until_running([a.name for a in config.applications], 300)
+        embedded._wait_until_running([a.name for a in config.applications], 300)
         result["head_node"] = ray.get_runtime_context().get_node_id()
         result["nodes_before"] = _piper_nodes()
         result["worker_nodes"] = sorted(w.node_id for w in workers)

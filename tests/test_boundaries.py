@@ -1,6 +1,7 @@
 """Import direction, checked in fresh interpreters: the ingress never loads torch, onnxruntime, an
 engine or RVC; the core, the engines and RVC never load Ray or FastAPI."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,9 @@ def test_the_ingress_loads_no_model_code():
     assert not {"torch", "onnxruntime", "piper", "engines", "rvc", "transformers"} & loaded
 
 
-def test_the_launcher_loads_no_model_code():
-    assert not {"torch", "transformers", "rvc"} & loaded_after_import("serve_app")
+@pytest.mark.parametrize("module", ["serve_app", "embedded"])
+def test_the_builders_and_the_launcher_load_no_model_code(module):
+    assert not {"torch", "transformers", "rvc"} & loaded_after_import(module)
 
 
 def test_rvc_loads_no_ray_and_no_web_framework():
@@ -31,9 +33,10 @@ def test_rvc_loads_no_ray_and_no_web_framework():
 
 
 @pytest.mark.parametrize(
-    "module", ["speechcore.service", "speechcore.config.store", "engines.piper", "engines.registry"]
+    "module", ["speechcore.service", "speechcore.config.store", "engines.piper", "engines.registry",
+               "deployments.engine_host"]
 )
-def test_core_and_engines_load_no_ray(module):
+def test_core_engines_and_the_engine_host_load_no_ray(module):
     assert "ray" not in loaded_after_import(module)
 
 
@@ -55,14 +58,27 @@ def test_replica_code_loads_none_of_the_ingress_side_core(module):
 
 SHARED_LEAF = {"speechcore", "speechcore.engine_types", "speechcore.rvc_requests", "speechcore.audio",
                "speechcore.audio.pcm", "speechcore.safe_paths", "speechcore.config", "speechcore.config.paths",
-               "speechcore.text", "speechcore.text.sentences"}
+               "speechcore.text", "speechcore.text.sentences", "speechcore.voices", "speechcore.voices.layout"}
 """What engine and RVC replicas share with the ingress: requests, errors, PcmChunk, safe paths,
-server paths (and the sentence splitter). They import nothing else of the project."""
+server paths, the voice library's folder layout (and the sentence splitter). They import nothing
+else of the project."""
+PACKAGES = {"speechcore", "speechcore.audio", "speechcore.config", "speechcore.text", "speechcore.voices"}
 
 
-@pytest.mark.parametrize("module", sorted(SHARED_LEAF - {"speechcore", "speechcore.audio", "speechcore.config",
-                                                         "speechcore.text"}))
+@pytest.mark.parametrize("module", sorted(SHARED_LEAF - PACKAGES))
 def test_the_shared_types_are_a_leaf(module):
     ours = {name for name in loaded_after_import(module)
             if name.split(".")[0] in {"speechcore", "engines", "rvc", "deployments", "serve_app"}}
     assert ours <= SHARED_LEAF, ours - SHARED_LEAF
+
+
+def test_engines_and_rvc_import_only_the_shared_leaf_of_the_core():
+    """Read from the source, so that a new import is caught whether or not the module imports here
+    (the coqui and rvc extras may be missing)."""
+    root = Path(PROJECT)
+    found = {}
+    for source in [*(root / "engines").glob("*.py"), *(root / "rvc").glob("*.py")]:
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "speechcore":
+                found.setdefault(node.module, source.relative_to(root).as_posix())
+    assert set(found) <= SHARED_LEAF, {module: found[module] for module in set(found) - SHARED_LEAF}

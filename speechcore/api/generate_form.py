@@ -14,6 +14,7 @@ from ..config.engine_settings import EngineDefaults
 from ..pipeline import Narration, Role, SpeechOrder
 from ..rvc_requests import rvc_voice_off
 from ..safe_paths import unsafe_reason
+from ..service import SpeechService
 from ..text.filtering import FILTER_MODES
 
 LANGUAGES = (
@@ -176,3 +177,24 @@ def speech_order(params: GenerateParams, engine: str | None) -> SpeechOrder:
                        filtering=params.text_filtering, narration=narration, speed=params.speed,
                        temperature=params.temperature, repetition_penalty=params.repetition_penalty,
                        pitch=params.pitch, text_field="text_input")
+
+
+class GenerateInvalid(ValueError):
+    """The request breaks rules of the contract (each route answers them in its own shape)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+async def decode_generate(service: SpeechService, form: GenerateForm, max_characters: int
+                          ) -> tuple[GenerateParams, SpeechOrder]:
+    """A `/api/tts-generate` form as the pipeline's order, with every absent field filled from the
+    settings and the engine's model settings; GenerateInvalid lists everything it breaks."""
+    info = await service.engines.info(form.engine)
+    config = service.settings.config
+    params = merge_defaults(form, config.api_def, config.rvc_settings, service.engines.model_settings(info).settings)
+    if problems := validate_generate(params, max_characters):
+        raise GenerateInvalid(problems)
+    # The engine whose defaults were merged, even if another one is current by now.
+    return params, speech_order(params, info.engine)

@@ -19,7 +19,7 @@ from .answers import GenerateAnswer, NamedFileAnswer, PreviewAnswer
 from .contract_error import ContractError
 from .deps import Pipeline, Service
 from .errors import detail, error_shape, generate_failure, invalid_value
-from .generate_form import GenerateForm, merge_defaults, speech_order, validate_generate
+from .generate_form import GenerateForm, GenerateInvalid, decode_generate
 from .route_policy import policy
 from .speech_files import output_urls, save_audio, save_wav_named, transcode_format
 
@@ -37,12 +37,11 @@ async def tts_generate(service: Service, pipeline: Pipeline,
                        form: Annotated[GenerateForm, Form()]) -> dict[str, object] | StreamingResponse:
     """Speaks `text_input` into a file under the output folder and answers its URLs; with
     `streaming=true` (standard mode) answers the audio itself as a WAV stream."""
-    info = await service.engines.info(form.engine)
     config = service.settings.config
-    params = merge_defaults(form, config.api_def, config.rvc_settings, service.engines.model_settings(info).settings)
-    if problems := validate_generate(params, config.api_def.api_max_characters):
-        raise ContractError(400, {"error": "\n".join(problems)})
-    order = speech_order(params, info.engine)  # the engine whose defaults were merged, even if another is current now
+    try:
+        params, order = await decode_generate(service, form, config.api_def.api_max_characters)
+    except GenerateInvalid as invalid:
+        raise ContractError(400, {"error": "\n".join(invalid.problems)}) from None
     if form.streaming:
         if order.narration is not None:
             raise ContractError.generate_failure(400, "streaming=true works in standard mode only; send "

@@ -16,7 +16,7 @@ from ..pipeline import SpeechOrder
 from .contract_error import ContractError
 from .deps import Client, Pipeline, Service
 from .errors import detail, error_shape
-from .generate_form import merge_defaults, speech_order, validate_generate
+from .generate_form import GenerateInvalid, decode_generate
 from .job_wire import JOB_FORMATS, JobAnswer, JobList, JobRequest, job_answer, read_job_request
 from .route_policy import BodyLimit, policy
 
@@ -54,13 +54,11 @@ async def submit_job(request: Request, service: Service, pipeline: Pipeline, job
 async def _job_order(service: Service, pipeline: Pipeline, body: JobRequest, max_characters: int) -> SpeechOrder:
     """The request with `/api/tts-generate`'s defaults and rules (its problems, all at once, as 400),
     and its engine, voices and RVC checked; the text is planned later, by the job."""
-    info = await service.engines.info(body.engine)
-    config = service.settings.config
-    params = merge_defaults(body.generate_form(), config.api_def, config.rvc_settings,
-                            service.engines.model_settings(info).settings)
-    if problems := validate_generate(params, max_characters):
-        raise ContractError(400, {"detail": [p.replace("text_input:", "text:", 1) for p in problems]})
-    order = dataclasses.replace(speech_order(params, info.engine), text_field="text")
+    try:
+        _params, order = await decode_generate(service, body.generate_form(), max_characters)
+    except GenerateInvalid as invalid:
+        raise ContractError(400, {"detail": [p.replace("text_input:", "text:", 1) for p in invalid.problems]}) from None
+    order = dataclasses.replace(order, text_field="text")
     await pipeline.check(order)
     return order
 

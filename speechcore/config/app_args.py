@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..engine_types import EngineOptions
 from .access import AccessArgs
 
 
@@ -103,16 +104,16 @@ class EngineArgs(_Args):
 
     engine: str = Field(description="Engine name from the registry, e.g. 'piper'.")
     root: str = Field(description="Server root (models/ and voices/ are read on the replica's node).")
-    threads: int = Field(1, ge=1, le=64, description="CPU threads one synthesis may use.")
+    threads: int = Field(EngineOptions.threads, ge=1, le=64, description="CPU threads one synthesis may use.")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
                         description="auto = cuda when the replica was given a GPU share, else cpu.")
-    parallel_steps: int = Field(1, ge=1, le=64, description=(
+    parallel_steps: int = Field(EngineOptions.parallel_steps, ge=1, le=64, description=(
         "Synthesis steps (a sentence or a chunk) a replica computes at once. Requests beyond it take turns "
         "step by step (fair to short requests) instead of oversubscribing the replica's threads."))
-    max_batch: int = Field(1, ge=1, le=256, description=(
+    max_batch: int = Field(EngineOptions.max_batch, ge=1, le=256, description=(
         "For an engine that batches (XTTS): requests on a replica that share each decoding step; more wait "
         "for a row to free. The deployment's max_ongoing_requests must be at least this."))
-    max_phonemes_per_step: int = Field(200, ge=20, le=5000, description=(
+    max_phonemes_per_step: int = Field(EngineOptions.max_phonemes_per_step, ge=20, le=5000, description=(
         "Piper: the most phonemes one model run takes (200 is about 9 seconds of speech). A longer sentence is "
         "spoken in pieces cut at a comma, semicolon or colon, else between words. A run's memory grows with its "
         "length (about 1 MiB per phoneme) and onnxruntime keeps the most it ever needed, so this bounds a "

@@ -1,0 +1,140 @@
+"""EngineHost (deployments/engine_host.py), the host an engine replica runs, here without Ray as
+the in-process tests use it: requests take turns step by step (live ones before a job's lines),
+a stop ends the generations that started before it after their current chunk, and a batching
+engine's stream is closed when its reader goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+
+import pytest
+
+from deployments.engine_host import EngineHost
+from engines.base import StepHooks
+from speechcore.audio.pcm import PcmChunk
+from speechcore.cancellation import GenerationStopped
+from speechcore.engine_types import EngineInfo, SynthesisRequest
+
+
+class StepEngine:
+    """Speaks each word of the text as one step, and records which request ran each step."""
+
+    name = "steps"
+    batches = False
+
+    def __init__(self, hooks: StepHooks):
+        self.hooks, self.steps = hooks, []
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(engine="piper", manufacturer_name="Test", audio_format="wav", models=["m"],
+                          current_model="m", voices=["v"], default_voice="v")
+
+    def synthesize(self, voice, request: SynthesisRequest):
+        for word in request.text.split():
+            self.steps.append((word, self.hooks.interactive_steps()))
+            yield PcmChunk(b"\x00\x00" * 160, 16000)
+
+
+def request(text: str, background: bool = False) -> SynthesisRequest:
+    return SynthesisRequest(text=text, voice="v", background=background)
+
+
+async def drain(host: EngineHost, req: SynthesisRequest) -> int:
+    return len([chunk async for chunk in host.synthesize("v", req)])
+
+
+def test_requests_take_turns_step_by_step():
+    host = EngineHost(StepEngine, parallel_steps=1)
+
+    async def both():
+        return await asyncio.gather(drain(host, request("a1 a2 a3")), drain(host, request("b1 b2 b3")))
+
+    assert asyncio.run(both()) == [3, 3]
+    assert [word for word, _ in host.engine.steps] == ["a1", "b1", "a2", "b2", "a3", "b3"]
+    assert {running for _, running in host.engine.steps} == {1}, "the engine is told one interactive step runs"
+
+
+def test_a_live_request_goes_before_a_jobs_lines():
+    host = EngineHost(StepEngine, parallel_steps=1)
+
+    async def job_then_live():
+        job = asyncio.create_task(drain(host, request("j1 j2 j3 j4", background=True)))
+        while not host.engine.steps:
+            await asyncio.sleep(0)
+        await asyncio.gather(job, drain(host, request("l1 l2")))
+
+    asyncio.run(job_then_live())
+    words = [word for word, _ in host.engine.steps]
+    assert words.index("l2") < words.index("j3"), words
+
+
+class Stops:
+    def __init__(self):
+        self.epoch = 0
+
+    def latest(self) -> int:
+        return self.epoch
+
+    async def now(self) -> int:
+        return self.epoch
+
+
+def test_a_stop_ends_the_generations_that_started_before_it():
+    stops = Stops()
+    host = EngineHost(StepEngine, stops=stops)
+
+    async def stopped_mid_way():
+        chunks = host.synthesize("v", request("w1 w2 w3 w4"))
+        first = await anext(chunks)
+        stops.epoch = 1  # a stop request, as the cluster's stop epoch rises
+        with pytest.raises(GenerationStopped):
+            await anext(chunks)
+        return first, await drain(host, request("after the stop"))
+
+    first, after = asyncio.run(stopped_mid_way())
+    assert first.frames == 160 and after == 3, "a request that starts after the stop is spoken whole"
+    assert [word for word, _ in host.engine.steps][:2] == ["w1", "w2"] and "w3" not in \
+        [word for word, _ in host.engine.steps], "no step after the one in progress"
+
+
+class BatchingEngine(StepEngine):
+    """Computes in a thread of its own, as XTTS's batcher does; its streams record being closed."""
+
+    batches = True
+
+    def __init__(self, hooks: StepHooks):
+        super().__init__(hooks)
+        self.closed = threading.Event()
+
+    def synthesize(self, voice, request: SynthesisRequest):
+        engine = self
+
+        class Stream:
+            queue_wait_s = 0.0
+
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                if engine.closed.is_set():
+                    raise StopIteration
+                return PcmChunk(b"\x00\x00" * 160, 16000)
+
+            def close(self):
+                engine.closed.set()
+
+        return Stream()
+
+
+def test_a_batching_engines_stream_is_closed_when_its_reader_goes():
+    host = EngineHost(BatchingEngine, max_batch=2)
+
+    async def read_two():
+        async with contextlib.aclosing(host.synthesize("v", request("endless"))) as chunks:
+            await anext(chunks)
+            await anext(chunks)
+
+    asyncio.run(read_two())
+    assert host.engine.closed.is_set(), "the row leaves the batch"
