@@ -35,11 +35,13 @@ MAX_VOICES_PER_REPLICA = 8
 
 
 def _replica_options(args: EngineArgs) -> EngineOptions:
-    """Device and GPU share from what Serve gave this replica (num_gpus in serve_config.yaml)."""
+    """The engine's knobs as the application's args set them, with the device and GPU share from
+    what Serve gave this replica (num_gpus in serve_config.yaml)."""
     gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
     device = args.device if args.device != "auto" else ("cuda" if gpu_share > 0 else "cpu")
-    return EngineOptions(threads=args.threads, device=device, gpu_share=gpu_share, parallel_steps=args.parallel_steps,
-                         max_batch=args.max_batch, max_phonemes_per_step=args.max_phonemes_per_step)
+    knobs = {field.name: getattr(args, field.name) for field in dataclasses.fields(EngineOptions)
+             if field.name in EngineArgs.model_fields}
+    return EngineOptions(**{**knobs, "device": device, "gpu_share": gpu_share})
 
 
 class EngineServer:

@@ -18,6 +18,7 @@ from .audio.pcm import PcmChunk
 from .config.store import SettingsStore
 from .engine_directory import EngineDirectory
 from .engine_types import EngineInfo, SynthesisRequest, UnknownVoice
+from .orders import Line, NothingToSpeak, Role, SpeechOrder, StreamingUnsupported, TextTooLong, TooManySegments
 from .safe_paths import unsafe_reason
 from .synthesis import AudioSource, SynthesisRunner
 from .text.filtering import filter_text, has_speech, html_prefilter
@@ -31,84 +32,14 @@ NARRATOR_RATE = 44_100
 """Narrated audio is joined at this rate (segments may come at different rates after RVC)."""
 
 
-class NothingToSpeak(ValueError):
-    """Nothing of the text is left to speak (400)."""
-
-
-class TextTooLong(ValueError):
-    """The text is longer than the server takes (400)."""
-
-
-class StreamingUnsupported(ValueError):
-    """The engine cannot stream (400)."""
-
-
-class TooManySegments(ValueError):
-    """A narrated text splits into more segments than one request may have (400, as a validation error)."""
-
-
 class NoAudio(RuntimeError):
     """The engine finished without producing any audio (500)."""
-
-
-@dataclass(frozen=True)
-class Role:
-    """Who speaks a part: the engine voice, and the RVC voice and pitch it is converted with."""
-
-    voice: str
-    rvc_voice: str = "Disabled"
-    rvc_pitch: float = 0.0
-
-
-@dataclass(frozen=True)
-class Narration:
-    """Narrator mode (`true` or `silent`): who speaks the narration, and who the text outside
-    quotes and asterisks."""
-
-    mode: str
-    narrator: Role
-    text_not_inside: str
-
-
-@dataclass(frozen=True)
-class SpeechOrder:
-    """What an endpoint asks for. Knobs left None take the engine's defaults (model settings);
-    `filtering`: a `text_filtering` mode of the contract (none, standard, html) or `openai` (the
-    OpenAI endpoint's processing, §6.2)."""
-
-    text: str
-    character: Role
-    language: str = "auto"
-    engine: str | None = None
-    filtering: str = "none"
-    narration: Narration | None = None
-    speed: float | None = None
-    temperature: float | None = None
-    repetition_penalty: float | None = None
-    pitch: float | None = None
-    max_characters: int | None = None
-    streaming: bool = False
-    """The engine must stream (its `streaming_capable`), as the AllTalk streaming endpoint requires."""
-    text_field: str = "text"
-    """The text's name on the wire, for messages."""
 
 
 @dataclass(frozen=True)
 class Part:
     source: AudioSource
     request: SynthesisRequest
-
-
-@dataclass(frozen=True)
-class Line:
-    """One sentence of a long text as its role speaks it: the unit a job synthesizes, retries and
-    captions. `role` is `character` or `narrator`."""
-
-    role: str
-    text: str
-    language: str
-    chapter: str | None = None
-    """The title of the chapter this line begins (a heading of the text), if it begins one."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +139,7 @@ class SpeechPipeline:
             self._check_voice(info, role.voice)
         return info
 
-    async def lines(self, order: SpeechOrder) -> list["Line"]:
+    async def lines(self, order: SpeechOrder) -> list[Line]:
         """The order's text as sentences in document order with their roles, paragraph by
         paragraph: narrator segments as `plan` splits and voices them, each segment's sentences in
         its role; filtered, language resolved once per segment, and what has nothing to speak left
@@ -221,7 +152,7 @@ class SpeechPipeline:
                 lines[first] = dataclasses.replace(lines[first], chapter=" ".join(paragraph.text.split()))
         return lines
 
-    async def _lines_of(self, order: SpeechOrder, text: str) -> list["Line"]:
+    async def _lines_of(self, order: SpeechOrder, text: str) -> list[Line]:
         pieces = [("character", text)] if order.narration is None else \
             [(s.role, s.text) for s in self._narrator_segments(order, text)]
         lines = []
@@ -232,7 +163,7 @@ class SpeechPipeline:
             lines += [Line(role, sentence, language) for sentence in split_sentences(said) if has_speech(sentence)]
         return lines
 
-    def part(self, info: EngineInfo, order: SpeechOrder, line: "Line", background: bool = False) -> Part:
+    def part(self, info: EngineInfo, order: SpeechOrder, line: Line, background: bool = False) -> Part:
         """How one line is synthesized; `background` lets an engine's interactive requests go first."""
         role = self._roles(order)[line.role]
         request = self._request(info, order, line.text, role.voice, line.language)

@@ -91,6 +91,7 @@ def main(root: Path, port: int) -> dict[str, object]:
     from ray.cluster_utils import Cluster
 
     import embedded
+    import embedded_config
     from deployments.serve_control import deploy_config
 
     # The ingress stays on the head (as on a real cluster, where workers are the GPU nodes that come
@@ -101,7 +102,7 @@ def main(root: Path, port: int) -> dict[str, object]:
     try:
         ray.init(address=cluster.address, logging_level="WARNING")
         cluster.wait_for_nodes()
-        config = embedded.prepare_config(_two_node_config(), root, "127.0.0.1", port, 0, ["piper"], rvc=False)
+        config = embedded_config.prepare_config(_two_node_config(), root, "127.0.0.1", port, 0, ["piper"], rvc=False)
         serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
         deploy_config(config)
         embedded._wait_until_running([a.name for a in config.applications], 300)

@@ -22,7 +22,7 @@ def test_the_ingress_loads_no_model_code():
     assert not {"torch", "onnxruntime", "piper", "engines", "rvc", "transformers"} & loaded
 
 
-@pytest.mark.parametrize("module", ["serve_app", "embedded"])
+@pytest.mark.parametrize("module", ["serve_app", "embedded", "embedded_config"])
 def test_the_builders_and_the_launcher_load_no_model_code(module):
     assert not {"torch", "transformers", "rvc"} & loaded_after_import(module)
 

@@ -19,7 +19,8 @@ from ..engine_directory import EngineNotLive, SettingsUnreadable
 from ..engine_types import EngineError, UnknownVoice, UnsupportedLanguage, VoiceFilesRefused
 from ..jobs.desk import JobLimit, JobNotDone
 from ..jobs.store import UnknownJob
-from ..pipeline import NoAudio, NothingToSpeak, StreamingUnsupported, TextTooLong, TooManySegments
+from ..orders import NothingToSpeak, StreamingUnsupported, TextTooLong, TooManySegments
+from ..pipeline import NoAudio
 from ..rvc_requests import InvalidConversion, RvcModelMissing, RvcUnavailable, VoiceConversionError
 from ..text.language import LanguageNotDetected
 from ..voices.errors import NoSuchVoice, VoiceExists, VoiceFileTooLarge, VoiceQuotaReached, VoiceRefused

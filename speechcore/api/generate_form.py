@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..config.alltalk import ApiDefaults, RvcSettings
 from ..config.engine_settings import EngineDefaults
-from ..pipeline import Narration, Role, SpeechOrder
+from ..orders import Narration, Role, SpeechOrder
 from ..rvc_requests import rvc_voice_off
 from ..safe_paths import unsafe_reason
 from ..service import SpeechService

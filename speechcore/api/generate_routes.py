@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, Query
 from fastapi.responses import StreamingResponse
 
 from ..audio.formats import AUDIO_FORMATS
-from ..pipeline import Role, SpeechOrder
+from ..orders import Role, SpeechOrder
 from ..storage import SAFE_FILENAME
 from ..streaming import encode_stream
 from .answers import GenerateAnswer, NamedFileAnswer, PreviewAnswer

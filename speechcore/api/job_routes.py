@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from ..audio.formats import AUDIO_FORMATS
 from ..jobs.desk import JobDesk
-from ..pipeline import SpeechOrder
+from ..orders import SpeechOrder
 from .contract_error import ContractError
 from .deps import Client, Pipeline, Service
 from .errors import detail, error_shape

@@ -15,7 +15,7 @@ from ..audio.formats import AUDIO_FORMATS
 from ..audio.pcm import PcmChunk
 from ..config.alltalk import RvcSettings
 from ..config.engine_settings import OPENAI_VOICE_NAMES, OpenAIVoiceMap
-from ..pipeline import Role, SpeechOrder
+from ..orders import Role, SpeechOrder
 from ..safe_paths import unsafe_reason
 from ..wire import JsonBody
 from .contract_error import ContractError

@@ -10,7 +10,7 @@ from ..audio.encode import AudioEncoder, Chapter, resample
 from ..audio.formats import AUDIO_FORMATS
 from ..audio.pcm import PcmChunk
 from ..audio.wav import write_wav
-from ..pipeline import Line
+from ..orders import Line
 from .captions import Cue, srt, vtt
 from .records import JobRecord
 from .store import JobStore

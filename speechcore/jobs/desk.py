@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from ..config.app_args import JobArgs
-from ..pipeline import SpeechOrder
+from ..orders import SpeechOrder
 from ..telemetry import Telemetry
 from .records import JobRecord, JobState
 from .scheduler import JobScheduler

@@ -16,7 +16,8 @@ from ..audio.encode import resample
 from ..audio.pcm import PcmChunk
 from ..config.app_args import JobArgs
 from ..engine_types import EngineInfo
-from ..pipeline import Line, NothingToSpeak, SpeechOrder, SpeechPipeline
+from ..orders import Line, NothingToSpeak, SpeechOrder
+from ..pipeline import SpeechPipeline
 from ..telemetry import Telemetry
 from . import retry
 from .assembly import assemble

@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..pipeline import Line, Narration, Role, SpeechOrder
+from ..orders import Line, Narration, Role, SpeechOrder
 
 VERSION = 1
 S = TypeVar("S", bound="_Stored")

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from ..audio.pcm import PcmChunk
 from ..audio.wav import write_wav
-from ..pipeline import Line, SpeechOrder
+from ..orders import Line, SpeechOrder
 from ..storage import OutputStore
 from .records import JobRecord
 from .schema import lines_from_json, lines_to_json, order_from_json, order_to_json

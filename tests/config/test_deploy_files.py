@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from ray.serve import Application
 from ray.serve.schema import ServeDeploySchema
 
-import embedded
+import embedded_config
 import serve_app
 from speechcore.config.engine_choices import saved_engine_choices
 from speechcore.config.paths import ServerPaths
@@ -57,46 +57,46 @@ def test_bad_args_fail_at_build_time(tmp_path):
 
 
 def test_prepare_config_fills_root_address_and_drops_gpus_without_a_gpu(tmp_path):
-    prepared = embedded.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0)
+    prepared = embedded_config.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0)
     assert prepared.http_options.port == 9999
     assert all(app.args["root"] == str(tmp_path) for app in prepared.applications)
     assert all(not app.deployments[0].ray_actor_options.num_gpus for app in prepared.applications)
-    with_gpu = embedded.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=1)
+    with_gpu = embedded_config.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=1)
     assert with_gpu.applications[3].deployments[0].ray_actor_options.num_gpus == 0.5
 
 
 def test_prepare_config_keeps_only_the_chosen_engines(tmp_path):
-    prepared = embedded.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["piper", "xtts"],
-                                        rvc=False)
+    prepared = embedded_config.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0,
+                                              engines=["piper", "xtts"], rvc=False)
     assert [app.name for app in prepared.applications] == ["alltalk", "piper", "xtts"]
     assert "rvc_app" not in prepared.applications[0].args
     assert prepared.applications[0].args["engines"] == {"piper": "piper", "xtts": "xtts"}
     on_demand = prepared.applications[0].args["engine_apps"]["vits"]  # for /api/enginereload, as configured
     assert on_demand["args"] == {"engine": "vits", "root": str(tmp_path), "threads": 2}
     assert on_demand["deployments"][0]["ray_actor_options"]["num_gpus"] == 0, "fitted to the machine"
-    only_xtts = embedded.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["xtts"])
+    only_xtts = embedded_config.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["xtts"])
     assert only_xtts.applications[0].args["default_engine"] == "xtts"
-    assert embedded.required_cpus(prepared) == pytest.approx(0.25 + 2 * 1 + 2 * 1), "room for max_replicas"
+    assert embedded_config.required_cpus(prepared) == pytest.approx(0.25 + 2 * 1 + 2 * 1), "room for max_replicas"
 
 
 def test_prepare_config_keeps_rvc_when_asked(tmp_path):
-    prepared = embedded.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["piper"])
+    prepared = embedded_config.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, engines=["piper"])
     assert [app.name for app in prepared.applications] == ["alltalk", "piper", "rvc"]
     assert prepared.applications[0].args["rvc_app"] == "rvc"
 
 
 def test_the_embedded_server_runs_rvc_when_a_voice_is_installed(tmp_path):
     pytest.importorskip("pyworld", reason="the rvc extra is not installed")
-    assert not embedded.rvc_available(tmp_path)
+    assert not embedded_config.rvc_available(tmp_path)
     (tmp_path / "models" / "rvc_voices" / "someone").mkdir(parents=True)
     (tmp_path / "models" / "rvc_voices" / "someone" / "someone.pth").write_bytes(b"")
-    assert embedded.rvc_available(tmp_path)
+    assert embedded_config.rvc_available(tmp_path)
 
 
 def test_the_embedded_server_finds_coqui_engines_by_their_model_folders(tmp_path):
-    assert embedded.available_engines(tmp_path) == ["piper"]
+    assert embedded_config.available_engines(tmp_path) == ["piper"]
     (tmp_path / "models" / "xtts" / "some-model").mkdir(parents=True)
-    assert embedded.available_engines(tmp_path) == ["piper", "xtts"]
+    assert embedded_config.available_engines(tmp_path) == ["piper", "xtts"]
 
 
 def test_cluster_yaml_validates_against_the_launcher_schema_in_the_ray_wheel():
@@ -116,7 +116,7 @@ def test_the_chosen_models_go_into_the_engines_user_config(tmp_path):
     paths.model_settings_file("xtts").write_text(json.dumps({"settings": {"lowvram_enabled": True}}))
     choices = {engine: saved_engine_choices(paths, engine) for engine in ("piper", "vits", "xtts")}
     assert choices == {"piper": {}, "vits": {}, "xtts": {"model": "xtts - mine", "deepspeed": False, "lowvram": True}}
-    prepared = embedded.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, saved=choices)
+    prepared = embedded_config.prepare_config(SERVE_CONFIG, tmp_path, "127.0.0.1", 9999, gpus=0, saved=choices)
     user_configs = {app.name: app.deployments[0].user_config for app in prepared.applications}
     assert user_configs["xtts"] == {"model": "xtts - mine", "deepspeed": False, "lowvram": True}
     assert user_configs["vits"] == {}, "nothing saved: the replicas load the first model folder"
@@ -165,4 +165,4 @@ def test_a_batching_engine_must_be_handed_at_least_its_batch(tmp_path):
     config = json.loads(json.dumps(SERVE_CONFIG))
     next(app for app in config["applications"] if app["name"] == "xtts")["deployments"][0]["max_ongoing_requests"] = 4
     with pytest.raises(ValueError, match=r"max_ongoing_requests \(4\) is below the engine's max_batch \(16\)"):
-        embedded.prepare_config(config, tmp_path, "127.0.0.1", 9999, gpus=0)
+        embedded_config.prepare_config(config, tmp_path, "127.0.0.1", 9999, gpus=0)

@@ -165,15 +165,14 @@ def test_more_requests_than_rows_wait_for_a_row(loaded, voice, coqui_tokens):
     assert all(s.queue_wait_s is not None for s in streams)
 
 
-def test_a_model_swap_lets_running_rows_finish_on_the_old_model(tmp_path):
-    """The engine's batcher belongs to the loaded model: a request in flight when the model
-    changes finishes on the old one; the next one runs on the new one."""
+@pytest.fixture
+def two_models(tmp_path):
+    """An XTTS engine over two tiny models (`xtts - a`, `xtts - b`) and a saved-latents voice."""
     import json
 
     from engines.base import EngineOptions
     from engines.coqui_common import ModelFolders
     from engines.xtts import REQUIRED_FILES, XttsEngine
-    from speechcore.engine_types import SynthesisRequest
 
     for name in ("a", "b"):
         build_tiny_xtts(tmp_path / "models" / name, max_audio_tokens=MAX_TOKENS)
@@ -186,12 +185,20 @@ def test_a_model_swap_lets_running_rows_finish_on_the_old_model(tmp_path):
             }
         )
     )
-    engine = XttsEngine(
+    return XttsEngine(
         ModelFolders(tmp_path / "models", "xtts", REQUIRED_FILES),
         tmp_path / "voices",
         EngineOptions(max_batch=4),
         stream_chunk_tokens=4,
     )
+
+
+def test_a_model_swap_lets_running_rows_finish_on_the_old_model(two_models):
+    """The engine's batcher belongs to the loaded model: a request in flight when the model
+    changes finishes on the old one; the next one runs on the new one."""
+    from speechcore.engine_types import SynthesisRequest
+
+    engine = two_models
     request = SynthesisRequest(text=SENTENCES[1], voice="latent:v.json", top_k=1)
     engine.select_model("xtts - a")
     old_batcher = engine.slot.current().batcher
@@ -207,4 +214,47 @@ def test_a_model_swap_lets_running_rows_finish_on_the_old_model(tmp_path):
     after = engine.synthesize(engine.load_voice(request.voice), request)
     list(after)
     assert engine.slot.current().batcher is not old_batcher
+    assert engine.info().current_model == "xtts - b"
+
+
+def test_requests_keep_running_while_the_next_model_loads(two_models):
+    """A real XTTS takes about 18 s to load on a GPU. Meanwhile the rows running on the old model go
+    on stepping (a row that ends releases the model from the batcher's own thread) and new requests
+    are served on it; the load here is held until they are done."""
+    from speechcore.engine_types import SynthesisRequest
+
+    engine = two_models
+    engine.select_model("xtts - a")
+    load, loading, release = engine.slot.loader, threading.Event(), threading.Event()
+
+    def held_load(name, folder, device):
+        loading.set()
+        release.wait(120)  # released by the test once it has seen what it looks for (or not)
+        return load(name, folder, device)
+
+    engine.slot.loader = held_load
+    request = SynthesisRequest(text=SENTENCES[0], voice="latent:v.json", top_k=1)
+    running = engine.synthesize(engine.load_voice(request.voice), request)
+    next(running)
+    swap = threading.Thread(target=engine.select_model, args=("xtts - b",))
+    swap.start()
+    try:
+        assert loading.wait(30)
+        finished = {}
+
+        def finish(name, stream):
+            finished[name] = sum(chunk.frames for chunk in stream())
+
+        readers = [threading.Thread(target=finish, args=("running", lambda: running), daemon=True),
+                   threading.Thread(target=finish, daemon=True, args=(
+                       "new", lambda: engine.synthesize(engine.load_voice(request.voice), request)))]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(30)
+        assert finished.keys() == {"running", "new"} and all(finished.values()), "both spoke while the load ran"
+        assert swap.is_alive() and engine.info().current_model == "xtts - a"
+    finally:
+        release.set()
+        swap.join(60)
     assert engine.info().current_model == "xtts - b"

@@ -24,7 +24,7 @@ import psutil
 import pytest
 import yaml
 
-import embedded
+import embedded_config
 from tests.conftest import PROJECT_DIR
 
 pytestmark = pytest.mark.serve
@@ -90,7 +90,7 @@ def test_a_token_auth_head_serve_deploy_the_api_a_rolling_reload_and_a_clean_sto
 
         # serve_config.yaml with the server root set, made concrete for a machine without GPUs.
         raw = yaml.safe_load((PROJECT_DIR / "serve_config.yaml").read_text())
-        config = embedded.prepare_config(raw, tmp_path, "127.0.0.1", http, 0, ["piper"], rvc=False)
+        config = embedded_config.prepare_config(raw, tmp_path, "127.0.0.1", http, 0, ["piper"], rvc=False)
         deployed = tmp_path / "serve_config.yaml"
         deployed.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
         result = subprocess.run([*serve_cli, "deploy", str(deployed), "--address", address], env=env,

@@ -148,7 +148,7 @@ def test_the_server_queues_so_many_jobs_and_forgets_finished_ones_after_the_rete
     from speechcore.jobs.desk import JobLimit
     from speechcore.jobs.records import JobState
     from speechcore.jobs.runner import JobRunner
-    from speechcore.pipeline import Role, SpeechOrder
+    from speechcore.orders import Role, SpeechOrder
 
     runner = JobRunner(lambda: tmp_path, pipeline=None, args=JobArgs(max_queued_jobs=2, max_jobs_per_client=5),
                        keep_s=lambda: 3600)
