@@ -26,6 +26,7 @@ from speechcore.config.paths import ServerPaths
 INGRESS_OPTIONS: dict[str, Any] = {"max_ongoing_requests": 256, "graceful_shutdown_timeout_s": 20,
                                    "ray_actor_options": {"num_cpus": 0.25}}
 INGRESS_IMPORT_PATH = "serve_app:build_ingress_app"
+ENGINE_IMPORT_PATH = "serve_app:build_engine_app"
 ENGINE_OPTIONS: dict[str, Any] = {
     "max_ongoing_requests": 4,
     "max_queued_requests": 64,
@@ -48,7 +49,7 @@ def build_ingress_app(args: dict[str, Any]) -> Application:
     """The `alltalk` application: the HTTP ingress (deployment `ingress`)."""
     supported, not_installed = offered_engines(list(args.get("engines", {})))
     args = {"engines_supported": supported, "engines_not_installed": not_installed,
-            "engine_import_path": "serve_app:build_engine_app", **args}
+            "engine_import_path": ENGINE_IMPORT_PATH, **args}
     IngressArgs.model_validate(args)
     deployment = serve.deployment(serve.ingress()(IngressServer), name="ingress", **INGRESS_OPTIONS)
     return deployment.bind(args)

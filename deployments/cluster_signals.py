@@ -64,11 +64,17 @@ class WatchedStopEpoch:
         return current
 
     async def watch(self) -> None:
+        failing = False
         while True:
             try:
                 await self.now()
-            except Exception:  # noqa: BLE001 - the GCS briefly unreachable: keep the last epoch, try again
-                _LOGGER.warning("could not read the stop epoch; trying again", exc_info=True)
+                if failing:
+                    _LOGGER.info("the stop epoch can be read again")
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - the GCS briefly unreachable: keep the last epoch, try again
+                if not failing:  # once per outage, not every poll
+                    _LOGGER.warning("could not read the stop epoch (%s); trying again every %.1f s", exc, self.poll_s)
+                failing = True
             await asyncio.sleep(self.poll_s)
 
 

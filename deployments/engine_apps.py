@@ -1,5 +1,5 @@
 """The Serve application entry of an engine, in one place for everyone who starts one: the
-launcher (serve_app.prepare_config), the ingress starting an engine on demand, and, for the
+launcher (embedded_config.prepare_config), the ingress starting an engine on demand, and, for the
 user_config alone, the builder that `serve deploy` runs. An entry is the engine's configured one
 (serve_config.yaml's) or the builder's defaults, with the server root in its args and the choices
 saved over the API (model, DeepSpeed, LowVRAM) in its deployment's user_config."""

@@ -141,8 +141,8 @@ class EngineHost:
 
     async def synthesize(self, voice: Any, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         """Streams the chunks of one request. Closing the stream (a client gone, a cancelled call)
-        or a stop request ends it after the chunk being computed (for a batching engine: after the
-        step)."""
+        ends it after the chunk being computed (for a batching engine: after the step); so does a
+        stop request, once `stops` has seen it."""
         started = await self.stops.now()
         steps = self._batched_steps if self._batches else self._turn_steps
         async with contextlib.aclosing(steps(voice, request)) as chunks:

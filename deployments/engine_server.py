@@ -83,7 +83,8 @@ class EngineServer:
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # best effort: readers only look at running replicas
-            self._watching.cancel()
+            self._watching.get_loop().call_soon_threadsafe(self._watching.cancel)
+        with contextlib.suppress(Exception):
             self._reports.remove(self._replica.deployment_id.app_name, self._replica.unique_id)
 
     async def check_health(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ray.serve.schema import ServeDeploySchema
 
-from .cluster_lock import ClusterLock
+from .cluster_lock import ClusterLock, Hold, LockLost, LockTimeout
 from .metrics import RolloutMetrics
 from .serve_control import deploy_config, serve_details
 
@@ -25,6 +25,8 @@ _LOGGER = logging.getLogger("ray.serve")
 LOCK_TTL_S = 60.0
 """How long a rollout's hold on the config lock lasts if its process dies while holding it (reading
 and deploying the config takes seconds; waiting for replicas happens after the lock is left)."""
+LOCK_WAIT_S = 120.0
+"""How long a change waits for another one's hold on the config lock."""
 
 
 class RolloutBusy(RuntimeError):
@@ -111,8 +113,18 @@ class ServeRollout:
     def _is_updating(self, app: str) -> bool:
         return self._deploying(serve_details()["applications"].get(app, {}))
 
+    @contextlib.contextmanager
+    def _config_lock(self) -> Iterator[Hold]:
+        """The cluster-wide lock on Serve's config; RolloutBusy when another change holds it too
+        long or this one outlived its lease."""
+        try:
+            with self.lock.held(LOCK_WAIT_S) as hold:
+                yield hold
+        except (LockTimeout, LockLost) as exc:
+            raise RolloutBusy(str(exc)) from exc
+
     def _update(self, app: str, deployment: str, options: dict[str, Any]) -> list[str]:
-        with self.lock.held(self.timeout_s):
+        with self._config_lock() as hold:
             details = serve_details()
             apps = details["applications"]
             if app not in apps:
@@ -133,27 +145,28 @@ class ServeRollout:
                 else:
                     entry[key] = value
             _LOGGER.info("rolling out %s/%s: %s", app, deployment, options)
-            before = self._submit(details, configs, app)
+            before = self._submit(details, configs, app, hold)
         return self._wait(app, deployment, before)
 
     def _deploy_app(self, app_config: dict[str, Any]) -> None:
         name = app_config["name"]
-        with self.lock.held(self.timeout_s):
+        with self._config_lock() as hold:
             details = serve_details()
             configs = [copy.deepcopy(a["deployed_app_config"]) for n, a in details["applications"].items()
                        if a.get("deployed_app_config") and n != name]
             _LOGGER.info("deploying application %s", name)
-            before = self._submit(details, [*configs, app_config], name)
+            before = self._submit(details, [*configs, app_config], name, hold)
         self._wait(name, None, before)
 
     @staticmethod
-    def _submit(details: dict[str, Any], applications: list[dict[str, Any]], app: str) -> float:
-        """Deploys `applications` (every application Serve should run); returns when `app` was
-        last deployed before, for _wait."""
+    def _submit(details: dict[str, Any], applications: list[dict[str, Any]], app: str, hold: Hold) -> float:
+        """Deploys `applications` (every application Serve should run) if the lock is still this
+        change's; returns when `app` was last deployed before, for _wait."""
         config = ServeDeploySchema.model_validate({"applications": applications,
                                                    "http_options": details.get("http_options"),
                                                    "proxy_location": details.get("proxy_location")})
         before = details["applications"].get(app, {}).get("last_deployed_time_s", 0.0)
+        hold.check()
         deploy_config(config)
         return before
 

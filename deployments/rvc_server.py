@@ -23,7 +23,7 @@ from speechcore.engine_types import SynthesisRequest
 from speechcore.rvc_requests import ConversionRequest
 from speechcore.safe_paths import resolve_inside
 
-from .cluster_signals import ClusterStopSignal
+from .cluster_signals import ClusterStopSignal, WatchedStopEpoch
 from .engine_calls import EngineCalls, EngineRoute
 from .voice_cache import LoadedVoice, fresh_voice, load_held
 
@@ -32,7 +32,7 @@ MAX_VOICES_PER_REPLICA = 4
 
 
 class RvcServer:
-    def __init__(self, args: dict[str, Any]):
+    async def __init__(self, args: dict[str, Any]):
         self.args = RvcArgs.model_validate(args)
         gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
         device = self.args.device if self.args.device != "auto" else ("cuda" if gpu_share > 0 else "cpu")
@@ -40,7 +40,8 @@ class RvcServer:
         paths = ServerPaths.at(self.args.root)
         self.root = paths.root
         self.converter = VoiceConverter(paths.rvc_voices, paths.rvc_base, device)
-        self.stop_signal = ClusterStopSignal()
+        self._stops = WatchedStopEpoch(ClusterStopSignal())
+        self._watching = asyncio.create_task(self._stops.watch())
         self._engines: dict[str, EngineCalls] = {}
         _LOGGER.info("RVC converter ready on %s with %d thread(s)", device, self.args.threads)
 
@@ -64,13 +65,13 @@ class RvcServer:
                                 conversion: ConversionRequest) -> AsyncIterator[PcmChunk]:
         """The engine's stream for `request` (routed as the engine's voice affinity says),
         converted; a cluster-wide stop ends it between pieces."""
-        started = await asyncio.to_thread(self.stop_signal.current)
+        started = await self._stops.now()
         voice = await self._voice(conversion.model)
         calls = self._engines.setdefault(engine.app_name, EngineCalls(engine.app_name))
 
         async def convert(chunk: PcmChunk) -> PcmChunk:
             converted = await self._convert(voice, chunk, conversion)
-            if await asyncio.to_thread(self.stop_signal.current) != started:
+            if self._stops.latest() > started:
                 raise GenerationStopped()
             return converted
 

@@ -89,7 +89,8 @@ class ModelSlot(Generic[M]):
         self._move, self.device = move, device or torch.device("cpu")
         self._model: M | None = None
         self._lock = threading.Lock()
-        """Guards the current model, the LowVRAM flag and the users; held for moments only."""
+        """Guards the current model, the LowVRAM flag and the users. Held for moments, except while
+        LowVRAM moves a model between RAM and the GPU (the requests then wait for that move)."""
         self._loading = threading.Lock()
         """One load at a time (select, reload); requests never take it."""
         self.lowvram = False

@@ -9,7 +9,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,7 @@ from speechcore.engine_types import (
 from speechcore.safe_paths import UnsafeName, resolve_inside
 from speechcore.voices.layout import file_versions
 
-from .base import NO_HOOKS, EngineOptions, StepHooks, TTSEngine
+from .base import NO_HOOKS, EngineOptions, SpeechStream, StepHooks, TTSEngine
 from .espeak_leaks import stop_espeak_leaks
 from .piper_pieces import bounded_pieces
 
@@ -218,7 +218,7 @@ class PiperEngine(TTSEngine):
         with ThreadPoolExecutor(runs) as pool:
             list(pool.map(lambda _: voice.phoneme_ids_to_audio(ids), range(runs)))
 
-    def synthesize(self, voice: PiperVoice, request: SynthesisRequest) -> Iterator[PcmChunk]:
+    def synthesize(self, voice: PiperVoice, request: SynthesisRequest) -> SpeechStream:
         """One chunk per sentence (Piper splits sentences itself), so streams start after the
         first sentence. Speed maps to length scale."""
         if request.background and isinstance(voice.session, SpinWhenAlone):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineCapabilities, EngineInfo, SynthesisRequest, UnknownVoice
 from speechcore.text.sentences import split_sentences
 
-from .base import NO_HOOKS, EngineOptions, StepHooks, TTSEngine
+from .base import NO_HOOKS, EngineOptions, SpeechStream, StepHooks, TTSEngine
 from .coqui_common import ModelFolders, ModelSlot, torch_device
 
 _LOGGER = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ class VitsEngine(TTSEngine):
             return None
         return language if language in names else names[0]
 
-    def synthesize(self, voice: str, request: SynthesisRequest) -> Iterator[PcmChunk]:
+    def synthesize(self, voice: str, request: SynthesisRequest) -> SpeechStream:
         with self.slot.use() as loaded:
             speaker = voice if loaded.speakers else None
             if speaker is not None and speaker not in loaded.speakers:

@@ -67,7 +67,9 @@ def build_asgi_service(tmp_path_factory, name: str, telemetry: Telemetry | None 
     """The service behind the `asgi` server: in-process Piper (and RVC with the extra) on a fresh root."""
     root = make_root(tmp_path_factory, name)
     paths = ServerPaths.at(root)
-    engines = {"piper": InProcessEngineClient(PiperEngine.create(paths, EngineOptions(threads=1)))}
+    engines = {"piper": InProcessEngineClient(
+        create=lambda hooks: PiperEngine.create(paths, EngineOptions(threads=2, parallel_steps=2), hooks),
+        parallel_steps=2)}  # as serve_config.yaml runs Piper: two threads, two steps at once
     converter = None
     if RVC:
         from rvc.pipeline import VoiceConverter

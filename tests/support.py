@@ -37,9 +37,11 @@ class InProcessEngineClient:
     """The EngineClient protocol over an EngineHost in this process: the host an engine replica runs
     (turns, batching, stop), reached directly instead of through Serve's handles."""
 
-    def __init__(self, engine, serving: bool = True, parallel_steps: int = 1, max_batch: int = 1):
-        self.engine = engine
-        self.host = EngineHost(lambda hooks: engine, parallel_steps, max_batch)
+    def __init__(self, engine=None, serving: bool = True, parallel_steps: int = 1, max_batch: int = 1,
+                 create=None):
+        """`engine`, or one that `create(hooks)` builds with the host's hooks, as a replica does."""
+        self.host = EngineHost(create or (lambda hooks: engine), parallel_steps, max_batch)
+        self.engine = self.host.engine
         self.serving = serving
         self._voices: dict[str, LoadedVoice] = {}
 

@@ -79,6 +79,9 @@ def test_engines_and_rvc_import_only_the_shared_leaf_of_the_core():
     found = {}
     for source in [*(root / "engines").glob("*.py"), *(root / "rvc").glob("*.py")]:
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "speechcore":
-                found.setdefault(node.module, source.relative_to(root).as_posix())
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name.split(".")[0] == "speechcore":
+                    found.setdefault(name, source.relative_to(root).as_posix())
     assert set(found) <= SHARED_LEAF, {module: found[module] for module in set(found) - SHARED_LEAF}

@@ -1,7 +1,7 @@
 """The voice library over the API: upload an XTTS voice (reference clips), a Piper voice (model
 and config) or an RVC voice (model and optional index), and remove one. A new voice is listed by
 `/api/voices`, `/v1/audio/voices` and `/api/rvcvoices` as soon as its upload answers. Uploading
-and removing are control operations (`admin_paths`: an admin key when admin keys are set)."""
+and removing are control operations (`@policy(Access.ADMIN)`: an admin key when admin keys are set)."""
 
 from __future__ import annotations
 

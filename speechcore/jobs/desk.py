@@ -17,7 +17,7 @@ from .records import JobRecord, JobState
 from .scheduler import JobScheduler
 from .store import UnknownJob
 
-_LOGGER = logging.getLogger("speechcore.jobs.runner")
+_LOGGER = logging.getLogger(__name__)
 
 
 class JobLimit(RuntimeError):

@@ -24,7 +24,7 @@ from .assembly import assemble
 from .records import JobRecord, JobState
 from .store import JobStore
 
-_LOGGER = logging.getLogger("speechcore.jobs.runner")
+_LOGGER = logging.getLogger(__name__)
 SAVE_EVERY_S = 1.0
 UNAVAILABLE_PAUSE_S = 5.0
 """How long a job waits before it tries again when its engine has no replica to answer."""

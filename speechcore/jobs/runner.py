@@ -22,7 +22,6 @@ class JobRunner:
                  telemetry: Telemetry | None = None, poll_s: float = 2.0,
                  keep_s: Callable[[], float | None] = lambda: None, expire_every_s: float = 600.0):
         telemetry = telemetry or Telemetry()
-        self.args = args
         self.scheduler = JobScheduler(folder, JobExecutor(pipeline, args, telemetry), args, telemetry, poll_s,
                                       keep_s, expire_every_s)
         self.desk = JobDesk(args, self.scheduler, telemetry)

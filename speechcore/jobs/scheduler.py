@@ -21,7 +21,7 @@ from .executor import JobExecutor, clean_up
 from .records import JobRecord, JobState
 from .store import JobStore
 
-_LOGGER = logging.getLogger("speechcore.jobs.runner")
+_LOGGER = logging.getLogger(__name__)
 
 
 class JobScheduler:

@@ -138,37 +138,37 @@ class JobStore:
         """Takes or renews the job for `owner` unless another owner's claim is live: renewed within
         `lease_s`, not released, and, when made on this host, by a process that still exists.
 
-        Claims are numbered files, `claim.<n>`, the highest being the one in force. An owner renews
-        its own by replacing it; taking the job over means creating the next number, which only
-        one of any replicas racing for it can do (a hard link fails when the name exists, also on
-        a shared file system), and the file appears with its content whole."""
-        folder = self.job_dir(job_id)
-        number, held = _claim_in_force(folder)
-        mine = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "renewed_at": now}
-        files = self._files(job_id)
-        if held is not None and held.get("owner") == owner and not held.get("released"):
-            files.write_named(f"claim.{number}", lambda out: out.write(json.dumps(mine).encode()))
-            return True
-        if held is not None and _live(held, lease_s, now):
+        Claims are numbered files, `claim.<n>`, the highest being the one in force, each created
+        whole by a hard link, which fails when the name exists (also on a shared file system).
+        Renewing and taking over both create the next number, so of an owner renewing late and
+        replicas taking the job over at that moment exactly one succeeds."""
+        number, held = _claim_in_force(self.job_dir(job_id))
+        renewing = held is not None and held.get("owner") == owner and not held.get("released")
+        if not renewing and held is not None and _live(held, lease_s, now):
             return False
-        with files.partial_file() as (partial, out):
-            out.write(json.dumps(mine).encode())
-            out.flush()
-            try:
-                os.link(partial, folder / f"claim.{number + 1}")
-            except FileExistsError:
-                return False  # another replica took it first
-        for older in range(number + 1):
-            (folder / f"claim.{older}").unlink(missing_ok=True)
-        return True
+        mine = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "renewed_at": now}
+        return self._next_claim(job_id, number + 1, mine)
 
     def release(self, job_id: str, owner: str) -> None:
-        """Marks the owner's claim released (the number stays, so that claims only count up)."""
-        folder = self.job_dir(job_id)
-        number, held = _claim_in_force(folder)
+        """Ends the owner's claim, if it is still the one in force, with a released one after it."""
+        number, held = _claim_in_force(self.job_dir(job_id))
         if held is not None and held.get("owner") == owner:
-            released = {**held, "released": True}
-            self._files(job_id).write_named(f"claim.{number}", lambda out: out.write(json.dumps(released).encode()))
+            self._next_claim(job_id, number + 1, {**held, "released": True})
+
+    def _next_claim(self, job_id: str, number: int, claim: dict[str, object]) -> bool:
+        """Creates `claim.<number>` unless it exists; then the claims before it are void and go."""
+        folder = self.job_dir(job_id)
+        with self._files(job_id).partial_file() as (partial, out):
+            out.write(json.dumps(claim).encode())
+            out.flush()
+            try:
+                os.link(partial, folder / f"claim.{number}")
+            except FileExistsError:
+                return False  # another replica made this number first
+        for older in range(max(number - 8, 0), number):  # each claim removes those just before it
+            (folder / f"claim.{older}").unlink(missing_ok=True)
+        (folder / "claim.json").unlink(missing_ok=True)
+        return True
 
 
 _CLAIM = re.compile(r"claim\.(\d+)")
@@ -180,7 +180,7 @@ def _claim_in_force(folder: Path) -> tuple[int, dict[str, object] | None]:
     numbers = [int(m.group(1)) for entry in folder.glob("claim.*") if (m := _CLAIM.fullmatch(entry.name))] \
         if folder.is_dir() else []
     if not numbers:
-        return -1, None
+        return -1, _legacy_claim(folder)
     number = max(numbers)
     try:
         held = json.loads((folder / f"claim.{number}").read_bytes())
@@ -189,6 +189,16 @@ def _claim_in_force(folder: Path) -> tuple[int, dict[str, object] | None]:
     except ValueError:  # never partial (claims appear whole), so a damaged file: not live
         return number, {}
     return number, held if isinstance(held, dict) else {}
+
+
+def _legacy_claim(folder: Path) -> dict[str, object] | None:
+    """The claim.json of job servers before numbered claims, while one of them may still run the
+    job during a rolling upgrade: it holds until its lease runs out."""
+    try:
+        held = json.loads((folder / "claim.json").read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return held if isinstance(held, dict) else None
 
 
 def _live(claim: dict[str, object], lease_s: float, now: float) -> bool:

@@ -85,6 +85,31 @@ def test_two_replicas_claiming_a_job_at_once_never_both_get_it(tmp_path):
         assert store.claim(job, won[0], lease_s=30, now=now + 1), "and its own to renew"
 
 
+def test_a_renewal_racing_a_takeover_leaves_the_job_to_one_replica(tmp_path):
+    """The holder renews just as its lease has run out and another replica takes the job over:
+    whichever lands first has it, never both."""
+    store = JobStore(tmp_path)
+    for round_ in range(100):
+        job = f"{round_:032x}"
+        store.save(JobRecord(id=job, client="c", response_format="wav", characters=1, engine="piper", created_at=0))
+        assert store.claim(job, "holder", lease_s=30, now=100)
+        start, won = threading.Barrier(2), []
+
+        def claim(owner: str, job: str = job, start: threading.Barrier = start, won: list = won) -> None:
+            start.wait()
+            if store.claim(job, owner, lease_s=30, now=200):
+                won.append(owner)
+
+        threads = [threading.Thread(target=claim, args=(owner,)) for owner in ("holder", "successor")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(won) == 1, f"round {round_}: {won}"
+        others = {"holder": "successor", "successor": "holder"}
+        assert not store.claim(job, others[won[0]], lease_s=30, now=201), "the other one sees it taken"
+
+
 def test_a_job_queued_by_the_first_job_servers_resumes(tmp_path):
     job_id = "5f0c2d1e9a8b7c6d5e4f3a2b1c0d9e8f"
     folder = tmp_path / "outputs" / "jobs" / job_id
