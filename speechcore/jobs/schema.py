@@ -21,7 +21,7 @@ class UnreadableJobFile(ValueError):
 
 
 class _Stored(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, from_attributes=True)
 
 
 class StoredRole(_Stored):
@@ -65,48 +65,29 @@ class StoredLines(_Stored):
     lines: list[StoredLine]
 
 
-def _role(role: Role) -> StoredRole:
-    return StoredRole(voice=role.voice, rvc_voice=role.rvc_voice, rvc_pitch=role.rvc_pitch)
-
-
-def _from_role(role: StoredRole) -> Role:
-    return Role(voice=role.voice, rvc_voice=role.rvc_voice, rvc_pitch=role.rvc_pitch)
-
-
 def order_to_json(order: SpeechOrder) -> dict[str, Any]:
-    narration = order.narration
-    return StoredOrder(
-        text=order.text, character=_role(order.character), language=order.language, engine=order.engine,
-        filtering=order.filtering, speed=order.speed, temperature=order.temperature,
-        repetition_penalty=order.repetition_penalty, pitch=order.pitch, max_characters=order.max_characters,
-        streaming=order.streaming, text_field=order.text_field,
-        narration=None if narration is None else StoredNarration(
-            mode=narration.mode, narrator=_role(narration.narrator), text_not_inside=narration.text_not_inside),
-    ).model_dump(mode="json")
+    """The order as the current version stores it (a field the order has and this version lacks
+    fails here, where a test writes one, not when a queued job is read back)."""
+    return StoredOrder.model_validate(order, from_attributes=True).model_dump(mode="json")
 
 
 def order_from_json(data: object) -> SpeechOrder:
+    """The order of a job file of any version; the place where a stored field meets a renamed one."""
     stored = _read(StoredOrder, data)
-    narration = stored.narration
-    return SpeechOrder(
-        text=stored.text, character=_from_role(stored.character), language=stored.language, engine=stored.engine,
-        filtering=stored.filtering, speed=stored.speed, temperature=stored.temperature,
-        repetition_penalty=stored.repetition_penalty, pitch=stored.pitch, max_characters=stored.max_characters,
-        streaming=stored.streaming, text_field=stored.text_field,
-        narration=None if narration is None else Narration(
-            mode=narration.mode, narrator=_from_role(narration.narrator), text_not_inside=narration.text_not_inside),
-    )
+    narration = None if stored.narration is None else Narration(
+        mode=stored.narration.mode, narrator=Role(**stored.narration.narrator.model_dump()),
+        text_not_inside=stored.narration.text_not_inside)
+    fields = stored.model_dump(exclude={"version", "character", "narration"})
+    return SpeechOrder(**fields, character=Role(**stored.character.model_dump()), narration=narration)
 
 
 def lines_to_json(lines: list[Line]) -> dict[str, Any]:
-    return StoredLines(lines=[StoredLine(role=line.role, text=line.text, language=line.language,
-                                         chapter=line.chapter) for line in lines]).model_dump(mode="json")
+    return StoredLines(lines=[StoredLine.model_validate(line, from_attributes=True) for line in lines]
+                       ).model_dump(mode="json")
 
 
 def lines_from_json(data: object) -> list[Line]:
-    stored = _read(StoredLines, data)
-    return [Line(role=line.role, text=line.text, language=line.language, chapter=line.chapter)
-            for line in stored.lines]
+    return [Line(**line.model_dump()) for line in _read(StoredLines, data).lines]
 
 
 def _unversioned_order(data: dict[str, Any]) -> dict[str, Any]:

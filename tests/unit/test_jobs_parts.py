@@ -169,3 +169,17 @@ def test_the_server_queues_so_many_jobs_and_forgets_finished_ones_after_the_rete
     assert runner.scheduler.expire(now=1000.0 + 3599) == []
     assert runner.scheduler.expire(now=1000.0 + 3601) == [first]
     assert not (tmp_path / first).exists() and len(runner.scheduler.store.records()) == 1
+
+
+def test_a_stored_order_round_trips_and_a_future_version_is_refused_clearly():
+    from speechcore.jobs.schema import UnreadableJobFile, order_from_json, order_to_json
+    from speechcore.orders import Narration, Role, SpeechOrder
+
+    order = SpeechOrder(text="Hi.", character=Role("a.onnx", "r.pth", 2.0), language="en", engine="piper",
+                        narration=Narration("true", Role("n.onnx"), "narrator"), speed=1.2)
+    stored = order_to_json(order)
+    assert stored["version"] == 1 and order_from_json(json.loads(json.dumps(stored))) == order
+    with pytest.raises(UnreadableJobFile, match="version 2"):
+        order_from_json({**stored, "version": 2})
+    with pytest.raises(UnreadableJobFile, match="cannot read"):
+        order_from_json({**stored, "character": {"speaker": "a.onnx"}})
