@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import own_session
+
 COMMANDS = ("run", "status", "reload")
 DEFAULT_URL = "http://127.0.0.1:7851"
 _LOGGER = logging.getLogger("alltalk_serve")
@@ -32,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{run,status,reload}")
 
     run = commands.add_parser("run", help="start the embedded server (local Ray, Piper on the CPU)",
-                              description="Start a local Ray and Serve, deploy serve_config.yaml, serve until Ctrl-C.")
+                              description="Start a local Ray and Serve, deploy serve_config.yaml, serve until Ctrl-C. "
+                                          "SIGTERM, SIGINT (Ctrl-C) and SIGHUP (a closed terminal) stop it cleanly, "
+                                          "whether they reach this process or its whole process group: generations in "
+                                          "flight finish (up to the ingress's graceful_shutdown_timeout_s), then Serve "
+                                          "and Ray stop and it exits 0.")
     run.add_argument("--config", type=Path, default=None,
                      help="Serve config (default: serve_config.yaml of the project)")
     run.add_argument("--root", type=Path, default=Path.cwd(),
@@ -58,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=None,
                      help="join the Ray cluster at this address (host:port of its head) instead of starting a "
                           "local Ray (default: always a new local Ray)")
+    run.add_argument("--in-own-session", action="store_true", help=argparse.SUPPRESS)  # given by own_session.run
 
     for name, text in (("status", "show a running server's readiness, engine, model and voices"),
                        ("reload", "reload a running server: a model, an engine, or its settings files")):
@@ -85,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "run":
+        if not args.in_own_session and own_session.supported():
+            return own_session.run([sys.executable, str(Path(__file__).resolve()), *argv, "--in-own-session"])
         return run(args)
     client = ApiClient(args.url, args.api_key, args.timeout)
     try:
@@ -98,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serves until SIGTERM or SIGINT (Ctrl-C), then drains and stops everything it started:
-    exit 0, no process left behind. A signal while the server starts stops the start."""
+    """Serves until SIGTERM, SIGINT (Ctrl-C) or SIGHUP, then drains and stops everything it
+    started: exit 0, no process left behind. A signal while the server starts stops the start.
+    Should its local Ray's GCS or raylet stop under it, it exits 1 at once (embedded.LocalRayWatch)."""
     import embedded
 
     stop = threading.Event()
@@ -117,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     def take_signals() -> None:
         # ray.init installs Ray's handlers, and Ray's C++ fault handler, which turns a SIGTERM into
         # SIGABRT 3 s later; ours replace them (sigaction), so a stop can take its time.
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in own_session.PASSED_ON:
             signal.signal(signum, on_signal)
 
     take_signals()
@@ -130,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         server = embedded.start_embedded(args.config or embedded.DEFAULT_CONFIG, args.root, args.host, args.port,
                                           engines, args.num_cpus, timeout_s=args.timeout, rvc=rvc,
                                           metrics_port=args.metrics_port, dashboard_port=args.dashboard_port,
-                                          address=args.address, on_ray_started=take_signals)
+                                          address=args.address, on_ray_started=take_signals,
+                                          exit_if_ray_stops=True)
         starting = False
         if not args.address:
             _LOGGER.info("metrics (Prometheus): %s", embedded.metrics_url())

@@ -5,16 +5,19 @@ themselves come from serve_app's builders."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 from ray import serve
 from ray.serve.schema import ServeApplicationSchema
@@ -84,12 +87,13 @@ class EmbeddedServer:
     """How long a stop waits for generations in flight: the ingress deployment's
     `graceful_shutdown_timeout_s` (serve_config.yaml), the time Serve gives an ingress replica
     that it stops."""
+    ray_watch: "LocalRayWatch | None" = None
 
 
 def start_embedded(config_path: Path, root: Path, host: str, port: int | None, engines: list[str] | None = None,
                    num_cpus: int | None = None, timeout_s: float = 300, rvc: bool | None = None,
                    metrics_port: int | None = None, dashboard_port: int | None = None, address: str | None = None,
-                   on_ray_started: Callable[[], None] | None = None) -> EmbeddedServer:
+                   on_ray_started: Callable[[], None] | None = None, exit_if_ray_stops: bool = False) -> EmbeddedServer:
     """Starts a local Ray (or joins the cluster at `address`) and Serve, deploys the config (with
     the `engines` given, or those that `available_engines` finds; RVC when `rvc`, or when
     `rvc_available` and `rvc` is None), waits until every application runs. The caller stops
@@ -102,7 +106,9 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
 
     `metrics_port`: where Ray's Prometheus endpoint listens (`/metrics`; a free port when None, see
     Ray's service discovery file). `dashboard_port`: run the Ray dashboard there (token auth, the
-    token in ~/.ray/auth_token); None leaves it off, which saves a laptop a process."""
+    token in ~/.ray/auth_token); None leaves it off, which saves a laptop a process.
+    `exit_if_ray_stops`: a server process of its own ends itself should its local Ray's core
+    processes die under it (LocalRayWatch)."""
     import ray
 
     paths = ServerPaths.at(root)
@@ -135,10 +141,50 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     deploy_config(config)
     _wait_until_running([app.name for app in config.applications], timeout_s)
     ingress = next(app for app in config.applications if app.import_path == INGRESS_IMPORT_PATH)
-    return EmbeddedServer(port, ingress.name, ingress_drain_timeout(ingress))
+    watch = LocalRayWatch() if exit_if_ray_stops and not address else None
+    return EmbeddedServer(port, ingress.name, ingress_drain_timeout(ingress), watch)
 
 
 CLUSTER_CONNECT_TIMEOUT_S = 15.0
+
+
+class LocalRayWatch:
+    """Ends this process, with exit status 1, as soon as the local Ray's GCS or raylet stops under
+    the server (killed by hand, out of memory): nothing can be served or stopped cleanly without
+    them, and Ray's client would wait a minute for a GCS that is gone. Ray's other processes are
+    killed first, so nothing is left behind. `stop()` before stopping Ray on purpose."""
+
+    CORE = ("gcs_server", "raylet")
+
+    def __init__(self, poll_s: float = 0.5):
+        self._core = [(proc, proc.name()) for proc in psutil.Process().children(recursive=True)
+                      if proc.name() in self.CORE]
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(poll_s,), name="ray-watch", daemon=True)
+        if self._core:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self, poll_s: float) -> None:
+        while not self._stopped.wait(poll_s):
+            for proc, name in self._core:
+                if not _alive(proc) and not self._stopped.is_set():
+                    _LOGGER.error("Ray's %s (pid %d) has stopped under the server (killed, or out of memory?): "
+                                  "stopping at once, exit status 1", name, proc.pid)
+                    for child in psutil.Process().children(recursive=True):
+                        with contextlib.suppress(psutil.Error):
+                            child.kill()
+                    logging.shutdown()
+                    os._exit(1)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def wait_for_cluster(address: str, timeout_s: float) -> None:
@@ -177,6 +223,8 @@ def stop_embedded(server: EmbeddedServer | None = None) -> None:
     """Stops Serve and Ray. Given the `server` it started, drains first (see drain)."""
     import ray
 
+    if server and server.ray_watch:
+        server.ray_watch.stop()
     try:
         if server and server.drain_timeout_s > 0 and ray.is_initialized():
             drain(server.ingress_app, server.drain_timeout_s)

@@ -5,7 +5,8 @@ what it phonemizes. Both grow a Piper replica with every text it speaks, for as 
 - piper calls `set_voice` before every text, and espeak-ng copies the voice (about 1.3 KB, outside
   Python's allocator) into a command queue that only its audio output ever frees, which phonemizing
   never runs. A 20,000-request soak showed it as a replica growing by about 1 MiB per 1,000 requests
-  once malloc's free space was used up.
+  once malloc's free space was used up. Repeats are skipped; a new initialization of espeak-ng,
+  which drops its voice, makes the next voice reach it again.
 """
 
 from __future__ import annotations
@@ -54,8 +55,28 @@ def skip_repeated_voice_changes(set_voice: Callable[[str], None]) -> Callable[[s
                 set_voice(voice)  # raises on an unknown voice, leaving `current` as it was
                 current = voice
 
+    def forget() -> None:
+        """espeak-ng was initialized again, which drops its voice: the next one must reach it."""
+        nonlocal current
+        with lock:
+            current = None
+
     set_voice_when_changed.__wrapped__ = set_voice  # type: ignore[attr-defined]
+    set_voice_when_changed.forget = forget  # type: ignore[attr-defined]
     return set_voice_when_changed
+
+
+def forgetting_the_voice(initialize: Callable[[str], None], forget: Callable[[], None]) -> Callable[[str], None]:
+    """`initialize` that makes the voice wrapper forget the voice set last: espeak-ng frees its voice
+    when initialized again (piper does it once per process; a test or a second phonemizer may do it
+    again), and a voice change skipped after that left espeak-ng phonemizing with a freed voice."""
+
+    def initialize_and_forget(data_dir: str) -> None:
+        initialize(data_dir)
+        forget()
+
+    initialize_and_forget.__wrapped__ = initialize  # type: ignore[attr-defined]
+    return initialize_and_forget
 
 
 def stop_espeak_leaks() -> None:
@@ -63,4 +84,6 @@ def stop_espeak_leaks() -> None:
     if not hasattr(espeakbridge.get_phonemes, "__wrapped__"):
         espeakbridge.get_phonemes = release_leaked_clauses(espeakbridge.get_phonemes)
     if not hasattr(espeakbridge.set_voice, "__wrapped__"):
-        espeakbridge.set_voice = skip_repeated_voice_changes(espeakbridge.set_voice)
+        set_voice = skip_repeated_voice_changes(espeakbridge.set_voice)
+        espeakbridge.set_voice = set_voice
+        espeakbridge.initialize = forgetting_the_voice(espeakbridge.initialize, set_voice.forget)

@@ -106,3 +106,22 @@ def test_a_language_switch_inside_a_text_leaves_the_voice_as_set(voice):
     assert espeakbridge.get_phonemes("Bonjour le monde.") == fresh
     espeakbridge.set_voice("en-us")
     assert voice.phonemize("Hello.") == [list("həlˈoʊ.")]
+
+
+def test_a_voice_reaches_espeak_again_after_it_is_initialized_again():
+    """espeak-ng drops its voice when initialized again: the next text must set it again (skipped,
+    espeak-ng phonemized with a freed voice, and a later text crashed the process now and then)."""
+    calls: list[str] = []
+    set_voice = skip_repeated_voice_changes(calls.append)
+    set_voice("en-us")
+    set_voice("en-us")
+    set_voice.forget()
+    set_voice("en-us")
+    assert calls == ["en-us", "en-us"]
+
+    PiperEngine(Path("/nonexistent"), EngineOptions())  # patches the bridge
+    assert hasattr(espeakbridge.initialize, "__wrapped__")
+    espeakbridge.set_voice("de")
+    EspeakPhonemizer()  # initializes espeak-ng again
+    espeakbridge.set_voice("de")
+    assert espeakbridge.get_phonemes("Hallo Michael")[0][0] != ""
