@@ -69,9 +69,7 @@ class InProcessEngineClient:
 
     async def _voice(self, name: str):
         """Kept loaded and loaded again when its files change, as an engine replica does."""
-        if name not in self._voices:
-            self._voices[name] = await self.host.load_voice(name)
-        return await self.host.fresh_voice(self._voices[name], name)
+        return await _kept_voice(self._voices, name, self.engine.voice_version, self.engine.load_voice)
 
     async def select_model(self, model: str) -> None:
         await asyncio.to_thread(self.engine.select_model, model)
