@@ -52,7 +52,11 @@ def test_an_application_that_is_not_deployed_is_unavailable(serve_server):
 
 
 def test_a_cluster_stop_ends_an_engine_stream_between_chunks(serve_server):
-    text = " ".join(f"This is sentence number {i} of a long text." for i in range(40))
+    """The replica reads the stop epoch every STOP_POLL_S (1 s), so a few more sentences may come
+    before it sees the stop; the text is long enough (about 15 s of synthesis here) that a stop it
+    never saw would show as the whole text arriving."""
+    sentences = 120
+    text = " ".join(f"This is sentence number {i} of a long text." for i in range(sentences))
     client = HandleEngineClient("piper", "tts-piper", ServeRollout(), 5)
 
     async def run():
@@ -65,7 +69,7 @@ def test_a_cluster_stop_ends_an_engine_stream_between_chunks(serve_server):
         return got
 
     got = asyncio.run(run())
-    assert 2 <= len(got) <= 3, "the replica stops within the sentence it was speaking"
+    assert 2 <= len(got) < sentences // 2, "the replica ends the generation soon after the stop"
 
 
 def test_piper_replicas_share_load_instead_of_routing_by_voice(serve_server):
