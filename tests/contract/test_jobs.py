@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import BUNDLED_VOICE, SECOND_VOICE
+from tests.support import decode_audio
 
 STORY = ('The keeper climbed the narrow stairs. "Is the lamp lit?" asked the boy at the door. He nodded and '
          'smiled. "Then the ships will find the harbour," the boy said. The storm came in the night.')
@@ -20,6 +21,7 @@ SENTENCES = ["The keeper climbed the narrow stairs.", "Is the lamp lit?", "asked
              "He nodded and smiled.", "Then the ships will find the harbour,", "the boy said.",
              "The storm came in the night."]
 """The story's sentences in document order; the quoted ones in the character's voice."""
+QUOTED = {1, 4}
 FINISHED = ("done", "failed", "cancelled")
 
 
@@ -51,6 +53,14 @@ def parse_cues(srt: str) -> list[tuple[float, float, str]]:
         cues.append((int(h1) * 3600 + int(m1) * 60 + int(s1) + int(ms1) / 1000,
                      int(h2) * 3600 + int(m2) * 60 + int(s2) + int(ms2) / 1000, text))
     return cues
+
+
+def spoken_seconds(client, text: str, voice: str) -> float:
+    """How long `voice` takes to say `text` alone (the streaming endpoint, decoded)."""
+    answer = client.get("/api/tts-generate-streaming",
+                        params={"text": text, "voice": voice, "language": "en", "output_file": "reference"})
+    assert answer.status_code == 200, answer.text
+    return decode_audio(answer.content).duration_s
 
 
 def quiet_at(samples: np.ndarray, rate: int, start_s: float, end_s: float) -> bool:
@@ -94,6 +104,13 @@ def test_a_narrated_two_voice_job_gives_audio_and_captions_that_fit_it(server, r
     assert [c[2] for c in cues] == SENTENCES and cues[0][0] == 0
     assert all(a[1] == b[0] for a, b in zip(cues, cues[1:])), "cues follow each other without gaps"
     assert cues[-1][1] == pytest.approx(done["audio_seconds"], abs=0.001)
+    # Which voice spoke each sentence: its length in the job is nearer to that voice saying it
+    # alone than to the other voice saying it (the character's voice is twice as slow).
+    for index, (start, end, sentence) in enumerate(cues):
+        expected, other = (SECOND_VOICE, BUNDLED_VOICE) if index in QUOTED else (BUNDLED_VOICE, SECOND_VOICE)
+        length = end - start
+        assert abs(length - spoken_seconds(client, sentence, expected)) < \
+            abs(length - spoken_seconds(client, sentence, other)), f"{sentence!r} was not spoken by {expected}"
     priming = 1024 / rate if response_format == "m4a" else 0.0  # an AAC file's audio starts one frame late
     for _start, boundary, _text in cues[:-1]:
         # These sentences end in at least 0.17 s of silence and start after at least 0.04 s (both
