@@ -4,7 +4,9 @@ requests that change nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import re
 import time
 
@@ -32,6 +34,19 @@ def wait_for_job(client, job_id: str, states=FINISHED, timeout_s: float = 180) -
         if body["state"] in states or time.monotonic() > deadline:
             return body
         time.sleep(0.25)
+
+
+def wait_for_release(folder, timeout_s: float = 60) -> None:
+    """Until the runner that held the job has let it go: the claim in force (the highest
+    `claim.<n>`) says released, written after its lines stopped and its files were removed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        claims = sorted(folder.glob("claim.*"), key=lambda p: int(p.suffix[1:]))
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            if claims and json.loads(claims[-1].read_text()).get("released"):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"the job in {folder} was not released within {timeout_s} s")
 
 
 def pcm_of(data: bytes) -> tuple[np.ndarray, int]:
@@ -139,7 +154,7 @@ def test_cancelling_a_running_job_stops_it_and_leaves_no_file(server):
     cancelled = client.delete(f"/api/jobs/{job['id']}")
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     folder = server.outputs / "jobs" / job["id"]
-    time.sleep(3)  # lines in flight stop; none may be written after the cancel
+    wait_for_release(folder)  # the runner has stopped: none of its lines may be left or come later
     assert client.get(f"/api/jobs/{job['id']}").json()["state"] == "cancelled"
     assert sorted(p.name for p in folder.iterdir() if p.suffix in (".wav", ".mp3")) == []
     assert client.get(f"/api/jobs/{job['id']}/audio").status_code == 409
