@@ -233,12 +233,49 @@ def serve_over_http(app) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+def _configured_deployment(app: str) -> dict:
+    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "serve_config.yaml").read_text())
+    return next(a for a in config["applications"] if a["name"] == app)["deployments"][0]
+
+
 def configured_limits(app: str) -> dict[str, int]:
     """max_ongoing_requests and max_queued_requests of the application's deployment as
     serve_config.yaml sets them (what a test that changes them puts back)."""
-    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "serve_config.yaml").read_text())
-    deployment = next(a for a in config["applications"] if a["name"] == app)["deployments"][0]
+    deployment = _configured_deployment(app)
     return {key: deployment[key] for key in ("max_ongoing_requests", "max_queued_requests")}
+
+
+def configured_autoscaling(app: str) -> dict:
+    return _configured_deployment(app)["autoscaling_config"]
+
+
+def serve_replicas(app: str, deployment: str) -> list[dict]:
+    """The deployment's replicas as Serve reports them, in any state."""
+    from deployments.serve_control import serve_details
+
+    return serve_details()["applications"][app]["deployments"][deployment]["replicas"]
+
+
+@contextlib.contextmanager
+def fixed_replicas(app: str, deployment: str, count: int, timeout_s: float = 120) -> Iterator[list[str]]:
+    """The deployment on exactly `count` running replicas, autoscaling off, none other starting or
+    stopping (so that a test knows which replica serves it); then serve_config.yaml's autoscaling
+    again. Yields the replica ids."""
+    from deployments.rollout import ServeRollout
+
+    rollout = ServeRollout()
+    asyncio.run(rollout.update(app, deployment, {"num_replicas": count, "autoscaling_config": None}))
+    try:
+        deadline = time.monotonic() + timeout_s
+        replicas = serve_replicas(app, deployment)
+        while [r["state"] for r in replicas] != ["RUNNING"] * count:
+            assert time.monotonic() < deadline, f"{app} did not settle on {count} replica(s): {replicas}"
+            time.sleep(0.2)
+            replicas = serve_replicas(app, deployment)
+        yield [r["replica_id"] for r in replicas]
+    finally:
+        asyncio.run(rollout.update(app, deployment, {"num_replicas": None,
+                                                     "autoscaling_config": configured_autoscaling(app)}))
 
 
 class RootSnapshot:

@@ -4,7 +4,6 @@ back."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,9 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import ray
 
-from deployments.rollout import ServeRollout
 from deployments.serve_control import serve_details
-from tests.support import decode_audio
+from tests.support import decode_audio, fixed_replicas
 
 pytestmark = pytest.mark.serve
 TEXT = "A replica may die at any moment. The client should never notice it."
@@ -45,16 +43,8 @@ def _wait_until_healthy(timeout_s: float = 120) -> None:
 
 @pytest.fixture
 def two_piper_replicas(serve_server):
-    rollout = ServeRollout()
-    asyncio.run(rollout.update("piper", "tts-piper", {"num_replicas": 2, "autoscaling_config": None}))
-    deadline = time.monotonic() + 60
-    while len(_running()) < 2:
-        assert time.monotonic() < deadline, "the second replica did not start"
-        time.sleep(0.5)
-    yield
-    asyncio.run(rollout.update("piper", "tts-piper", {
-        "num_replicas": None, "autoscaling_config": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2,
-                                                     "upscale_delay_s": 5, "downscale_delay_s": 120}}))
+    with fixed_replicas("piper", "tts-piper", 2):
+        yield
 
 
 def test_an_engine_replica_killed_under_load_fails_no_request(serve_server, two_piper_replicas):

@@ -1,6 +1,7 @@
 """PUT /api/stop-generation stops a streaming and a standard generation running on different
 engine replicas, within one sentence, and leaves no half-written file."""
 
+import contextlib
 import importlib.util
 import re
 import threading
@@ -9,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.support import configured_limits, decode_audio
+from tests.support import configured_limits, decode_audio, fixed_replicas
 
 pytestmark = [pytest.mark.serve,
               pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="needs the xtts engine too")]
@@ -52,8 +53,9 @@ def test_stop_reaches_a_stream_and_a_standard_generation(serve_server):
 
 
 def test_a_client_that_disconnects_frees_the_engine_replica(serve_server):
-    """With one generation at a time on the Piper replica, a short request sent right after a long
-    stream was abandoned runs at once, instead of waiting for the abandoned stream to finish."""
+    """With one Piper replica running one generation at a time, a short request sent right after a
+    long stream was abandoned runs at once, instead of waiting for the abandoned stream to finish.
+    (With a second replica the short request could land on the idle one and prove nothing.)"""
     import asyncio
 
     from deployments.rollout import ServeRollout
@@ -61,8 +63,9 @@ def test_a_client_that_disconnects_frees_the_engine_replica(serve_server):
     client = serve_server.client
     params = {"text": LONG, "voice": "en_US-joe-medium.onnx", "language": "en", "output_file": "x"}
     rollout = ServeRollout()
-    asyncio.run(rollout.update("piper", "tts-piper", {"max_ongoing_requests": 1}))
-    try:
+    with fixed_replicas("piper", "tts-piper", 1), contextlib.ExitStack() as limits:
+        asyncio.run(rollout.update("piper", "tts-piper", {"max_ongoing_requests": 1}))
+        limits.callback(lambda: asyncio.run(rollout.update("piper", "tts-piper", configured_limits("piper"))))
         start = time.perf_counter()
         assert client.get("/api/tts-generate-streaming", params=params).status_code == 200
         whole_stream = time.perf_counter() - start
@@ -73,5 +76,3 @@ def test_a_client_that_disconnects_frees_the_engine_replica(serve_server):
         assert client.post("/api/tts-generate", data={"text_input": "Short."}).status_code == 200
         short = time.perf_counter() - start
         assert short < 0.5 * whole_stream, (short, whole_stream)
-    finally:
-        asyncio.run(rollout.update("piper", "tts-piper", configured_limits("piper")))
