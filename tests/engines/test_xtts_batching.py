@@ -2,7 +2,9 @@
 with deterministic decoding (top-k 1) every request's audio tokens are those coqui's own
 `generate` draws for it alone, however many rows share the steps and whenever they join or leave."""
 
+import contextlib
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -33,6 +35,69 @@ def voice(loaded):
     generator = torch.Generator().manual_seed(3)
     return Voice(torch.randn(1, 32, loaded.model.gpt.model_dim, generator=generator) * 0.5,
                  torch.randn(1, 512, 1, generator=generator) * 0.1)
+
+
+class StepGate:
+    """A batcher's `on_step` that holds its thread between steps until the test lets it go on, so
+    that a join or a close lands at a chosen step rather than wherever the thread has run to.
+    Open gates let every step through; `rows` is what each step ran, as `on_step` is told."""
+
+    def __init__(self, open_: bool = False):
+        self.rows: list[int] = []
+        self._open, self._allowed = open_, 0
+        self._changed = threading.Condition()
+
+    def __call__(self, rows: int) -> None:  # in the batcher's thread, in the middle of a step
+        with self._changed:
+            self.rows.append(rows)
+            self._changed.notify_all()
+            assert self._changed.wait_for(lambda: self._open or self._allowed, timeout=120), "held for ever"
+            if not self._open:
+                self._allowed -= 1
+
+    def hold(self) -> None:
+        with self._changed:
+            self._open, self._allowed = False, 0
+
+    def release(self) -> None:
+        with self._changed:
+            self._open = True
+            self._changed.notify_all()
+
+    def wait_held(self) -> None:
+        """Until the thread is held at its first step."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.rows, timeout=120), "the batcher took no step"
+
+    def step(self, finished=lambda: False) -> None:
+        """Lets one step finish: returns when the thread is held at the next one, or when
+        `finished()` (the last rows ended: the thread stops without another step)."""
+        with self._changed:
+            before = len(self.rows)
+            self._allowed += 1
+            self._changed.notify_all()
+            deadline = time.monotonic() + 120
+            while len(self.rows) == before and not finished():
+                assert time.monotonic() < deadline, "the batcher took no further step"
+                self._changed.wait(0.05)
+
+    def step_until(self, condition, limit: int = MAX_TOKENS) -> None:
+        """Steps one at a time until `condition()` holds at a step boundary (within `limit` steps)."""
+        for _ in range(limit):
+            if condition():
+                return
+            self.step()
+        assert condition(), f"not reached within {limit} steps"
+
+
+@contextlib.contextmanager
+def gated(batcher, gate: StepGate):
+    batcher.on_step = gate
+    try:
+        yield gate
+    finally:
+        gate.release()
+        batcher.on_step = lambda rows: None
 
 
 def tokens_of(loaded, text: str) -> torch.Tensor:
@@ -75,19 +140,16 @@ def test_alone_a_request_draws_what_coqui_draws(loaded, voice, coqui_tokens):
 
 
 def test_rows_joining_at_different_steps_draw_what_they_draw_alone(loaded, voice, coqui_tokens):
-    seen_rows = []
-    loaded.batcher.on_step = seen_rows.append
-    try:
+    with gated(loaded.batcher, StepGate()) as gate:
         streams = []
         for text in SENTENCES:  # each joins once the one before has audio: a batch already running
             streams.append(stream(loaded, voice, [text]))
-            next(streams[-1])
+            gate.step_until(lambda: streams[-1].started_audio)
+        gate.release()
         for s in streams:
             list(s)
-    finally:
-        loaded.batcher.on_step = lambda rows: None
     assert [s.tokens for s in streams] == [[coqui_tokens[t]] for t in SENTENCES]
-    assert max(seen_rows) == len(SENTENCES), "all four shared steps"
+    assert max(gate.rows) == len(SENTENCES), "all four shared steps"
 
 
 def test_a_request_of_several_sentences_beside_others(loaded, voice, coqui_tokens):
@@ -114,12 +176,17 @@ def test_rows_with_their_own_sampling_settings_do_not_change_a_greedy_row(loaded
 
 
 def test_a_row_stopped_mid_way_leaves_and_the_others_are_undisturbed(loaded, voice, coqui_tokens):
-    keep = stream(loaded, voice, [SENTENCES[0]])
-    stopped = stream(loaded, voice, [SENTENCES[1], SENTENCES[2]])
-    next(stopped)
-    stopped.close()
-    assert list(stopped) == [], "a closed stream ends"
-    list(keep)
+    with gated(loaded.batcher, StepGate()) as gate:
+        keep = stream(loaded, voice, [SENTENCES[0]])
+        stopped = stream(loaded, voice, [SENTENCES[1], SENTENCES[2]])
+        gate.step_until(lambda: stopped.started_audio)
+        assert next(stopped).frames > 0
+        stopped.close()  # while the batcher is held: the row leaves before the next step
+        steps_at_close = len(gate.rows)
+        gate.release()
+        assert list(stopped) == [], "a closed stream ends"
+        list(keep)
+    assert set(gate.rows[steps_at_close:]) == {1}, "only the kept row stepped after the close"
     assert keep.tokens == [coqui_tokens[SENTENCES[0]]]
     assert len(stopped.tokens) == 1 and len(stopped.tokens[0]) < MAX_TOKENS, "it left before its sentence ended"
     after = stream(loaded, voice, [SENTENCES[2]])
@@ -146,23 +213,31 @@ def test_speed_stretches_the_audio(loaded, voice):
 
 
 def test_more_requests_than_rows_wait_for_a_row(loaded, voice, coqui_tokens):
-    seen_rows = []
-    loaded.batcher.on_step = seen_rows.append
+    """Two rows, four requests: at every step at most two streams have joined and not ended, and
+    the third and fourth join only once one of the first two has ended."""
     before = loaded.batcher.max_batch
     loaded.batcher.max_batch = 2
     try:
-        streams = [stream(loaded, voice, [text]) for text in SENTENCES]
-        threads = [threading.Thread(target=list, args=(s,)) for s in streams]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        with gated(loaded.batcher, StepGate()) as gate:
+            streams = [stream(loaded, voice, [text]) for text in SENTENCES]
+            readers = [threading.Thread(target=list, args=(s,)) for s in streams]
+            for reader in readers:
+                reader.start()
+            gate.wait_held()
+            steps = []  # at each step: (the streams that have joined, those that have ended)
+            while not all(s.closed for s in streams):
+                steps.append(({i for i, s in enumerate(streams) if s.first_joined is not None},
+                              {i for i, s in enumerate(streams) if s.closed}))
+                gate.step(finished=lambda: all(s.closed for s in streams))
+            for reader in readers:
+                reader.join(60)
     finally:
         loaded.batcher.max_batch = before
-        loaded.batcher.on_step = lambda rows: None
-    assert max(seen_rows) == 2
+    assert max(gate.rows) == 2 and max(len(joined - ended) for joined, ended in steps) == 2
+    for late in (2, 3):
+        joined_at = next(k for k, (joined, _) in enumerate(steps) if late in joined)
+        assert steps[joined_at][1] & {0, 1}, f"request {late + 1} joined before a row was free"
     assert [s.tokens for s in streams] == [[coqui_tokens[t]] for t in SENTENCES]
-    assert all(s.queue_wait_s is not None for s in streams)
 
 
 @pytest.fixture
@@ -202,15 +277,19 @@ def test_a_model_swap_lets_running_rows_finish_on_the_old_model(two_models):
     request = SynthesisRequest(text=SENTENCES[1], voice="latent:v.json", top_k=1)
     engine.select_model("xtts - a")
     old_batcher = engine.slot.current().batcher
-    old_steps: list[int] = []
-    old_batcher.on_step = old_steps.append
-    running = engine.synthesize(engine.load_voice(request.voice), request)
-    first = next(running)
-    engine.select_model("xtts - b")
-    steps_at_swap = len(old_steps)
-    rest = list(running)
-    assert first.frames > 0 and sum(c.frames for c in rest) > 0, "the running request finished"
-    assert len(old_steps) > steps_at_swap, "on the old model's batcher"
+    with gated(old_batcher, StepGate()) as gate:
+        running = engine.synthesize(engine.load_voice(request.voice), request)
+        got: list = []
+        reader = threading.Thread(target=lambda: got.append(next(running)))
+        reader.start()
+        gate.step_until(lambda: got)  # its first audio, and the row still running (held)
+        reader.join(60)
+        engine.select_model("xtts - b")  # loads while the old batcher is held between steps
+        steps_at_swap = len(gate.rows)
+        gate.release()
+        rest = list(running)
+    assert got[0].frames > 0 and sum(c.frames for c in rest) > 0, "the running request finished"
+    assert len(gate.rows) > steps_at_swap, "on the old model's batcher"
     after = engine.synthesize(engine.load_voice(request.voice), request)
     list(after)
     assert engine.slot.current().batcher is not old_batcher
