@@ -40,6 +40,9 @@ class HostMetrics(Protocol):
     def batch_ran(self, rows: int) -> None:
         """A batching engine's step ran this many rows."""
 
+    def row_left(self) -> None:
+        """A row left a batching engine's steps before its sentence ended."""
+
 
 class StopEpochs(Protocol):
     """Stop requests as epochs that only grow: a generation that started before the newest one stops."""
@@ -56,6 +59,9 @@ class _NoMetrics:
         return None
 
     def batch_ran(self, rows: int) -> None:
+        return None
+
+    def row_left(self) -> None:
         return None
 
 
@@ -90,7 +96,8 @@ class EngineHost:
         self.watch = StepWatch()
         self._turns = StepTurns(parallel_steps)
         self.engine = create(StepHooks(interactive_steps=lambda: self._turns.interactive_running,
-                                       time_step=self.watch.step, on_batch=self.metrics.batch_ran))
+                                       time_step=self.watch.step, on_batch=self.metrics.batch_ran,
+                                       on_row_left=self.metrics.row_left))
         self._batches = getattr(self.engine, "batches", False)
         self._waiters = ThreadPoolExecutor(max_workers=2 * max_batch, thread_name_prefix="chunk-wait") \
             if self._batches else None

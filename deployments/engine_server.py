@@ -94,6 +94,11 @@ class EngineServer:
     async def check_model(self, model: str) -> None:
         await self.host.check_model(model)
 
+    async def batch_tally(self) -> dict[str, int]:
+        """This replica's batch steps since it started, exactly (BatchTally): for an operator
+        looking at one replica through a handle, and for tests."""
+        return dataclasses.asdict(self.metrics.tally)
+
     async def describe(self) -> EngineInfo:
         return dataclasses.replace(await self.host.describe(), voice_affinity=self.args.voice_affinity)
 

@@ -6,6 +6,8 @@ ingress, an engine replica, the ingress's rollouts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ray.serve import metrics
 
 from speechcore.telemetry import RequestRecord, Telemetry
@@ -86,12 +88,23 @@ class IngressMetrics(Telemetry):
         self.jobs_finished.observe(seconds, tags={"outcome": outcome})
 
 
+@dataclass
+class BatchTally:
+    """A batching engine replica's steps since it started, as its own exact counts (what the
+    metrics export in rounds): steps, rows over all steps, rows that left before their sentence ended."""
+
+    steps: int = 0
+    rows: int = 0
+    rows_left: int = 0
+
+
 class EngineMetrics:
     """Inside an engine replica: how long requests wait for their first synthesis step, how many
     requests share each step of a batching engine, and how long models take to load."""
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
+        self.tally = BatchTally()
         self.queue_wait = metrics.Histogram(
             "alltalk_queue_wait_seconds",
             description="Time a request waits in an engine replica before its first synthesis step",
@@ -102,10 +115,20 @@ class EngineMetrics:
         self.batch_rows = metrics.Histogram(
             "alltalk_batch_rows", description="Requests sharing one decoding step of a batching engine (occupancy)",
             boundaries=BATCH_BUCKETS, tag_keys=("engine",))
+        self.rows_left = metrics.Counter(
+            "alltalk_batch_rows_left", description="Rows that left a batching engine's steps before their sentence "
+                                                   "ended (the request went away or was stopped)", tag_keys=("engine",))
 
     def batch_ran(self, rows: int) -> None:
         """Called from the engine's batch thread once per step."""
+        self.tally.steps += 1
+        self.tally.rows += rows
         self.batch_rows.observe(rows, tags={"engine": self.engine})
+
+    def row_left(self) -> None:
+        """Called from the engine's batch thread."""
+        self.tally.rows_left += 1
+        self.rows_left.inc(tags={"engine": self.engine})
 
     def waited(self, seconds: float) -> None:
         self.queue_wait.observe(seconds, tags={"engine": self.engine})

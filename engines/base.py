@@ -47,6 +47,10 @@ class StepHooks:
     on_batch: Callable[[int], None] = lambda rows: None
     """For an engine that batches: told how many rows each of its steps ran."""
 
+    on_row_left: Callable[[], None] = lambda: None
+    """For an engine that batches: told when a row leaves before its sentence ended (its request
+    went away or was stopped), so that the steps it no longer takes can be seen."""
+
 
 NO_HOOKS = StepHooks()
 """For an engine used on its own (a script, a test): one interactive step at a time, untimed."""

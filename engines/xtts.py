@@ -73,6 +73,7 @@ class BatchOptions:
     first_chunk_tokens: int = FIRST_CHUNK_TOKENS
     time_step: StepTimer = contextlib.nullcontext
     on_step: Callable[[int], None] = lambda rows: None
+    on_row_left: Callable[[], None] = lambda: None
 
 
 def load_xtts(name: str, folder: Path, device: torch.device, use_deepspeed: bool,
@@ -84,7 +85,7 @@ def load_xtts(name: str, folder: Path, device: torch.device, use_deepspeed: bool
     model.load_checkpoint(config, checkpoint_dir=str(folder), eval=True, use_deepspeed=use_deepspeed)
     model.to(device)
     batcher = XttsBatcher(model, batching.max_batch, batching.chunk_tokens, batching.first_chunk_tokens,
-                          time_step=batching.time_step, on_step=batching.on_step)
+                          time_step=batching.time_step, on_step=batching.on_step, on_row_left=batching.on_row_left)
     return LoadedXtts(name, model, config, batcher)
 
 
@@ -110,7 +111,8 @@ class XttsEngine(TTSEngine):
         their row counts told to `on_batch` (a host's health check and occupancy metric)."""
         self.batching = BatchOptions(max_batch=options.max_batch, chunk_tokens=stream_chunk_tokens,
                                      first_chunk_tokens=min(FIRST_CHUNK_TOKENS, stream_chunk_tokens),
-                                     time_step=hooks.time_step, on_step=hooks.on_batch)
+                                     time_step=hooks.time_step, on_step=hooks.on_batch,
+                                     on_row_left=hooks.on_row_left)
         self.voices_dir = voices_dir
         self.device = torch_device(options)
         self.use_deepspeed = use_deepspeed and deepspeed_available()

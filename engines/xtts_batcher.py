@@ -126,14 +126,15 @@ class _Row:
 class XttsBatcher:
     def __init__(self, model: Any, max_batch: int, chunk_tokens: int, first_chunk_tokens: int | None = None,
                  decoder: WindowedDecoder | None = None, time_step: StepTimer = contextlib.nullcontext,
-                 on_step: Callable[[int], None] = lambda rows: None):
-        """`model` is a loaded coqui `Xtts`; `on_step(rows)` is told how many rows each step ran."""
+                 on_step: Callable[[int], None] = lambda rows: None, on_row_left: Callable[[], None] = lambda: None):
+        """`model` is a loaded coqui `Xtts`; `on_step(rows)` is told how many rows each step ran,
+        `on_row_left()` of each row that leaves before its sentence ended (its stream was closed)."""
         self.model, self.max_batch, self.chunk_tokens = model, max_batch, chunk_tokens
         self.first_chunk_tokens = first_chunk_tokens or chunk_tokens
         self.gpt = model.gpt
         self.decoder = decoder or WindowedDecoder(model.hifigan_decoder)
         self.time_step = time_step
-        self.on_step = on_step
+        self.on_step, self.on_row_left = on_step, on_row_left
         self._waiting: deque[_Row] = deque()
         self._prefixes: OrderedDict[int, tuple[weakref.ref, list[tuple[torch.Tensor, torch.Tensor]]]] = OrderedDict()
         self._lock = threading.Lock()
@@ -246,22 +247,23 @@ class XttsBatcher:
         return prefix
 
     def _sentence_done(self, row: _Row) -> None:
-        following = self._next_row(row.stream)
+        following = None if row.stream.closed else self._next_row(row.stream)
         if following is None:
             row.stream._retire()
             return
         with self._lock:
             self._waiting.appendleft(following)  # a started request goes ahead of newcomers
 
-    @staticmethod
-    def _leave(rows: list[_Row], batch: BatchedGpt, sampler: RowSampler, staying: list[_Row]) -> list[_Row]:
-        """Keeps `staying` in the batch; a closed stream among the others is retired."""
+    def _leave(self, rows: list[_Row], batch: BatchedGpt, sampler: RowSampler, staying: list[_Row]) -> list[_Row]:
+        """Keeps `staying` in the batch; a closed stream among the others is retired (rows that
+        ended their sentence were retired or moved on already)."""
         if len(staying) != len(rows):
             stays = {id(row) for row in staying}
             kept = [i for i, row in enumerate(rows) if id(row) in stays]
             batch.keep(kept)
             sampler.keep(kept)
             for row in rows:
-                if row.stream.closed and id(row) not in stays:
+                if row.stream.closed and id(row) not in stays and not row.stream._retired:
                     row.stream._retire()
+                    self.on_row_left()
         return staying

@@ -176,6 +176,8 @@ def test_rows_with_their_own_sampling_settings_do_not_change_a_greedy_row(loaded
 
 
 def test_a_row_stopped_mid_way_leaves_and_the_others_are_undisturbed(loaded, voice, coqui_tokens):
+    left = []
+    loaded.batcher.on_row_left = lambda: left.append(1)
     with gated(loaded.batcher, StepGate()) as gate:
         keep = stream(loaded, voice, [SENTENCES[0]])
         stopped = stream(loaded, voice, [SENTENCES[1], SENTENCES[2]])
@@ -186,7 +188,9 @@ def test_a_row_stopped_mid_way_leaves_and_the_others_are_undisturbed(loaded, voi
         gate.release()
         assert list(stopped) == [], "a closed stream ends"
         list(keep)
+    loaded.batcher.on_row_left = lambda: None
     assert set(gate.rows[steps_at_close:]) == {1}, "only the kept row stepped after the close"
+    assert left == [1], "the batcher told of the row that left"
     assert keep.tokens == [coqui_tokens[SENTENCES[0]]]
     assert len(stopped.tokens) == 1 and len(stopped.tokens[0]) < MAX_TOKENS, "it left before its sentence ended"
     after = stream(loaded, voice, [SENTENCES[2]])

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.serve.test_observability import _samples, _value, _wait_for
-from tests.support import decode_audio
+from tests.support import decode_audio, fixed_replicas
 
 pytestmark = [pytest.mark.serve,
               pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="the coqui extra is not installed")]
@@ -131,31 +131,26 @@ def xtts_current(serve_server):
     assert client.post("/api/enginereload", params={"engine": "piper"}).json() == {"status": "engine-success"}
 
 
-def _settled_batch_rows(samples: dict) -> dict:
-    """The metric samples once XTTS's step count and row sum have not moved for one export round
-    (3 s): a scrape can catch one updated before the other (seen: fewer rows than steps)."""
-    def reading(s: dict) -> tuple[float, float]:
-        return (_value(s, "ray_alltalk_batch_rows_count", engine="xtts"),
-                _value(s, "ray_alltalk_batch_rows_sum", engine="xtts"))
-
-    for _ in range(10):
-        time.sleep(3)
-        again = _samples()
-        if reading(again) == reading(samples):
-            break
-        samples = again
-    return samples
+@pytest.fixture
+def one_xtts_replica(xtts_current):
+    """XTTS current and on one replica: what a handle reads or speaks is that replica's."""
+    with fixed_replicas("xtts", "tts-xtts", 1):
+        yield xtts_current
 
 
-def test_concurrent_xtts_streams_share_decoding_steps(xtts_current):
+def _tally() -> dict[str, int]:
+    """The XTTS replica's own count of its batch steps (exact, not Ray's metric export)."""
+    from ray import serve
+
+    return serve.get_deployment_handle("tts-xtts", "xtts").batch_tally.remote().result(timeout_s=60)
+
+
+def test_concurrent_xtts_streams_share_decoding_steps(one_xtts_replica):
     """Four streams at once on the one XTTS replica: every one gets its audio, and the replica's
-    batch-occupancy metric shows that they shared steps (a replica taking turns would run one
-    row per step)."""
-    client = xtts_current
+    own step counts show that they shared steps (a replica taking turns would run one row per step)."""
+    client = one_xtts_replica
     params = {"voice": "female_01.wav", "language": "en", "output_file": "batch"}
-    # Earlier tests' steps may still be on their way out of Ray's metric export: start the window
-    # once the count has stopped moving, or their one-row steps would count as this test's.
-    before = _settled_batch_rows(_samples())
+    before = _tally()
 
     def stream(i: int) -> bytes:
         response = client.get(
@@ -173,32 +168,22 @@ def test_concurrent_xtts_streams_share_decoding_steps(xtts_current):
         audio = decode_audio(body)
         assert audio.sample_rate == 24000 and audio.duration_s > 0.3
 
-    def grown(s: dict) -> bool:
-        return _value(s, "ray_alltalk_batch_rows_count", engine="xtts") > _value(
-            before, "ray_alltalk_batch_rows_count", engine="xtts"
-        )
-
-    after = _settled_batch_rows(_wait_for(grown))  # Ray exports in rounds: every step of the four streams
-    steps = _value(after, "ray_alltalk_batch_rows_count", engine="xtts") - _value(
-        before, "ray_alltalk_batch_rows_count", engine="xtts"
-    )
-    rows = _value(after, "ray_alltalk_batch_rows_sum", engine="xtts") - _value(
-        before, "ray_alltalk_batch_rows_sum", engine="xtts"
-    )
+    after = _tally()
+    steps, rows = after["steps"] - before["steps"], after["rows"] - before["rows"]
     # Taking turns is exactly one row per step; the streams start a moment apart, so the first and
     # last steps of the four run with fewer rows.
     assert steps > 0 and rows / steps > 1.3, f"{rows} rows over {steps} steps"
 
 
-def test_an_xtts_stream_closed_mid_way_leaves_the_batch_and_the_others_finish(xtts_current):
-    client = xtts_current
+def test_an_xtts_stream_closed_mid_way_leaves_the_batch_and_the_others_finish(one_xtts_replica):
+    client = one_xtts_replica
     params = {
         "voice": "female_01.wav",
         "language": "en",
         "output_file": "leave",
         "text": "The first sentence is here. A second one follows. And a third one ends it.",
     }
-    before = _samples()
+    before, tally_before = _samples(), _tally()
     answers = {}
 
     def leave() -> None:
@@ -221,6 +206,13 @@ def test_an_xtts_stream_closed_mid_way_leaves_the_batch_and_the_others_finish(xt
         return _value(s, "ray_alltalk_cancellations_total", engine="xtts", reason="disconnect")
 
     assert disconnects(_wait_for(lambda s: disconnects(s) > disconnects(before))) == disconnects(before) + 1
+    # The replica's batcher dropped the row of the stream that went away (its sentences were not
+    # all spoken: the kept stream of the same text ran to its end).
+    deadline = time.monotonic() + 60
+    while _tally()["rows_left"] == tally_before["rows_left"]:
+        assert time.monotonic() < deadline, "the closed stream's row never left the batch"
+        time.sleep(0.2)
+    assert _tally()["rows_left"] == tally_before["rows_left"] + 1
     again = client.get("/api/tts-generate-streaming", params=params)
     assert again.status_code == 200 and decode_audio(again.content).duration_s > 1.0, "the batch serves on"
 
@@ -230,24 +222,46 @@ def backwards(pcm: bytes) -> bytes:
     return np.frombuffer(pcm, dtype="<i2")[::-1].tobytes()
 
 
-def test_an_uploaded_clip_is_an_xtts_voice_at_once_and_replacing_it_keeps_it_working(xtts_current):
-    client = xtts_current
+def _greedy_pcm(text: str, voice: str) -> bytes:
+    """The XTTS replica's audio for `text` with top-k 1, through a Serve handle: with no sampling,
+    the same voice gives the same samples and another voice other ones."""
+    import asyncio
+
+    from deployments.handles import HandleEngineClient
+    from deployments.rollout import ServeRollout
+    from speechcore.engine_types import SynthesisRequest
+
+    async def collect() -> bytes:
+        client = HandleEngineClient("xtts", "tts-xtts", ServeRollout(), 30)
+        request = SynthesisRequest(text=text, voice=voice, language="en", top_k=1)
+        return b"".join([chunk.pcm async for chunk in client.synthesize(request)])
+
+    return asyncio.run(collect())
+
+
+def test_an_uploaded_clip_is_an_xtts_voice_at_once_and_replacing_it_keeps_it_working(one_xtts_replica):
+    client = one_xtts_replica
     spoken = client.post("/api/tts-generate", data={
         "engine": "piper", "character_voice_gen": "en_US-joe-medium.onnx", "narrator_enabled": "false",
         "text_input": "This recording becomes a voice that XTTS clones, uploaded while the server runs."}).json()
     clip = client.get(spoken["output_file_url"]).content
+    text = "Hello from a new voice."
     try:
         stored = client.post("/api/voices/xtts", data={"name": "uploaded"}, files=[("files", ("me.wav", clip))])
         assert stored.status_code == 201 and stored.json()["voice"] == "uploaded.wav", stored.text
         assert "uploaded.wav" in client.get("/api/voices").json()["voices"]  # XTTS is current: its list
-        for _ in range(2):  # as uploaded, then replaced (the replicas load the new clip)
-            body = client.post("/api/tts-generate", data={"text_input": "Hello from a new voice.",
-                                                           "character_voice_gen": "uploaded.wav"}).json()
-            assert body["status"] == "generate-success", body
-            assert decode_audio(client.get(body["output_file_url"]).content).sample_rate == 24000
-            replaced = client.post("/api/voices/xtts", data={"name": "uploaded", "replace": "true"},
-                                   files=[("files", ("again.wav", clip[:44] + backwards(clip[44:])))])
-            assert replaced.status_code == 201, replaced.text
+        body = client.post("/api/tts-generate", data={"text_input": text, "character_voice_gen": "uploaded.wav"}).json()
+        assert body["status"] == "generate-success", body
+        assert decode_audio(client.get(body["output_file_url"]).content).sample_rate == 24000
+        first = _greedy_pcm(text, "uploaded.wav")
+        assert _greedy_pcm(text, "uploaded.wav") == first, "greedy decoding repeats itself"
+
+        replaced = client.post("/api/voices/xtts", data={"name": "uploaded", "replace": "true"},
+                               files=[("files", ("again.wav", clip[:44] + backwards(clip[44:])))])
+        assert replaced.status_code == 201, replaced.text
+        body = client.post("/api/tts-generate", data={"text_input": text, "character_voice_gen": "uploaded.wav"}).json()
+        assert body["status"] == "generate-success", body
+        assert _greedy_pcm(text, "uploaded.wav") != first, "the replica speaks with the new clip"
     finally:
         client.delete("/api/voices/xtts/uploaded")
     assert "uploaded.wav" not in client.get("/api/voices").json()["voices"]
