@@ -11,7 +11,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,6 +236,16 @@ def serve_over_http(app) -> Iterator[str]:
 def _configured_deployment(app: str) -> dict:
     config = yaml.safe_load((Path(__file__).resolve().parent.parent / "serve_config.yaml").read_text())
     return next(a for a in config["applications"] if a["name"] == app)["deployments"][0]
+
+
+def in_child(measure: Callable[[], object], timeout_s: float = 300) -> object:
+    """`measure()` run in a fresh process of its own (spawned: nothing of the test process, not a
+    Ray driver, not a server thread, shares its memory), for memory measured whole-process."""
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measure).result(timeout=timeout_s)
 
 
 def configured_limits(app: str) -> dict[str, int]:
