@@ -50,6 +50,19 @@ class Chapter:
     title: str
 
 
+def _ogg_chapter_comments(chapters: list[Chapter]) -> dict[str, str]:
+    """Chapters as Ogg keeps them: CHAPTERnnn / CHAPTERnnnNAME comments (Xiph's chapter extension;
+    start times only). Written here rather than by FFmpeg's muxer, which rounds the seconds
+    (7.93 s became 00:00:08.930) and writes none into a Vorbis stream."""
+    comments = {}
+    for number, chapter in enumerate(chapters, start=1):
+        ms = round(chapter.start_s * 1000)
+        hours, rest = divmod(ms, 3_600_000)
+        comments[f"CHAPTER{number:03d}"] = f"{hours:02d}:{rest // 60_000:02d}:{rest // 1000 % 60:02d}.{rest % 1000:03d}"
+        comments[f"CHAPTER{number:03d}NAME"] = chapter.title
+    return comments
+
+
 class AudioEncoder:
     """Encodes mono PCM at `input_rate` into `fmt`. With `seekable=False` the output is written
     for streaming (no seeking back to fix headers); with `seekable=True` call `finish()` once and
@@ -64,13 +77,15 @@ class AudioEncoder:
         self.input_rate = input_rate
         self._out: _Sink | BinaryIO = out or (io.BytesIO() if seekable else _Sink())
         self._container = av.open(self._out, mode="w", format=fmt.container, options=fmt.container_options)
-        if chapters:
+        if chapters and fmt.container != "ogg":
             self._container.set_chapters([
                 {"id": number, "start": round(c.start_s * 1000), "end": round(c.end_s * 1000),
                  "time_base": Fraction(1, 1000), "metadata": {"title": c.title}}
                 for number, c in enumerate(chapters, start=1)])
         rate = fmt.rate or input_rate
         self._stream = self._container.add_stream(fmt.codec, rate=rate, options=fmt.codec_options)
+        if chapters and fmt.container == "ogg":
+            self._stream.metadata.update(_ogg_chapter_comments(chapters))
         self._stream.layout = fmt.layout
         if fmt.bit_rate:
             self._stream.bit_rate = fmt.bit_rate

@@ -225,11 +225,13 @@ def test_the_job_api_is_in_the_openapi_document(server):
     assert "delete" in paths["/api/jobs/{job_id}"]
 
 
-def test_headings_of_the_text_become_chapters_of_the_audio(server):
+@pytest.mark.parametrize("response_format", ["m4a", "mp3", "ogg", "opus"])
+def test_headings_of_the_text_become_chapters_of_the_audio(server, response_format):
+    """Chapters as players read them (FFmpeg: MP4 chapters, ID3 CHAP frames, Ogg CHAPTERxxx comments)."""
     client = server.client
     text = ("Chapter One\n\nThe keeper climbed the stairs. He lit the lamp.\n\n"
             "Chapter Two: The Storm\n\nThe wind rose in the night. By morning it was calm.")
-    job = client.post("/api/jobs", json={"text": text, "language": "en", "response_format": "m4a"}).json()
+    job = client.post("/api/jobs", json={"text": text, "language": "en", "response_format": response_format}).json()
     done = wait_for_job(client, job["id"])
     assert done["state"] == "done", done
     cues = parse_cues(client.get(done["urls"]["captions_srt"]).text)
@@ -239,7 +241,8 @@ def test_headings_of_the_text_become_chapters_of_the_audio(server):
         chapters = [(float(c["start"] * c["time_base"]), float(c["end"] * c["time_base"]), c["metadata"]["title"])
                     for c in container.chapters()]
     assert [title for _start, _end, title in chapters] == ["Chapter One", "Chapter Two: The Storm"]
-    assert chapters[0][0] == 0 and chapters[0][1] == pytest.approx(cues[3][0], abs=0.002)
-    assert chapters[1][0] == pytest.approx(cues[3][0], abs=0.002)
-    assert chapters[1][1] == pytest.approx(cues[-1][1], abs=0.002)
+    assert chapters[0][0] == 0 and chapters[1][0] == pytest.approx(cues[3][0], abs=0.002)
+    if response_format in ("m4a", "mp3"):  # Ogg keeps start times only: a player ends a chapter at the next
+        assert chapters[0][1] == pytest.approx(cues[3][0], abs=0.002)
+        assert chapters[1][1] == pytest.approx(cues[-1][1], abs=0.002)
     client.delete(f"/api/jobs/{job['id']}")
