@@ -138,3 +138,17 @@ def test_by_default_every_origin_may_call_the_api(server):
     assert {"cache-control", "content-type"} <= set(preflight.headers["access-control-allow-headers"].split(","))
     ready = server.client.get("/api/ready", headers={"Origin": origin})
     assert ready.headers["access-control-allow-origin"] == "*"
+
+
+def test_a_job_is_its_submitters_alone(keyed):
+    """Another key gets 404 for a job's id, its files and its cancellation, and does not see it listed."""
+    user, admin = {"Authorization": f"Bearer {USER}"}, {"Authorization": f"Bearer {ADMIN}"}
+    job = httpx.post(f"{keyed}/api/jobs", json={"text": "A job of one key.", "language": "en"}, headers=user).json()
+    try:
+        for method, path in [("GET", ""), ("GET", "/audio"), ("GET", "/captions.srt"), ("DELETE", "")]:
+            answer = httpx.request(method, f"{keyed}/api/jobs/{job['id']}{path}", headers=admin)
+            assert answer.status_code == 404, (method, path, answer.text)
+        assert job["id"] not in [j["id"] for j in httpx.get(f"{keyed}/api/jobs", headers=admin).json()["jobs"]]
+        assert httpx.get(f"{keyed}/api/jobs/{job['id']}", headers=user).status_code == 200
+    finally:
+        assert httpx.delete(f"{keyed}/api/jobs/{job['id']}", headers=user).status_code == 200

@@ -151,6 +151,14 @@ def test_cancelling_a_running_job_stops_it_and_leaves_no_file(server):
     while client.get(f"/api/jobs/{job['id']}").json()["segments_done"] < 1 and time.monotonic() < deadline:
         time.sleep(0.1)
 
+    progress = client.get(f"/api/jobs/{job['id']}").json()
+    assert progress["state"] == "running", progress
+    # eta_seconds: what is left, at the rate so far (null until a line is done)
+    left = (progress["segments_total"] - progress["segments_done"]) / progress["segments_total"]
+    assert progress["characters_per_second"] > 0, progress
+    # The sentences are of about one length (one or two digits in each).
+    assert progress["eta_seconds"] == pytest.approx(
+        left * len(text) / progress["characters_per_second"], rel=0.1, abs=0.2), progress
     cancelled = client.delete(f"/api/jobs/{job['id']}")
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     folder = server.outputs / "jobs" / job["id"]
@@ -246,3 +254,18 @@ def test_headings_of_the_text_become_chapters_of_the_audio(server, response_form
         assert chapters[0][1] == pytest.approx(cues[3][0], abs=0.002)
         assert chapters[1][1] == pytest.approx(cues[-1][1], abs=0.002)
     client.delete(f"/api/jobs/{job['id']}")
+
+
+def test_without_keys_a_job_is_its_addresss_alone(asgi_server):
+    """Without API keys a client is its address: another address gets 404 for the job."""
+    from fastapi.testclient import TestClient
+
+    job = asgi_server.client.post("/api/jobs", json={"text": "A job of one address.", "language": "en"}).json()
+    other = TestClient(asgi_server.client.app, client=("10.0.0.2", 50000))
+    try:
+        for path in ("", "/audio", "/captions.vtt"):  # (a cancel by another key: tests/contract/test_access.py)
+            assert other.get(f"/api/jobs/{job['id']}{path}").status_code == 404, path
+        assert job["id"] not in [j["id"] for j in other.get("/api/jobs").json()["jobs"]]
+        assert asgi_server.client.get(f"/api/jobs/{job['id']}").status_code == 200
+    finally:
+        assert asgi_server.client.delete(f"/api/jobs/{job['id']}").status_code == 200
