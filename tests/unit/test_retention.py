@@ -3,9 +3,12 @@
 import asyncio
 import os
 import time
+from pathlib import Path
 
 import pytest
 
+from speechcore.jobs.records import JobRecord, JobState
+from speechcore.jobs.store import JobStore
 from speechcore.retention import remove_expired, retention_loop, retention_seconds
 
 DAY = 86400
@@ -79,10 +82,20 @@ def test_the_server_applies_retention_while_it_runs(tmp_path):
     outputs = tmp_path / "outputs"
     outputs.mkdir()
     old, fresh = _aged(outputs / "old.wav", 2), _aged(outputs / "fresh.wav", 0)
+    jobs = JobStore(outputs / "jobs")
+    old_job, fresh_job = _finished_job(jobs, "a" * 32, days_ago=2), _finished_job(jobs, "b" * 32, days_ago=0)
     service = SpeechService(SettingsStore(ServerPaths.at(tmp_path)), {"piper": InProcessEngineClient(ToneEngine())},
                             ["piper"], "piper")
     with TestClient(create_app(service, retention_check_s=0.05)):
         deadline = time.monotonic() + 10
-        while old.exists() and time.monotonic() < deadline:
+        while (old.exists() or old_job.exists()) and time.monotonic() < deadline:
             time.sleep(0.05)
     assert not old.exists() and fresh.exists()
+    assert not old_job.exists() and fresh_job.exists(), "a job finished before the retention goes with it"
+
+
+def _finished_job(store: JobStore, job_id: str, days_ago: float) -> Path:
+    finished = time.time() - days_ago * 86400
+    store.save(JobRecord(id=job_id, client="x", state=JobState.DONE, response_format="wav", characters=5,
+                         engine="piper", created_at=finished - 10, finished_at=finished))
+    return store.job_dir(job_id)
