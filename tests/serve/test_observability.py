@@ -169,3 +169,31 @@ def test_the_request_id_is_echoed_and_in_the_request_log_line(serve_server):
     while (line := log_line(french)) is None and time.monotonic() < deadline:
         time.sleep(0.5)
     assert line is not None and line["languages"] == ["fr"], line
+
+
+def test_job_metrics_count_a_jobs_sentences_and_its_end(serve_server):
+    """`alltalk_job_lines_total` grows by the job's sentences, `alltalk_job_seconds{outcome="done"}`
+    by one job, and `alltalk_jobs{state}` says how many are queued and running (none, after)."""
+    from tests.contract.test_jobs import wait_for_job
+
+    client = serve_server.client
+    before = _settled_samples()
+    job = client.post("/api/jobs", json={"text": "One sentence. Another sentence. A third one.", "language": "en"})
+    done = wait_for_job(client, job.json()["id"])
+    assert done["state"] == "done" and done["segments_total"] == 3, done
+
+    def lines(s: dict) -> float:
+        return _value(s, "ray_alltalk_job_lines_total", engine="piper")
+
+    def finished(s: dict) -> float:
+        return _value(s, "ray_alltalk_job_seconds_count", outcome="done")
+
+    after = _wait_for(lambda s: lines(s) >= lines(before) + 3 and finished(s) >= finished(before) + 1)
+    assert lines(after) == lines(before) + 3 and finished(after) == finished(before) + 1
+    assert _value(after, "ray_alltalk_job_seconds_sum", outcome="done") > _value(
+        before, "ray_alltalk_job_seconds_sum", outcome="done")
+    settled = _wait_for(lambda s: _value(s, "ray_alltalk_jobs", state="running") == 0)
+    assert {state for (name, labels), _ in settled.items() if name == "ray_alltalk_jobs"
+            for key, state in labels if key == "state"} == {"queued", "running"}
+    assert _value(settled, "ray_alltalk_jobs", state="queued") == 0
+    client.delete(f"/api/jobs/{done['id']}")
