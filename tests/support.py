@@ -255,8 +255,10 @@ def configured_limits(app: str) -> dict[str, int]:
     return {key: deployment[key] for key in ("max_ongoing_requests", "max_queued_requests")}
 
 
-def configured_autoscaling(app: str) -> dict:
-    return _configured_deployment(app)["autoscaling_config"]
+def configured_scaling(app: str) -> dict:
+    """num_replicas and autoscaling_config as serve_config.yaml sets them (None where unset)."""
+    deployment = _configured_deployment(app)
+    return {key: deployment.get(key) for key in ("num_replicas", "autoscaling_config")}
 
 
 def serve_replicas(app: str, deployment: str) -> list[dict]:
@@ -269,8 +271,8 @@ def serve_replicas(app: str, deployment: str) -> list[dict]:
 @contextlib.contextmanager
 def fixed_replicas(app: str, deployment: str, count: int, timeout_s: float = 120) -> Iterator[list[str]]:
     """The deployment on exactly `count` running replicas, autoscaling off, none other starting or
-    stopping (so that a test knows which replica serves it); then serve_config.yaml's autoscaling
-    again. Yields the replica ids."""
+    stopping (so that a test knows which replica serves it); then serve_config.yaml's scaling
+    again. Yields the replicas as Serve describes them (replica_id, pid, ...)."""
     from deployments.rollout import ServeRollout
 
     rollout = ServeRollout()
@@ -282,10 +284,9 @@ def fixed_replicas(app: str, deployment: str, count: int, timeout_s: float = 120
             assert time.monotonic() < deadline, f"{app} did not settle on {count} replica(s): {replicas}"
             time.sleep(0.2)
             replicas = serve_replicas(app, deployment)
-        yield [r["replica_id"] for r in replicas]
+        yield replicas
     finally:
-        asyncio.run(rollout.update(app, deployment, {"num_replicas": None,
-                                                     "autoscaling_config": configured_autoscaling(app)}))
+        asyncio.run(rollout.update(app, deployment, configured_scaling(app)))
 
 
 class RootSnapshot:

@@ -1,0 +1,61 @@
+"""A job outlives the ingress replica running it: with two ingress replicas, the one holding the job's
+claim is killed (SIGKILL: no release, no clean-up) and the other, already running, takes the job over
+and finishes it, keeping the sentences spoken before the kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.contract.test_jobs import wait_for_job
+from tests.serve.test_job_resume import pcm_and_rate
+from tests.support import fixed_replicas
+
+pytestmark = pytest.mark.serve
+
+TEXT = " ".join(f"Sentence number {i} of a job that changes hands." for i in range(1, 31))
+
+
+def _claim_in_force(folder) -> dict:
+    """The highest `claim.<n>` of the job's folder (the claim that holds)."""
+    while True:
+        claims = sorted(folder.glob("claim.*"), key=lambda p: int(p.suffix[1:]))
+        try:
+            return json.loads(claims[-1].read_text())
+        except (IndexError, FileNotFoundError):  # between a claim and the removal of its predecessor
+            time.sleep(0.05)
+
+
+def _pid(claim: dict) -> int:
+    return int(str(claim["owner"]).split(":")[1])  # host:pid:token
+
+
+def test_a_running_ingress_replica_takes_over_the_job_of_one_that_died(serve_server):
+    client = serve_server.client
+    with fixed_replicas("alltalk", "ingress", 2) as replicas:
+        pids = {replica["pid"] for replica in replicas}
+        job = client.post("/api/jobs", json={"text": TEXT, "language": "en"}).json()
+        folder = serve_server.outputs / "jobs" / job["id"]
+        deadline = time.monotonic() + 120
+        while client.get(f"/api/jobs/{job['id']}").json()["segments_done"] < 3:
+            assert time.monotonic() < deadline, "the job did not get under way"
+            time.sleep(0.1)
+        holder = _pid(_claim_in_force(folder))
+        assert holder in pids, (holder, pids)
+        spoken_before = {p.name: p.read_bytes() for p in folder.glob("line-*.wav")}
+        os.kill(holder, signal.SIGKILL)
+
+        done = wait_for_job(client, job["id"], timeout_s=240)
+        assert done["state"] == "done", done
+        assert done["segments_done"] == done["segments_total"] == 30
+        finisher = _claim_in_force(folder)
+        assert finisher.get("released") and _pid(finisher) == (pids - {holder}).pop(), \
+            "the other replica, running before the kill, finished it"
+        audio, _rate = pcm_and_rate(client.get(done["urls"]["audio"]).content)
+        assert spoken_before and all(pcm_and_rate(line)[0] in audio for line in spoken_before.values()), \
+            "the sentences spoken before the kill are in the audio as they were"
+        client.delete(f"/api/jobs/{job['id']}")
