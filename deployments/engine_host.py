@@ -169,15 +169,16 @@ class EngineHost:
         chunks = self.engine.synthesize(voice, request)
         waiting = True
         try:
-            while True:
-                async with self._turns.turn(request.background):
-                    if waiting:
-                        self.metrics.waited(time.perf_counter() - arrived)
-                        waiting = False
-                    chunk = await asyncio.to_thread(self._next, chunks)
-                if chunk is _DONE:
-                    return
-                yield chunk
+            async with self._turns.generation(request.background):
+                while True:
+                    async with self._turns.turn(request.background):
+                        if waiting:
+                            self.metrics.waited(time.perf_counter() - arrived)
+                            waiting = False
+                        chunk = await asyncio.to_thread(self._next, chunks)
+                    if chunk is _DONE:
+                        return
+                    yield chunk
         finally:
             # After a cancellation the worker thread may still be inside next(); the generator
             # then cannot be closed here and is dropped when that call returns.

@@ -138,3 +138,35 @@ def test_a_batching_engines_stream_is_closed_when_its_reader_goes():
 
     asyncio.run(read_two())
     assert host.engine.closed.is_set(), "the row leaves the batch"
+
+
+def test_with_real_piper_a_live_request_is_spoken_before_the_jobs_next_sentence(tmp_path):
+    """What a Piper replica does with a job's sentences when a live request comes: the live request's
+    sentences run before the job's next one (one step at a time, as on a one-core replica)."""
+    from engines.base import EngineOptions
+    from engines.piper import BUNDLED_VOICE, PiperEngine
+    from speechcore.config.paths import ServerPaths
+
+    host = EngineHost(lambda hooks: PiperEngine.create(ServerPaths.at(tmp_path), EngineOptions(threads=1), hooks),
+                      parallel_steps=1)
+    voice = host.engine.load_voice(BUNDLED_VOICE)
+    arrived: list[str] = []
+
+    async def speak(name: str, text: str, background: bool, first: asyncio.Event | None = None) -> None:
+        async for _chunk in host.synthesize(voice, SynthesisRequest(text=text, voice=BUNDLED_VOICE,
+                                                                    background=background)):
+            arrived.append(name)
+            if first:
+                first.set()
+
+    async def job_then_live() -> None:
+        job_started = asyncio.Event()
+        job = asyncio.create_task(speak("job", " ".join(f"Job sentence {i}." for i in range(8)), True, job_started))
+        await job_started.wait()
+        await asyncio.gather(job, speak("live", "A live question. And its second sentence.", False))
+
+    asyncio.run(job_then_live())
+    first_live, last_live = arrived.index("live"), len(arrived) - 1 - arrived[::-1].index("live")
+    assert arrived.count("live") == 2 and arrived.count("job") == 8
+    assert arrived[first_live:last_live + 1] == ["live", "live"], arrived
+    assert first_live <= 2, f"at most the job's sentence in progress went before the live request: {arrived}"
