@@ -7,10 +7,12 @@ process behind: none of its process group, none it started, none that uses its R
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import psutil
@@ -54,6 +56,20 @@ def _uses(proc: psutil.Process, folder: str) -> bool:
                                                                     for f in proc.open_files())
     except psutil.Error:
         return False
+
+
+def _whole_file(port: int, result: dict, sent: threading.Event) -> None:
+    """A long non-streamed `/api/tts-generate` (at a quarter of the speed), sent over a socket of its
+    own so that `sent` is set once the whole request is on its way; `result` gets the answer."""
+    body = urlencode({"text_input": " ".join([SENTENCE] * 36), "speed": "0.25", "narrator_enabled": "false"})
+    head = (f"POST /api/tts-generate HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as connection:
+        connection.sendall((head + body).encode())
+        sent.set()
+        answer = b"".join(iter(lambda: connection.recv(65536), b""))
+    result["status"] = int(answer.split(b" ", 2)[1])
+    result["body"] = answer.partition(b"\r\n\r\n")[2]
 
 
 def _stream(url: str, text: str, result: dict, first_audio: threading.Event) -> None:
@@ -103,9 +119,13 @@ def test_a_signal_drains_stops_everything_and_exits_0(tmp_path, stop_signal):
 
         long_stream: dict = {}
         short_stream: dict = {}
-        long_audio, short_audio = threading.Event(), threading.Event()
+        whole_file: dict = {}
+        long_audio, short_audio, whole_sent = threading.Event(), threading.Event(), threading.Event()
         streams = [threading.Thread(target=_stream, args=(url, LONG, long_stream, long_audio)),
-                   threading.Thread(target=_stream, args=(url, SHORT, short_stream, short_audio))]
+                   threading.Thread(target=_stream, args=(url, SHORT, short_stream, short_audio)),
+                   threading.Thread(target=_whole_file, args=(port, whole_file, whole_sent))]
+        streams[2].start()
+        assert whole_sent.wait(60)  # in flight at the ingress long before the streams below have audio
         streams[0].start()
         assert long_audio.wait(60), long_stream  # the long stream is under way
         streams[1].start()
@@ -139,6 +159,9 @@ def test_a_signal_drains_stops_everything_and_exits_0(tmp_path, stop_signal):
     assert 0 < decode_audio(long_stream["body"]).duration_s < 0.5 * _full_length_s(whole)
     assert long_stream["ended"] <= exited, "the long stream was ended by the drain, before the server exited"
     assert "generation(s) still running after" in output and "stopped" in output
+    # A whole-file request still running when the drain time ran out answers 409 and leaves no file.
+    assert whole_file["status"] == 409 and b"generate-failure" in whole_file["body"], whole_file
+    assert not list((tmp_path / "outputs").glob("*.wav")), "no file, half-written or whole, from the stopped request"
 
     # Nothing of the server is left: no process it started, none in its process group, none that
     # uses its Ray session folder.
