@@ -309,3 +309,41 @@ def test_an_rvc_model_that_carries_code_is_refused_and_never_runs(server, tmp_pa
     junk = server.client.post("/api/voices/rvc", data={"name": "junk"}, files={"model": ("junk.pth", b"not torch")})
     assert junk.status_code == 400
     stored_nothing(server.root, before)
+
+
+def _voice_without_a_layer(path: Path) -> bytes:
+    """A voice whose weights lack one of the tensors its config's synthesizer has."""
+    import torch
+
+    data = torch.load(path, weights_only=True)
+    data["weight"] = dict(list(data["weight"].items())[:-1])
+    out = io.BytesIO()
+    torch.save(data, out)
+    return out.getvalue()
+
+
+@pytest.mark.skipif(not RVC, reason="the rvc extra is not installed")
+@pytest.mark.parametrize("broken", ["index of another width", "index that is not FAISS's", "weights short of a layer"])
+def test_rvc_files_that_do_not_make_a_voice_are_refused_and_leave_nothing(server, tmp_path, broken):
+    """An index must hold features of the model's width (v2 here: EMBEDDER_WIDTH), and the weights
+    must build the synthesizer the model's config names; otherwise 400, saying what, and nothing stored."""
+    from tests.rvc_models import EMBEDDER_WIDTH, build_index, build_tiny_voice
+
+    model = build_tiny_voice(tmp_path / "v.pth", "v2", True, 32000, seed=7)
+    files = {"model": ("bad.pth", model.read_bytes())}
+    if broken == "index of another width":
+        files["index"] = ("bad.index", build_index(tmp_path / "v.index", EMBEDDER_WIDTH * 2).read_bytes())
+    elif broken == "index that is not FAISS's":
+        files["index"] = ("bad.index", b"an index in name only")
+    else:
+        files["model"] = ("bad.pth", _voice_without_a_layer(model))
+    before = files_of(server.root)
+    answer = server.client.post("/api/voices/rvc", data={"name": "bad"}, files=files)
+    assert answer.status_code == 400, answer.text
+    says = {"index of another width": f"holds {EMBEDDER_WIDTH * 2}-wide features but the voice expects "
+                                      f"{EMBEDDER_WIDTH}",
+            "index that is not FAISS's": "bad.index is not a readable FAISS index",
+            "weights short of a layer": "bad.pth lacks the layer"}[broken]
+    assert says in answer.json()["detail"], answer.text
+    stored_nothing(server.root, before)
+    assert "bad/bad.pth" not in server.client.get("/api/rvcvoices").json()["rvcvoices"]
