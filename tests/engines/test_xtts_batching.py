@@ -100,35 +100,38 @@ def gated(batcher, gate: StepGate):
         batcher.on_step = lambda rows: None
 
 
-def tokens_of(loaded, text: str) -> torch.Tensor:
-    return torch.tensor(loaded.model.tokenizer.encode(text, lang="en"), dtype=torch.long).unsqueeze(0)
+def tokens_of(loaded, text: str, lang: str = "en") -> torch.Tensor:
+    return torch.tensor(loaded.model.tokenizer.encode(text, lang=lang), dtype=torch.long).unsqueeze(0)
 
 
-def stream(loaded, voice, texts, sampling=GREEDY, speed=1.0) -> XttsStream:
-    return loaded.batcher.submit(XttsStream([tokens_of(loaded, t) for t in texts], voice, sampling, speed, 24000))
+def stream(loaded, voice, texts, sampling=GREEDY, speed=1.0, lang: str = "en") -> XttsStream:
+    return loaded.batcher.submit(XttsStream([tokens_of(loaded, t, lang) for t in texts], voice, sampling, speed,
+                                            24000))
+
+
+def coqui_generate(loaded, voice, text: str, lang: str = "en") -> list[int]:
+    """What coqui's own (unbatched) generate draws for one sentence with top-k 1."""
+    with torch.no_grad():
+        out = loaded.model.gpt.generate(
+            cond_latents=voice.gpt_cond_latent,
+            text_inputs=tokens_of(loaded, text, lang).int(),
+            do_sample=True,
+            top_k=1,
+            top_p=GREEDY.top_p,
+            temperature=GREEDY.temperature,
+            repetition_penalty=GREEDY.repetition_penalty,
+            num_return_sequences=1,
+            num_beams=1,
+            length_penalty=1.0,
+            output_attentions=False,
+        )
+    return out[0].tolist()
 
 
 @pytest.fixture(scope="module")
 def coqui_tokens(loaded, voice):
     """What coqui's own (unbatched) generate draws for each sentence with top-k 1."""
-    codes = {}
-    with torch.no_grad():
-        for text in SENTENCES:
-            out = loaded.model.gpt.generate(
-                cond_latents=voice.gpt_cond_latent,
-                text_inputs=tokens_of(loaded, text).int(),
-                do_sample=True,
-                top_k=1,
-                top_p=GREEDY.top_p,
-                temperature=GREEDY.temperature,
-                repetition_penalty=GREEDY.repetition_penalty,
-                num_return_sequences=1,
-                num_beams=1,
-                length_penalty=1.0,
-                output_attentions=False,
-            )
-            codes[text] = out[0].tolist()
-    return codes
+    return {text: coqui_generate(loaded, voice, text) for text in SENTENCES}
 
 
 def test_alone_a_request_draws_what_coqui_draws(loaded, voice, coqui_tokens):
@@ -247,6 +250,10 @@ def test_more_requests_than_rows_wait_for_a_row(loaded, voice, coqui_tokens):
 @pytest.fixture
 def two_models(tmp_path):
     """An XTTS engine over two tiny models (`xtts - a`, `xtts - b`) and a saved-latents voice."""
+    return xtts_engine(tmp_path, stream_chunk_tokens=4)
+
+
+def xtts_engine(tmp_path, **settings):
     import json
 
     from engines.base import EngineOptions
@@ -268,8 +275,60 @@ def two_models(tmp_path):
         ModelFolders(tmp_path / "models", "xtts", REQUIRED_FILES),
         tmp_path / "voices",
         EngineOptions(max_batch=4),
-        stream_chunk_tokens=4,
+        **settings,
     )
+
+
+def test_requests_in_one_batch_each_keep_their_own_language(tmp_path):
+    """The language is the first text token of each of a request's rows (`[en]`, `[de]`): an English
+    and a German request sharing the batch's steps each keep theirs. (The tiny random model draws
+    the same audio tokens whatever the language, so the rows' text tokens are what is compared.)"""
+    from speechcore.engine_types import SynthesisRequest
+
+    engine = xtts_engine(tmp_path)
+    engine.select_model("xtts - a")
+    loaded = engine.slot.current()
+    submit, heads = loaded.batcher.submit, []
+
+    def recorded(stream):
+        heads.append([int(sentence[0, 0]) for sentence in stream.sentences])
+        return submit(stream)
+
+    loaded.batcher.submit = recorded
+    requests = [SynthesisRequest(text="Hello there. And again.", voice="latent:v.json", language=lang, top_k=1)
+                for lang in ("en", "de")]
+    with gated(loaded.batcher, StepGate(open_=True)) as gate:  # open: it only counts the rows of each step
+        streams = [engine.synthesize(engine.load_voice(r.voice), r) for r in requests]
+        readers = [threading.Thread(target=list, args=(s,)) for s in streams]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(60)
+    language_token = {lang: loaded.model.tokenizer.encode("x", lang=lang)[0] for lang in ("en", "de")}
+    assert language_token["en"] != language_token["de"]
+    assert sorted(heads) == sorted([[language_token[r.language]] * 2 for r in requests]), heads
+    assert max(gate.rows) == 2, "the two requests shared steps"
+
+
+def test_by_default_the_first_chunk_comes_after_6_tokens_then_one_every_20(tmp_path):
+    """An engine made as a replica makes it streams a sentence's first chunk after 6 audio tokens,
+    then one per 20 (the last may be shorter): counted where the batcher hands tokens to the decoder."""
+    from speechcore.engine_types import SynthesisRequest
+
+    engine = xtts_engine(tmp_path)
+    engine.select_model("xtts - a")
+    batcher = engine.slot.current().batcher
+    decode, per_chunk = batcher.decoder.decode, []
+
+    def counted(items):
+        per_chunk.extend(len(audio.latents) - audio.decoded for audio, _ended in items)
+        return decode(items)
+
+    batcher.decoder.decode = counted
+    request = SynthesisRequest(text=SENTENCES[1], voice="latent:v.json", top_k=1)
+    chunks = list(engine.synthesize(engine.load_voice(request.voice), request))
+    assert len(chunks) == len(per_chunk) and sum(per_chunk) > 26, per_chunk
+    assert per_chunk[:2] == [6, 20] and all(0 < n <= 20 for n in per_chunk[2:]), per_chunk
 
 
 def test_a_model_swap_lets_running_rows_finish_on_the_old_model(two_models):
