@@ -58,6 +58,10 @@ class ClusterLock:
         finally:
             self._release(hold.number)
 
+    def taken(self) -> bool:
+        """Whether a process holds the lock now (a change of Serve's config is under way)."""
+        return not self._free(self._latest()[1])
+
     def _key(self, number: int) -> bytes:
         return self._prefix + str(number).encode()
 

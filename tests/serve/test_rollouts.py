@@ -14,6 +14,8 @@ import httpx
 import pytest
 import yaml
 
+from deployments.cluster_lock import ClusterLock
+from deployments.rollout import LOCK_TTL_S
 from deployments.serve_control import serve_details
 from tests.conftest import PROJECT_DIR
 from tests.support import decode_audio, fixed_replicas
@@ -92,7 +94,10 @@ def test_a_model_that_fails_to_load_answers_model_failure_and_nothing_fails(vits
     (broken / "config.json").write_text("{}")
     (broken / "model_file.pth").write_bytes(b"not a checkpoint")
     try:
-        time.sleep(1.1)  # the ingress lists models afresh after a second
+        deadline = time.monotonic() + 30  # the ingress lists models afresh after a second
+        while {"name": "vits - tiny-broken"} not in client.get("/api/currentsettings").json()["models_available"]:
+            assert time.monotonic() < deadline, "the broken model was never listed"
+            time.sleep(0.1)
         with LoadLoop(client) as load:
             response = client.post("/api/reload", params={"tts_method": "vits - tiny-broken"}).json()
         assert response["status"] == "model-failure" and "tiny-broken" in response["message"]
@@ -111,7 +116,10 @@ def test_a_second_reload_while_one_rolls_answers_currently_changing(serve_server
         worker = threading.Thread(target=lambda: first.update(
             body=client.post("/api/reload", params={"tts_method": "xtts - tiny-xtts"}).json()))
         worker.start()
-        time.sleep(0.3)
+        rollout_lock = ClusterLock("serve-config", LOCK_TTL_S)
+        while not rollout_lock.taken():  # the first reload is rolling out
+            assert worker.is_alive(), f"the first reload ended before it was seen rolling out: {first}"
+            time.sleep(0.01)
         second = client.post("/api/reload", params={"tts_method": "xtts - tiny-xtts"}).json()
         worker.join(120)
         assert second == {"status": "model-is currently changing"}
