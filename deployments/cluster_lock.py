@@ -59,7 +59,8 @@ class ClusterLock:
             self._release(hold.number)
 
     def taken(self) -> bool:
-        """Whether a process holds the lock now (a change of Serve's config is under way)."""
+        """Whether a process holds the lock now: it reads, changes and submits Serve's config
+        (the rollout that follows runs without the lock)."""
         return not self._free(self._latest()[1])
 
     def _key(self, number: int) -> bytes:

@@ -95,9 +95,9 @@ class EngineServer:
         await self.host.check_model(model)
 
     async def batch_tally(self) -> dict[str, int]:
-        """This replica's batch steps since it started, exactly (BatchTally): for an operator
-        looking at one replica through a handle, and for tests."""
-        return dataclasses.asdict(self.metrics.tally)
+        """The batch steps of the replica a handle reaches (BatchTally), since it started: what a
+        test of one replica reads rather than the metrics' export rounds."""
+        return self.metrics.tally.read()
 
     async def describe(self) -> EngineInfo:
         return dataclasses.replace(await self.host.describe(), voice_affinity=self.args.voice_affinity)

@@ -6,7 +6,7 @@ ingress, an engine replica, the ingress's rollouts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
 
 from ray.serve import metrics
 
@@ -88,14 +88,23 @@ class IngressMetrics(Telemetry):
         self.jobs_finished.observe(seconds, tags={"outcome": outcome})
 
 
-@dataclass
 class BatchTally:
-    """A batching engine replica's steps since it started, as its own exact counts (what the
-    metrics export in rounds): steps, rows over all steps, rows that left before their sentence ended."""
+    """A batching engine replica's steps since it started, counted as they happen (the metrics
+    export them in rounds): steps, rows over all steps, rows that left before their sentence
+    ended. Batch threads count (two at once while a model swap lets the old one finish)."""
 
-    steps: int = 0
-    rows: int = 0
-    rows_left: int = 0
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = {"steps": 0, "rows": 0, "rows_left": 0}
+
+    def count(self, **increments: int) -> None:
+        with self._lock:
+            for name, increment in increments.items():
+                self._counts[name] += increment
+
+    def read(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
 
 class EngineMetrics:
@@ -121,13 +130,12 @@ class EngineMetrics:
 
     def batch_ran(self, rows: int) -> None:
         """Called from the engine's batch thread once per step."""
-        self.tally.steps += 1
-        self.tally.rows += rows
+        self.tally.count(steps=1, rows=rows)
         self.batch_rows.observe(rows, tags={"engine": self.engine})
 
     def row_left(self) -> None:
         """Called from the engine's batch thread."""
-        self.tally.rows_left += 1
+        self.tally.count(rows_left=1)
         self.rows_left.inc(tags={"engine": self.engine})
 
     def waited(self, seconds: float) -> None:

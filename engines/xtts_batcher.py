@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,7 +230,8 @@ class XttsBatcher:
         for row in rows:
             if id(row) in ended_rows:
                 self._sentence_done(row)
-        return self._leave(rows, batch, sampler, [r for r in rows if id(r) not in ended_rows and not r.stream.closed])
+        return self._leave(rows, batch, sampler, [r for r in rows if id(r) not in ended_rows and not r.stream.closed],
+                           ended_rows)
 
     def _voice_prefix(self, batch: BatchedGpt, voice: Voice) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The voice's conditioning keys and values, computed once per latents tensor (a voice's
@@ -254,16 +255,18 @@ class XttsBatcher:
         with self._lock:
             self._waiting.appendleft(following)  # a started request goes ahead of newcomers
 
-    def _leave(self, rows: list[_Row], batch: BatchedGpt, sampler: RowSampler, staying: list[_Row]) -> list[_Row]:
-        """Keeps `staying` in the batch; a closed stream among the others is retired (rows that
-        ended their sentence were retired or moved on already)."""
+    def _leave(self, rows: list[_Row], batch: BatchedGpt, sampler: RowSampler, staying: list[_Row],
+               ended: Container[int] = frozenset()) -> list[_Row]:
+        """Keeps `staying` in the batch; a closed stream among the others is retired, and counted
+        as leaving early unless its row ended its sentence in this step (`ended`: their ids)."""
         if len(staying) != len(rows):
             stays = {id(row) for row in staying}
             kept = [i for i, row in enumerate(rows) if id(row) in stays]
             batch.keep(kept)
             sampler.keep(kept)
             for row in rows:
-                if row.stream.closed and id(row) not in stays and not row.stream._retired:
+                if row.stream.closed and id(row) not in stays:
                     row.stream._retire()
-                    self.on_row_left()
+                    if id(row) not in ended:
+                        self.on_row_left()
         return staying

@@ -240,12 +240,23 @@ def _configured_deployment(app: str) -> dict:
 
 def in_child(measure: Callable[[], object], timeout_s: float = 300) -> object:
     """`measure()` run in a fresh process of its own (spawned: nothing of the test process, not a
-    Ray driver, not a server thread, shares its memory), for memory measured whole-process."""
-    import concurrent.futures
+    Ray driver, not a server thread, shares its memory), for memory measured whole-process. A
+    child still running after `timeout_s` is killed and the test fails."""
     import multiprocessing
 
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure).result(timeout=timeout_s)
+    context = multiprocessing.get_context("spawn")
+    answers = context.Queue()
+    child = context.Process(target=_answer, args=(measure, answers))
+    child.start()
+    try:
+        return answers.get(timeout=timeout_s)
+    finally:
+        child.kill()
+        child.join()
+
+
+def _answer(measure: Callable[[], object], answers) -> None:
+    answers.put(measure())
 
 
 def configured_limits(app: str) -> dict[str, int]:
@@ -253,12 +264,6 @@ def configured_limits(app: str) -> dict[str, int]:
     serve_config.yaml sets them (what a test that changes them puts back)."""
     deployment = _configured_deployment(app)
     return {key: deployment[key] for key in ("max_ongoing_requests", "max_queued_requests")}
-
-
-def configured_scaling(app: str) -> dict:
-    """num_replicas and autoscaling_config as serve_config.yaml sets them (None where unset)."""
-    deployment = _configured_deployment(app)
-    return {key: deployment.get(key) for key in ("num_replicas", "autoscaling_config")}
 
 
 def serve_replicas(app: str, deployment: str) -> list[dict]:
@@ -271,10 +276,15 @@ def serve_replicas(app: str, deployment: str) -> list[dict]:
 @contextlib.contextmanager
 def fixed_replicas(app: str, deployment: str, count: int, timeout_s: float = 120) -> Iterator[list[str]]:
     """The deployment on exactly `count` running replicas, autoscaling off, none other starting or
-    stopping (so that a test knows which replica serves it); then serve_config.yaml's scaling
-    again. Yields the replicas as Serve describes them (replica_id, pid, ...)."""
+    stopping (so that a test knows which replica serves it); then the scaling deployed before
+    (the embedded server's, which may differ from serve_config.yaml's). Yields the replicas as
+    Serve describes them (replica_id, pid, ...)."""
     from deployments.rollout import ServeRollout
+    from deployments.serve_control import serve_details
 
+    deployed = serve_details()["applications"][app]["deployed_app_config"]
+    entry = next((d for d in deployed.get("deployments", []) if d["name"] == deployment), {})
+    before = {key: entry.get(key) for key in ("num_replicas", "autoscaling_config")}
     rollout = ServeRollout()
     asyncio.run(rollout.update(app, deployment, {"num_replicas": count, "autoscaling_config": None}))
     try:
@@ -286,7 +296,21 @@ def fixed_replicas(app: str, deployment: str, count: int, timeout_s: float = 120
             replicas = serve_replicas(app, deployment)
         yield replicas
     finally:
-        asyncio.run(rollout.update(app, deployment, configured_scaling(app)))
+        _restore(rollout, app, deployment, before, timeout_s)
+
+
+def _restore(rollout, app: str, deployment: str, options: dict, timeout_s: float) -> None:
+    """Sets `options` back, once Serve is done with what the test left (a replica being replaced)."""
+    from deployments.rollout import RolloutBusy
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            asyncio.run(rollout.update(app, deployment, options))
+            return
+        except RolloutBusy:
+            assert time.monotonic() < deadline, f"{app} stayed busy; its scaling was not set back"
+            time.sleep(0.5)
 
 
 class RootSnapshot:

@@ -54,12 +54,13 @@ async def submit_job(request: Request, service: Service, pipeline: Pipeline, job
 async def _job_order(service: Service, pipeline: Pipeline, body: JobRequest, max_characters: int) -> SpeechOrder:
     """The request with `/api/tts-generate`'s defaults and rules (its problems, all at once, as 400),
     and its engine, voices and RVC checked; the text is planned later, by the job."""
-    if not body.text.strip():
-        raise ContractError(400, {"detail": ["text: must not be empty or only white space"]})
+    problems = [] if body.text.strip() else ["text: must not be empty or only white space"]
     try:
         _params, order = await decode_generate(service, body.generate_form(), max_characters)
     except GenerateInvalid as invalid:
-        raise ContractError(400, {"detail": [p.replace("text_input:", "text:", 1) for p in invalid.problems]}) from None
+        problems += [p.replace("text_input:", "text:", 1) for p in invalid.problems]
+    if problems:
+        raise ContractError(400, {"detail": problems})
     order = dataclasses.replace(order, text_field="text")
     await pipeline.check(order)
     return order

@@ -256,7 +256,7 @@ def test_headings_of_the_text_become_chapters_of_the_audio(server, response_form
     client.delete(f"/api/jobs/{job['id']}")
 
 
-def test_without_keys_a_job_is_its_addresss_alone(asgi_server):
+def test_without_keys_a_job_belongs_to_its_address(asgi_server):
     """Without API keys a client is its address: another address gets 404 for the job."""
     from fastapi.testclient import TestClient
 

@@ -44,14 +44,16 @@ class StepGate:
 
     def __init__(self, open_: bool = False):
         self.rows: list[int] = []
-        self._open, self._allowed = open_, 0
+        self._open, self._allowed, self._held = open_, 0, False
         self._changed = threading.Condition()
 
     def __call__(self, rows: int) -> None:  # in the batcher's thread, in the middle of a step
         with self._changed:
             self.rows.append(rows)
+            self._held = not self._open and not self._allowed
             self._changed.notify_all()
             assert self._changed.wait_for(lambda: self._open or self._allowed, timeout=120), "held for ever"
+            self._held = False
             if not self._open:
                 self._allowed -= 1
 
@@ -64,22 +66,29 @@ class StepGate:
             self._open = True
             self._changed.notify_all()
 
+    def _until(self, condition, what: str) -> None:
+        deadline = time.monotonic() + 120
+        while not condition():
+            assert time.monotonic() < deadline, what
+            self._changed.wait(0.05)
+
     def wait_held(self) -> None:
-        """Until the thread is held at its first step."""
+        """Until the thread is held between two steps (at its first, at the start)."""
         with self._changed:
-            assert self._changed.wait_for(lambda: self.rows, timeout=120), "the batcher took no step"
+            self._until(lambda: self._held, "the batcher was never held")
 
     def step(self, finished=lambda: False) -> None:
         """Lets one step finish: returns when the thread is held at the next one, or when
         `finished()` (the last rows ended: the thread stops without another step)."""
         with self._changed:
+            self._until(lambda: self._held or finished(), "the batcher was never held")
+            if not self._held:
+                return
             before = len(self.rows)
             self._allowed += 1
             self._changed.notify_all()
-            deadline = time.monotonic() + 120
-            while len(self.rows) == before and not finished():
-                assert time.monotonic() < deadline, "the batcher took no further step"
-                self._changed.wait(0.05)
+            self._until(lambda: (self._held and len(self.rows) > before) or finished(),
+                        "the batcher took no further step")
 
     def step_until(self, condition, limit: int = MAX_TOKENS) -> None:
         """Steps one at a time until `condition()` holds at a step boundary (within `limit` steps)."""
@@ -181,7 +190,8 @@ def test_rows_with_their_own_sampling_settings_do_not_change_a_greedy_row(loaded
 def test_a_row_stopped_mid_way_leaves_and_the_others_are_undisturbed(loaded, voice, coqui_tokens):
     left = []
     loaded.batcher.on_row_left = lambda: left.append(1)
-    with gated(loaded.batcher, StepGate()) as gate:
+    with contextlib.ExitStack() as restore, gated(loaded.batcher, StepGate()) as gate:
+        restore.callback(setattr, loaded.batcher, "on_row_left", lambda: None)
         keep = stream(loaded, voice, [SENTENCES[0]])
         stopped = stream(loaded, voice, [SENTENCES[1], SENTENCES[2]])
         gate.step_until(lambda: stopped.started_audio)
@@ -191,7 +201,6 @@ def test_a_row_stopped_mid_way_leaves_and_the_others_are_undisturbed(loaded, voi
         gate.release()
         assert list(stopped) == [], "a closed stream ends"
         list(keep)
-    loaded.batcher.on_row_left = lambda: None
     assert set(gate.rows[steps_at_close:]) == {1}, "only the kept row stepped after the close"
     assert left == [1], "the batcher told of the row that left"
     assert keep.tokens == [coqui_tokens[SENTENCES[0]]]
@@ -288,20 +297,24 @@ def test_requests_in_one_batch_each_keep_their_own_language(tmp_path):
     engine = xtts_engine(tmp_path)
     engine.select_model("xtts - a")
     loaded = engine.slot.current()
-    submit, heads = loaded.batcher.submit, []
+    submit, heads, submitted = loaded.batcher.submit, [], threading.Semaphore(0)
 
     def recorded(stream):
         heads.append([int(sentence[0, 0]) for sentence in stream.sentences])
-        return submit(stream)
+        answer = submit(stream)
+        submitted.release()
+        return answer
 
     loaded.batcher.submit = recorded
     requests = [SynthesisRequest(text="Hello there. And again.", voice="latent:v.json", language=lang, top_k=1)
                 for lang in ("en", "de")]
-    with gated(loaded.batcher, StepGate(open_=True)) as gate:  # open: it only counts the rows of each step
+    with gated(loaded.batcher, StepGate()) as gate:  # held until both requests are in
         streams = [engine.synthesize(engine.load_voice(r.voice), r) for r in requests]
         readers = [threading.Thread(target=list, args=(s,)) for s in streams]
         for reader in readers:
             reader.start()
+        assert submitted.acquire(timeout=60) and submitted.acquire(timeout=60)
+        gate.release()
         for reader in readers:
             reader.join(60)
     language_token = {lang: loaded.model.tokenizer.encode("x", lang=lang)[0] for lang in ("en", "de")}
@@ -311,7 +324,7 @@ def test_requests_in_one_batch_each_keep_their_own_language(tmp_path):
 
 
 def test_by_default_the_first_chunk_comes_after_6_tokens_then_one_every_20(tmp_path):
-    """An engine made as a replica makes it streams a sentence's first chunk after 6 audio tokens,
+    """An engine made as a replica makes it streams each sentence's first chunk after 6 audio tokens,
     then one per 20 (the last may be shorter): counted where the batcher hands tokens to the decoder."""
     from speechcore.engine_types import SynthesisRequest
 

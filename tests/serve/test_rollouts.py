@@ -117,8 +117,9 @@ def test_a_second_reload_while_one_rolls_answers_currently_changing(serve_server
             body=client.post("/api/reload", params={"tts_method": "xtts - tiny-xtts"}).json()))
         worker.start()
         rollout_lock = ClusterLock("serve-config", LOCK_TTL_S)
-        while not rollout_lock.taken():  # the first reload is rolling out
-            assert worker.is_alive(), f"the first reload ended before it was seen rolling out: {first}"
+        # The first reload is under way once it holds the config lock or XTTS redeploys.
+        while not rollout_lock.taken() and str(serve_details()["applications"]["xtts"]["status"]).endswith("RUNNING"):
+            assert worker.is_alive(), f"the first reload ended before it was seen under way: {first}"
             time.sleep(0.01)
         second = client.post("/api/reload", params={"tts_method": "xtts - tiny-xtts"}).json()
         worker.join(120)

@@ -70,6 +70,24 @@ def test_a_live_request_goes_before_a_jobs_lines():
     assert words.index("l2") < words.index("j3"), words
 
 
+def test_a_live_stream_closed_or_cancelled_mid_way_lets_the_jobs_steps_go_on():
+    """A live generation holds a job's steps off while it is under way, and no longer: closed by
+    its reader after one chunk, or cancelled while it waits, the job's request then runs to its end."""
+    host = EngineHost(StepEngine, parallel_steps=1)
+
+    async def closed_then_cancelled() -> int:
+        live = host.synthesize("v", request("l1 l2 l3"))
+        await anext(live)
+        await live.aclose()
+        waiting = asyncio.create_task(drain(host, request("c1 c2 c3")))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        return await asyncio.wait_for(drain(host, request("j1 j2", background=True)), 10)
+
+    assert asyncio.run(closed_then_cancelled()) == 2
+
+
 class Stops:
     def __init__(self):
         self.epoch = 0
@@ -165,7 +183,7 @@ def test_with_real_piper_a_live_request_is_spoken_before_the_jobs_next_sentence(
         await job_started.wait()
         await asyncio.gather(job, speak("live", "A live question. And its second sentence.", False))
 
-    asyncio.run(job_then_live())
+    asyncio.run(asyncio.wait_for(job_then_live(), 120))
     first_live, last_live = arrived.index("live"), len(arrived) - 1 - arrived[::-1].index("live")
     assert arrived.count("live") == 2 and arrived.count("job") == 8
     assert arrived[first_live:last_live + 1] == ["live", "live"], arrived
