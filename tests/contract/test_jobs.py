@@ -36,17 +36,25 @@ def wait_for_job(client, job_id: str, states=FINISHED, timeout_s: float = 180) -
         time.sleep(0.25)
 
 
-def wait_for_release(folder, timeout_s: float = 60) -> None:
-    """Until the runner that held the job has let it go: the claim in force (the highest
-    `claim.<n>`) says released, written after its lines stopped and its files were removed."""
+def claim_in_force(folder, timeout_s: float = 30) -> dict:
+    """The job's claim that holds: the highest `claim.<n>` of its folder (asked again while one is
+    being replaced by the next)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         claims = sorted(folder.glob("claim.*"), key=lambda p: int(p.suffix[1:]))
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            if claims and json.loads(claims[-1].read_text()).get("released"):
-                return
+        with contextlib.suppress(IndexError, FileNotFoundError):
+            return json.loads(claims[-1].read_text())
+        time.sleep(0.05)
+    raise AssertionError(f"no claim in {folder}")
+
+
+def wait_for_release(folder, timeout_s: float = 60) -> None:
+    """Until the runner that held the job has let it go: the claim in force says released, written
+    after its lines stopped and its files were removed."""
+    deadline = time.monotonic() + timeout_s
+    while not claim_in_force(folder).get("released"):
+        assert time.monotonic() < deadline, f"the job in {folder} was not released within {timeout_s} s"
         time.sleep(0.1)
-    raise AssertionError(f"the job in {folder} was not released within {timeout_s} s")
 
 
 def pcm_of(data: bytes) -> tuple[np.ndarray, int]:

@@ -5,31 +5,19 @@ spoken before the kill."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 
 import pytest
 
+from tests.contract.test_jobs import claim_in_force
 from tests.serve.test_job_resume import pcm_and_rate
 from tests.support import fixed_replicas
 
 pytestmark = pytest.mark.serve
 
 TEXT = " ".join(f"Sentence number {i} of a job that changes hands." for i in range(1, 31))
-
-
-def _claim_in_force(folder, timeout_s: float = 30) -> dict:
-    """The highest `claim.<n>` of the job's folder (the claim that holds)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        claims = sorted(folder.glob("claim.*"), key=lambda p: int(p.suffix[1:]))
-        try:
-            return json.loads(claims[-1].read_text())
-        except (IndexError, FileNotFoundError):  # between a claim and the removal of its predecessor
-            time.sleep(0.05)
-    raise AssertionError(f"no claim in {folder}")
 
 
 def _finished(client, job_id: str, timeout_s: float = 240) -> dict:
@@ -53,7 +41,7 @@ def test_a_running_ingress_replica_takes_over_the_job_of_one_that_died(serve_ser
         while client.get(f"/api/jobs/{job['id']}").json()["segments_done"] < 3:
             assert time.monotonic() < deadline, "the job did not get under way"
             time.sleep(0.1)
-        holder = _claim_in_force(folder)["pid"]
+        holder = claim_in_force(folder)["pid"]
         assert holder in pids, (holder, pids)
         spoken_before = {p.name: p.read_bytes() for p in folder.glob("line-*.wav")}
         os.kill(holder, signal.SIGKILL)
@@ -61,7 +49,7 @@ def test_a_running_ingress_replica_takes_over_the_job_of_one_that_died(serve_ser
         done = _finished(client, job["id"])
         assert done["state"] == "done", done
         assert done["segments_done"] == done["segments_total"] == 30
-        finisher = _claim_in_force(folder)
+        finisher = claim_in_force(folder)
         assert finisher.get("released") and finisher["pid"] != holder, "another replica finished it"
         audio, _rate = pcm_and_rate(client.get(done["urls"]["audio"]).content)
         assert spoken_before and all(pcm_and_rate(line)[0] in audio for line in spoken_before.values()), \
