@@ -40,8 +40,9 @@ class LeastInFlightRouter(FIFOMixin, LocalityMixin, MultiplexMixin, RequestRoute
 
     def initialize_state(self, **kwargs: Any) -> None:
         self._in_flight: collections.Counter[ReplicaID] = collections.Counter()
-        self._chosen: collections.defaultdict[ReplicaID, collections.deque[float]] = \
-            collections.defaultdict(collections.deque)
+        self._chosen: dict[int, tuple[ReplicaID, float]] = {}
+        """The latest choice for each request not yet sent (by the PendingRequest's id): Serve asks
+        again for a request while it backs off, and only the latest choice counts."""
         self._turn = 0
         _LOGGER.info("routing calls to %s: fewest calls first, ties in turn", self._deployment_id)
 
@@ -57,26 +58,31 @@ class LeastInFlightRouter(FIFOMixin, LocalityMixin, MultiplexMixin, RequestRoute
         ordered = sorted(candidate_ids, key=lambda replica_id: replica_id.unique_id)
         self._turn = (self._turn + 1) % len(ordered)
         rotated = ordered[self._turn:] + ordered[:self._turn]
+        self._forget_expired_choices()
         rotated.sort(key=self.load)  # stable: equals keep their turn order
-        self._chosen[rotated[0]].append(time.monotonic())
+        if pending_request is not None:
+            self._chosen[id(pending_request)] = (rotated[0], time.monotonic())
         return [[self._replicas[replica_id]] for replica_id in rotated[:CANDIDATES]]
+
+    def _forget_expired_choices(self) -> None:
+        expired = time.monotonic() - CHOICE_TTL_S
+        for request, (_replica, at) in list(self._chosen.items()):
+            if at < expired:
+                del self._chosen[request]
 
     def load(self, replica_id: ReplicaID) -> tuple[int, int]:
         """This caller's calls on the replica (in flight, or chosen and about to be sent), then
         its queue as last heard (Serve's cache: every caller's calls, lagging behind)."""
-        chosen = self._chosen.get(replica_id)
-        if chosen:
-            expired = time.monotonic() - CHOICE_TTL_S
-            while chosen and chosen[0] < expired:
-                chosen.popleft()
-        pending = len(chosen) if chosen else 0
+        pending = sum(1 for chosen, _at in self._chosen.values() if chosen == replica_id)
         return self._in_flight[replica_id] + pending, self.replica_queue_len_cache.get(replica_id) or 0
 
     def on_send_request(self, replica_id: ReplicaID) -> None:
         super().on_send_request(replica_id)
-        chosen = self._chosen.get(replica_id)
-        if chosen:
-            chosen.popleft()
+        # The request sent is not named here: drop the oldest choice of this replica, or else the
+        # oldest choice (a request chosen for another replica, which was full or slow to answer).
+        choices = sorted(self._chosen.items(), key=lambda item: (item[1][0] != replica_id, item[1][1]))
+        if choices:
+            del self._chosen[choices[0][0]]
         self._in_flight[replica_id] += 1
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
@@ -90,5 +96,6 @@ class LeastInFlightRouter(FIFOMixin, LocalityMixin, MultiplexMixin, RequestRoute
         super().update_replicas(replicas)
         for gone in set(self._in_flight) - set(self._replicas):
             del self._in_flight[gone]
-        for gone in set(self._chosen) - set(self._replicas):
-            del self._chosen[gone]
+        for request, (chosen, _at) in list(self._chosen.items()):
+            if chosen not in self._replicas:
+                del self._chosen[request]
