@@ -80,9 +80,10 @@ class LeastInFlightRouter(FIFOMixin, LocalityMixin, MultiplexMixin, RequestRoute
         super().on_send_request(replica_id)
         # The request sent is not named here: drop the oldest choice of this replica, or else the
         # oldest choice (a request chosen for another replica, which was full or slow to answer).
-        choices = sorted(self._chosen.items(), key=lambda item: (item[1][0] != replica_id, item[1][1]))
-        if choices:
-            del self._chosen[choices[0][0]]
+        sent = min(self._chosen, key=lambda request: (self._chosen[request][0] != replica_id, self._chosen[request][1]),
+                   default=None)
+        if sent is not None:
+            del self._chosen[sent]
         self._in_flight[replica_id] += 1
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
