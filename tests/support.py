@@ -238,6 +238,16 @@ def _configured_deployment(app: str) -> dict:
     return next(a for a in config["applications"] if a["name"] == app)["deployments"][0]
 
 
+def wait_until(condition: Callable[[], object], what: str, timeout_s: float = 60, every_s: float = 0.05) -> object:
+    """Polls `condition` until it is true and returns its value; fails with `what` after `timeout_s`
+    (for an event seen only in another process's state: a replica's note, Serve's view)."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, what
+        time.sleep(every_s)
+    return value
+
+
 def in_child(measure: Callable[[], object], timeout_s: float = 300) -> object:
     """`measure()` run in a fresh process of its own (spawned: nothing of the test process, not a
     Ray driver, not a server thread, shares its memory), for memory measured whole-process. A

@@ -5,7 +5,6 @@ replica's own engine calls go through the same routing, as the engine's voice af
 
 import asyncio
 import collections
-import time
 import uuid
 
 import numpy as np
@@ -18,12 +17,19 @@ from deployments.engine_calls import EngineRoute
 from speechcore.audio.pcm import PcmChunk
 from speechcore.engine_types import SynthesisRequest
 from speechcore.rvc_requests import ConversionRequest
+from tests.support import wait_until
 
 pytestmark = pytest.mark.serve
 APP = "routing-probe"
+RELEASE_KEY = b"routing-release"
+RELEASED = -1.0
+"""A hold that lasts until the test puts RELEASE_KEY."""
 
 
 class Holder:
+    """Holds each call for a while, notes in Ray's key-value store that it took it, and answers
+    which replica it is."""
+
     def __init__(self):
         self.replica = serve.get_replica_context().replica_id.unique_id
 
@@ -32,9 +38,34 @@ class Holder:
         return voice
 
     async def hold(self, seconds: float):
+        """Holds the call `seconds`, or until the test puts RELEASE_KEY where `seconds` is RELEASED."""
         await self._voice(serve.get_multiplexed_model_id() or "default")
-        await asyncio.sleep(seconds)
+        internal_kv._internal_kv_put(f"{APP}/{self.replica}/{uuid.uuid4()}".encode(), b"1")
+        if seconds == RELEASED:
+            while not internal_kv._internal_kv_exists(RELEASE_KEY):
+                await asyncio.sleep(0.02)
+        else:
+            await asyncio.sleep(seconds)
         yield self.replica
+
+
+def calls_taken(app: str) -> collections.Counter:
+    """The calls each replica of `app` took since last asked (their notes, then cleared)."""
+    keys = internal_kv._internal_kv_list(f"{app}/".encode())
+    for key in keys:
+        internal_kv._internal_kv_del(key)
+    return collections.Counter(key.decode().split("/")[1] for key in keys)
+
+
+def voice_known_on(handle, voice: str) -> set[str]:
+    """The replicas this caller's router knows hold `voice`: Serve's internals, the one place the
+    event shows (a replica reports its voices to the controller, the controller to each caller)."""
+    if not handle.is_initialized:
+        handle._init()
+    router = handle._router._asyncio_router.request_router
+    if router is None:  # the router class is not known yet
+        return set()
+    return {replica.unique_id for replica in router._multiplexed_model_id_to_replica_ids.get(voice, ())}
 
 
 def two_replicas_with(options: dict):
@@ -74,12 +105,25 @@ def test_calls_sent_in_the_same_instant_are_split_evenly(two_replicas):
 
 
 def test_a_call_goes_to_the_replica_with_fewer_calls_in_flight(two_replicas):
+    calls_taken(APP)  # earlier tests' notes
+
     async def run():
-        long_calls = [asyncio.ensure_future(call(two_replicas, 2.0)) for _ in range(3)]
-        await asyncio.sleep(0.5)
-        short = [await call(two_replicas, 0.0) for _ in range(4)]
+        long_calls = [asyncio.ensure_future(call(two_replicas, RELEASED)) for _ in range(3)]
+        taken = collections.Counter()
+
+        def all_taken() -> bool:
+            taken.update(calls_taken(APP))
+            return sum(taken.values()) >= 3
+        try:
+            await asyncio.to_thread(wait_until, all_taken, "the three held calls were not all taken")
+            short = [await call(two_replicas, 0.0) for _ in range(4)]
+        finally:
+            internal_kv._internal_kv_put(RELEASE_KEY, b"1")
         return collections.Counter(await asyncio.gather(*long_calls)), short
-    busy, short = asyncio.run(run())
+    try:
+        busy, short = asyncio.run(run())
+    finally:
+        internal_kv._internal_kv_del(RELEASE_KEY)
     assert sorted(busy.values()) == [1, 2]
     less_busy = min(busy, key=busy.get)
     assert short == [less_busy] * 4
@@ -87,7 +131,7 @@ def test_a_call_goes_to_the_replica_with_fewer_calls_in_flight(two_replicas):
 
 def test_a_voice_stays_on_the_replica_that_loaded_it(two_replicas):
     first = asyncio.run(call(two_replicas, 0.0, voice="voice-a"))
-    time.sleep(1.0)  # the replica tells the controller which voices it holds, the controller the callers
+    wait_until(lambda: first in voice_known_on(two_replicas, "voice-a"), "the caller never heard where voice-a is")
     again = [asyncio.run(call(two_replicas, 0.0, voice="voice-a")) for _ in range(6)]
     assert again == [first] * 6
 
@@ -113,13 +157,6 @@ class Speaker:
 SPEAKER_APP = "routing-speaker"
 
 
-def replicas_called() -> collections.Counter:
-    keys = internal_kv._internal_kv_list(f"{SPEAKER_APP}/".encode())
-    for key in keys:
-        internal_kv._internal_kv_del(key)
-    return collections.Counter(key.decode().split("/")[1] for key in keys)
-
-
 @pytest.fixture
 def rvc_and_two_speakers(serve_server):
     if "rvc" not in serve.status().applications:
@@ -127,7 +164,7 @@ def rvc_and_two_speakers(serve_server):
     options = {key: serve_app.ENGINE_OPTIONS[key] for key in ("request_router_config", "max_ongoing_requests")}
     deployment = serve.deployment(Speaker, name="speaker", num_replicas=2, ray_actor_options={"num_cpus": 0}, **options)
     serve.run(deployment.bind(), name=SPEAKER_APP, route_prefix=None)
-    replicas_called()
+    calls_taken(SPEAKER_APP)
     try:
         yield serve.get_app_handle("rvc")
     finally:
@@ -147,12 +184,15 @@ def converted_burst(rvc, by_voice: bool, voice: str, calls: int = 4) -> collecti
     async def run():
         return await asyncio.gather(*(one() for _ in range(calls)))
     assert all(chunks for chunks in asyncio.run(run()))
-    return replicas_called()
+    return calls_taken(SPEAKER_APP)
 
 
 def test_rvc_routes_engine_calls_as_the_engines_voice_affinity_says(rvc_and_two_speakers):
     rvc = rvc_and_two_speakers
     converted_burst(rvc, True, "voice-a", calls=1)  # one Speaker replica loads voice-a
-    time.sleep(1.0)  # it tells the controller, the controller the callers
+    # It tells the controller, the controller each caller at once: this test's own handle hears it
+    # when the RVC replica's does.
+    speaker = serve.get_app_handle(SPEAKER_APP)
+    wait_until(lambda: voice_known_on(speaker, "voice-a"), "no caller heard which replica has voice-a")
     assert len(converted_burst(rvc, True, "voice-a")) == 1, "affinity on: the replica that has the voice"
     assert len(converted_burst(rvc, False, "voice-a")) == 2, "affinity off: both replicas, by load"
