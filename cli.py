@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dashboard-port", type=int, default=None,
                      help="also run the Ray dashboard on this port, e.g. 8265 (asks for the token in "
                           "~/.ray/auth_token; default: no dashboard)")
+    run.add_argument("--proxy", choices=("haproxy", "classic"), default="classic",  # embedded.PROXIES
+                     help="Serve's HTTP front of a local Ray: HAProxy (its fast path) or Serve's classic proxy "
+                          "(default: %(default)s; README: Serve's fast path)")
     run.add_argument("--timeout", type=float, default=900,
                      help="seconds to wait for every application to run (default: %(default)s)")
     run.add_argument("--address", default=None,
@@ -141,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
                                           engines, args.num_cpus, timeout_s=args.timeout, rvc=rvc,
                                           metrics_port=args.metrics_port, dashboard_port=args.dashboard_port,
                                           address=args.address, on_ray_started=take_signals,
-                                          exit_if_ray_stops=True)
+                                          exit_if_ray_stops=True, proxy=args.proxy)
         starting = False
         if not args.address:
             _LOGGER.info("metrics (Prometheus): %s", embedded.metrics_url())

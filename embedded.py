@@ -9,7 +9,9 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +46,40 @@ Ray preloads into its raylet and GCS (Python workers use glibc's malloc and igno
 jemalloc's defaults, an arena per CPU and a cache per thread, an idle raylet grew from 10 to
 14.5 MiB in its first 12 minutes and kept climbing under load; with one arena and no thread caches
 it stays at 7.2 MiB."""
+
+
+PROXIES = ("classic", "haproxy")
+"""Serve's HTTP front: its classic proxy (the default) or HAProxy."""
+HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+               "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+"""Serve's HAProxy ingress and throughput-optimized data plane (the README's "Serve's fast path").
+A stopping ingress replica keeps answering for 30 s by default so that every HAProxy of a cluster
+hears of it first; one node's HAProxy hears within a second (Serve pushes its targets)."""
+HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                 "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT")
+"""Ports Serve's HAProxy mode opens besides the API's (fixed by default: 8404, 9101, 8500)."""
+HAPROXY_FILES = {"RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg", "RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
+                 "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
+                 "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock"}
+
+
+def proxy_env(proxy: str, files: Path) -> dict[str, str | None]:
+    """The local Ray's environment for Serve's HTTP front `proxy` (None: unset). HAProxy's side
+    ports are free ones and its files live in `files` (one folder per server, removed at its stop,
+    instead of /tmp/haproxy-serve, which Serve never cleans)."""
+    if proxy not in PROXIES:
+        raise ValueError(f"unknown proxy {proxy!r}; choose from {', '.join(PROXIES)}")
+    if proxy == "classic":
+        return dict.fromkeys([*HAPROXY_ENV, *HAPROXY_PORTS, *HAPROXY_FILES, "RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
+    return {**HAPROXY_ENV, **{name: str(free_port()) for name in HAPROXY_PORTS},
+            **{name: str(files / leaf) for name, leaf in HAPROXY_FILES.items()},
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(files)}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _wait_until_running(names: list[str], timeout_s: float, report_every_s: float = 10.0) -> None:
@@ -88,12 +124,15 @@ class EmbeddedServer:
     `graceful_shutdown_timeout_s` (serve_config.yaml), the time Serve gives an ingress replica
     that it stops."""
     ray_watch: "LocalRayWatch | None" = None
+    proxy_files: Path | None = None
+    """The folder of HAProxy's files (config, sockets), removed at the stop."""
 
 
 def start_embedded(config_path: Path, root: Path, host: str, port: int | None, engines: list[str] | None = None,
                    num_cpus: int | None = None, timeout_s: float = 300, rvc: bool | None = None,
                    metrics_port: int | None = None, dashboard_port: int | None = None, address: str | None = None,
-                   on_ray_started: Callable[[], None] | None = None, exit_if_ray_stops: bool = False) -> EmbeddedServer:
+                   on_ray_started: Callable[[], None] | None = None, exit_if_ray_stops: bool = False,
+                   proxy: str = "classic") -> EmbeddedServer:
     """Starts a local Ray (or joins the cluster at `address`) and Serve, deploys the config (with
     the `engines` given, or those that `available_engines` finds; RVC when `rvc`, or when
     `rvc_available` and `rvc` is None), waits until every application runs. The caller stops
@@ -108,7 +147,8 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     Ray's service discovery file). `dashboard_port`: run the Ray dashboard there (token auth, the
     token in ~/.ray/auth_token); None leaves it off, which saves a laptop a process.
     `exit_if_ray_stops`: a server process of its own ends itself should its local Ray's core
-    processes die under it (LocalRayWatch)."""
+    processes die under it (LocalRayWatch). `proxy`: Serve's HTTP front of a local Ray (PROXIES; a
+    joined cluster runs the one its nodes' environment chose)."""
     import ray
 
     paths = ServerPaths.at(root)
@@ -118,31 +158,46 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
     for name, value in EMBEDDED_RAY_ENV.items():
         os.environ.setdefault(name, value)
-    engines = engines or available_engines(paths.root)
-    rvc = rvc_available(paths.root) if rvc is None else rvc
-    _LOGGER.info("engines: %s; RVC %s", ", ".join(engines), "on" if rvc else "off")
-    saved = {engine: saved_engine_choices(paths, engine) for engine in engines}
-    planned = prepare_config(raw, paths.root, host, port, 0, engines, saved, rvc)
-    if address:
-        wait_for_cluster(address, CLUSTER_CONNECT_TIMEOUT_S)
-        ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
-        num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
-        ray.init(address="local", num_cpus=num_cpus, logging_level=logging.WARNING,
-                 _metrics_export_port=metrics_port, include_dashboard=dashboard_port is not None,
-                 dashboard_port=dashboard_port, dashboard_host=host)
-    if on_ray_started:
-        on_ray_started()
-    ClusterDrain().clear()  # a joined cluster may keep the drain of an earlier server that stopped
-    config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, saved,
-                            rvc, None if address else os.cpu_count())
-    serve.start(http_options={"host": host, "port": port})
-    deploy_config(config)
-    _wait_until_running([app.name for app in config.applications], timeout_s)
-    ingress = next(app for app in config.applications if app.import_path == INGRESS_IMPORT_PATH)
-    watch = LocalRayWatch() if exit_if_ray_stops and not address else None
-    return EmbeddedServer(port, ingress.name, ingress_drain_timeout(ingress), watch)
+    proxy_files = None
+    if not address:
+        # Under /tmp, as Serve's own default: HAProxy takes socket paths of at most 97 characters,
+        # and Serve puts the node's id (56) in each.
+        proxy_files = Path(tempfile.mkdtemp(prefix="alltalk-", dir="/tmp")) if proxy == "haproxy" else None
+        for name, value in proxy_env(proxy, proxy_files).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    try:
+        engines = engines or available_engines(paths.root)
+        rvc = rvc_available(paths.root) if rvc is None else rvc
+        _LOGGER.info("engines: %s; RVC %s", ", ".join(engines), "on" if rvc else "off")
+        saved = {engine: saved_engine_choices(paths, engine) for engine in engines}
+        planned = prepare_config(raw, paths.root, host, port, 0, engines, saved, rvc)
+        if address:
+            wait_for_cluster(address, CLUSTER_CONNECT_TIMEOUT_S)
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
+            num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
+            ray.init(address="local", num_cpus=num_cpus, logging_level=logging.WARNING,
+                     _metrics_export_port=metrics_port, include_dashboard=dashboard_port is not None,
+                     dashboard_port=dashboard_port, dashboard_host=host)
+        if on_ray_started:
+            on_ray_started()
+        ClusterDrain().clear()  # a joined cluster may keep the drain of an earlier server that stopped
+        config = prepare_config(raw, paths.root, host, port, ray.cluster_resources().get("GPU", 0), engines, saved,
+                                rvc, None if address else os.cpu_count())
+        serve.start(http_options={"host": host, "port": port})
+        deploy_config(config)
+        _wait_until_running([app.name for app in config.applications], timeout_s)
+        ingress = next(app for app in config.applications if app.import_path == INGRESS_IMPORT_PATH)
+        watch = LocalRayWatch() if exit_if_ray_stops and not address else None
+    except BaseException:
+        if proxy_files:  # the caller stops Ray, and nothing would remove it
+            shutil.rmtree(proxy_files, ignore_errors=True)
+        raise
+    return EmbeddedServer(port, ingress.name, ingress_drain_timeout(ingress), watch, proxy_files)
 
 
 CLUSTER_CONNECT_TIMEOUT_S = 15.0
@@ -219,20 +274,23 @@ FETCH_GRACE_S = 1.0
 was just told about (the AllTalk flow is POST, then GET of the file)."""
 
 
-def stop_embedded(server: EmbeddedServer | None = None) -> None:
-    """Stops Serve and Ray. Given the `server` it started, drains first (see drain)."""
+def stop_embedded(server: EmbeddedServer | None = None, drain_first: bool = True) -> None:
+    """Stops Serve and Ray and removes the `server`'s HAProxy files. Given the `server` it started,
+    drains first (see drain) unless not `drain_first`."""
     import ray
 
     if server and server.ray_watch:
         server.ray_watch.stop()
     try:
-        if server and server.drain_timeout_s > 0 and ray.is_initialized():
+        if server and drain_first and server.drain_timeout_s > 0 and ray.is_initialized():
             drain(server.ingress_app, server.drain_timeout_s)
         serve.shutdown()
         if ray.is_initialized():
             ClusterDrain().clear()
     finally:
         ray.shutdown()
+        if server and server.proxy_files:
+            shutil.rmtree(server.proxy_files, ignore_errors=True)
 
 
 def drain(ingress_app: str, timeout_s: float) -> None:

@@ -13,8 +13,9 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.engine_apps import engine_user_config
-from deployments.engine_calls import engine_deployment_name
+from deployments.engine_calls import RVC_DEPLOYMENT_NAME, engine_deployment_name
 from deployments.engine_server import EngineServer
+from deployments.handle_only_ingress import HandleOnlyIngress
 from deployments.ingress import IngressServer
 from deployments.routing import LeastInFlightRouter
 from engines.registry import ENGINE_CLASSES, ENGINE_EXTRAS, installed_engines
@@ -36,6 +37,19 @@ ENGINE_OPTIONS: dict[str, Any] = {
         "request_router_class": f"{LeastInFlightRouter.__module__}:{LeastInFlightRouter.__name__}"},
 }
 
+HANDLE_ONLY_INGRESS_OPTIONS: dict[str, Any] = {
+    "name": "entry",
+    "autoscaling_config": {"min_replicas": 0, "initial_replicas": 0, "max_replicas": 1},
+    "ray_actor_options": {"num_cpus": 0},
+}
+"""The ingress of the engine and RVC applications (deployments/handle_only_ingress.py): never
+called, so no replica."""
+
+
+def reached_by_handle(served: Application) -> Application:
+    """An application of `served` whose callers take `served`'s deployment handle."""
+    return serve.deployment(HandleOnlyIngress, **HANDLE_ONLY_INGRESS_OPTIONS).bind(served)
+
 
 def offered_engines(live: list[str]) -> tuple[list[str], dict[str, str]]:
     """(engines the ingress offers, engines it does not with the extra each needs): the live ones,
@@ -56,22 +70,23 @@ def build_ingress_app(args: dict[str, Any]) -> Application:
 
 
 def build_engine_app(args: dict[str, Any]) -> Application:
-    """An engine application (deployment `tts-<engine>`), serving the choices saved over the API
-    (model, DeepSpeed, LowVRAM) unless the deployment's config sets a user_config of its own, as the
-    launcher's does (it merges them: engine_apps.engine_app_spec)."""
+    """An engine application (deployment `tts-<engine>`, under a HandleOnlyIngress), serving the
+    choices saved over the API (model, DeepSpeed, LowVRAM) unless the deployment's config sets a
+    user_config of its own, as the launcher's does (it merges them: engine_apps.engine_app_spec)."""
     engine_args = EngineArgs.model_validate(args)
     if engine_args.engine not in ENGINE_CLASSES:
         raise ValueError(f"unknown engine {engine_args.engine!r}; this build has {', '.join(ENGINE_CLASSES)}")
     saved = saved_engine_choices(ServerPaths.at(engine_args.root), engine_args.engine)
     deployment = serve.deployment(EngineServer, name=engine_deployment_name(engine_args.engine), **ENGINE_OPTIONS,
                                   user_config=engine_user_config(None, saved))
-    return deployment.bind(args)
+    return reached_by_handle(deployment.bind(args))
 
 
 def build_rvc_app(args: dict[str, Any]) -> Application:
-    """The `rvc` application: voice conversion (deployment `rvc`). Needs the rvc extra (torch)."""
+    """The `rvc` application: voice conversion (deployment `rvc`, under a HandleOnlyIngress). Needs
+    the rvc extra (torch)."""
     from deployments.rvc_server import RvcServer
 
     RvcArgs.model_validate(args)
-    deployment = serve.deployment(RvcServer, name="rvc", **ENGINE_OPTIONS)
-    return deployment.bind(args)
+    deployment = serve.deployment(RvcServer, name=RVC_DEPLOYMENT_NAME, **ENGINE_OPTIONS)
+    return reached_by_handle(deployment.bind(args))

@@ -46,7 +46,7 @@ def timed_post(client: httpx.Client) -> float:
 def load_levels(replicas: int, requests: int) -> list[dict[str, float]]:
     rows = []
     with tempfile.TemporaryDirectory() as root:
-        embedded.start_embedded(piper_config(replicas), Path(root), "127.0.0.1", PORT, engines=["piper"])
+        server = embedded.start_embedded(piper_config(replicas), Path(root), "127.0.0.1", PORT, engines=["piper"])
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=120,
                               limits=httpx.Limits(max_connections=16)) as client:
@@ -61,7 +61,7 @@ def load_levels(replicas: int, requests: int) -> list[dict[str, float]]:
                         {"replicas": replicas, "clients": clients, "rps": requests / wall, **summarize(latencies)}
                     )
         finally:
-            embedded.stop_embedded()
+            embedded.stop_embedded(server, drain_first=False)
     return rows
 
 
@@ -72,7 +72,7 @@ def swap_under_load() -> dict[str, float]:
         root = Path(tmp)
         build_tiny_vits(root / "models" / "vits" / "a")
         build_tiny_vits(root / "models" / "vits" / "b", sample_rate=22050)
-        embedded.start_embedded(embedded.DEFAULT_CONFIG, root, "127.0.0.1", PORT, engines=["piper", "vits"])
+        server = embedded.start_embedded(embedded.DEFAULT_CONFIG, root, "127.0.0.1", PORT, engines=["piper", "vits"])
         done, failed, stop = [], [], threading.Event()
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=120) as client:
@@ -98,7 +98,7 @@ def swap_under_load() -> dict[str, float]:
                 for worker in workers:
                     worker.join()
         finally:
-            embedded.stop_embedded()
+            embedded.stop_embedded(server, drain_first=False)
     window = sorted(t for t in done if swap_start - 1 <= t <= swap_start + swap_s + 1)
     gaps = [b - a for a, b in zip(window, window[1:])]
     return {

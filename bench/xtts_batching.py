@@ -71,7 +71,7 @@ def config_with(max_batch: int, concurrency: int) -> Path:
 
 
 def measure(root: Path, max_batch: int, levels: list[int]) -> list[dict[str, float]]:
-    embedded.start_embedded(config_with(max_batch, max(levels)), root, "127.0.0.1", PORT, engines=["xtts"])
+    server = embedded.start_embedded(config_with(max_batch, max(levels)), root, "127.0.0.1", PORT, engines=["xtts"])
     rows = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=900) as client:
@@ -90,7 +90,7 @@ def measure(root: Path, max_batch: int, levels: list[int]) -> list[dict[str, flo
                       f"first audio p50 {row['first_audio_p50_s']:.2f} s", flush=True)
                 rows.append(row)
     finally:
-        embedded.stop_embedded()
+        embedded.stop_embedded(server, drain_first=False)
     return rows
 
 

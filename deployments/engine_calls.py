@@ -1,6 +1,10 @@
 """Calls from this project's replicas to engine applications through Serve handles, in one place
 for the ingress and the RVC replica: Ray's errors turned back into the core's, streams relayed
-with a chunk timeout, and a synthesis call routed as the engine's `voice_affinity` asks."""
+with a chunk timeout, and a synthesis call routed as the engine's `voice_affinity` asks.
+
+Calls go to the engine deployment's own handle, not the application's: the application's ingress
+is a HandleOnlyIngress (deployments/handle_only_ingress.py), so that the engine keeps its request
+router under Serve's HAProxy ingress."""
 
 from __future__ import annotations
 
@@ -22,6 +26,10 @@ from speechcore.engine_types import EngineError, SynthesisRequest
 
 MAX_VOICE_HANDLES = 64
 """Handles configured per voice that EngineCalls keeps (the least recently used go first)."""
+
+
+RVC_DEPLOYMENT_NAME = "rvc"
+"""The converting deployment of the RVC application."""
 
 
 def engine_deployment_name(engine: str) -> str:
@@ -48,12 +56,12 @@ def as_core_errors(app_name: str) -> Iterator[None]:
         raise ReplicaLost(f"a replica of the {app_name} engine was lost; retry shortly") from exc
 
 
-async def app_handle(app_name: str, missing: type[Exception]) -> DeploymentHandle:
-    """The application's handle, looked up off the event loop; `missing` when it is not deployed."""
+async def deployment_handle(app_name: str, deployment_name: str, missing: type[Exception]) -> DeploymentHandle:
+    """The deployment's handle, looked up off the event loop; `missing` when it is not deployed."""
     try:
-        return await asyncio.to_thread(serve.get_app_handle, app_name)
-    except RayServeException as exc:
-        raise missing(f"the application {app_name!r} is not deployed") from exc
+        return await asyncio.to_thread(serve.get_deployment_handle, deployment_name, app_name)
+    except (KeyError, RayServeException) as exc:
+        raise missing(f"the application {app_name!r} (deployment {deployment_name!r}) is not deployed") from exc
 
 
 async def relay(stream: DeploymentResponseGenerator, app_name: str,
@@ -80,26 +88,28 @@ async def relay(stream: DeploymentResponseGenerator, app_name: str,
 
 @dataclass(frozen=True)
 class EngineRoute:
-    """An engine application to call, and whether its calls go to replicas that have the voice
-    loaded (its `voice_affinity`) or to the least busy one."""
+    """An engine deployment to call (application, deployment), and whether its calls go to
+    replicas that have the voice loaded (its `voice_affinity`) or to the least busy one."""
 
     app_name: str
+    deployment_name: str
     by_voice: bool = True
 
 
 class EngineCalls:
-    """Streaming synthesis calls to one engine application. The handle is looked up once;
+    """Streaming synthesis calls to one engine deployment. The handle is looked up once;
     `handle.options(...)` is made once per routing (per voice when routing by voice, one for
     routing by load) and reused, as configuring a handle per call costs on every request."""
 
-    def __init__(self, app_name: str):
+    def __init__(self, app_name: str, deployment_name: str):
         self.app_name = app_name
+        self.deployment_name = deployment_name
         self._handle: DeploymentHandle | None = None
         self._streams: collections.OrderedDict[str | None, DeploymentHandle] = collections.OrderedDict()
 
     async def handle(self) -> DeploymentHandle:
         if self._handle is None:
-            self._handle = await app_handle(self.app_name, EngineUnavailable)
+            self._handle = await deployment_handle(self.app_name, self.deployment_name, EngineUnavailable)
         return self._handle
 
     async def _stream_handle(self, voice: str | None) -> DeploymentHandle:

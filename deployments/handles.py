@@ -16,7 +16,7 @@ from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
 from speechcore.rvc_requests import ConversionRequest, RvcUnavailable
 
 from .cluster_signals import ReplicaReports
-from .engine_calls import EngineCalls, EngineRoute, app_handle, as_core_errors, relay
+from .engine_calls import RVC_DEPLOYMENT_NAME, EngineCalls, EngineRoute, as_core_errors, deployment_handle, relay
 from .rollout import RolloutBusy, RolloutFailed, ServeRollout
 
 SERVING_MAX_AGE_S = 0.5
@@ -52,7 +52,7 @@ class HandleEngineClient:
         self.rollout = rollout
         self.describe_timeout_s = describe_timeout_s
         self.describe_max_age_s = describe_max_age_s
-        self.calls = EngineCalls(app_name)
+        self.calls = EngineCalls(app_name, deployment_name)
         self._last_info: EngineInfo | None = None
         self.chunk_timeout_s = chunk_timeout_s
         self._last_info_at = float("-inf")
@@ -65,7 +65,8 @@ class HandleEngineClient:
         """How calls reach the engine: by voice as its last description says (fetched at start,
         so no extra call per request); until there is one, by voice, Serve's default for
         multiplexed models."""
-        return EngineRoute(self.app_name, self._last_info is None or self._last_info.voice_affinity)
+        return EngineRoute(self.app_name, self.deployment_name,
+                           self._last_info is None or self._last_info.voice_affinity)
 
     async def describe(self) -> EngineInfo:
         """Concurrent callers share one call to the engine (a burst of requests asks once). A
@@ -179,7 +180,7 @@ class HandleConversionClient:
 
     async def _get_handle(self) -> DeploymentHandle:
         if self._handle is None:
-            self._handle = await app_handle(self.app_name, RvcUnavailable)
+            self._handle = await deployment_handle(self.app_name, RVC_DEPLOYMENT_NAME, RvcUnavailable)
         return self._handle
 
     async def convert_synthesis(self, engine: str, request: SynthesisRequest,

@@ -67,7 +67,9 @@ class IngressServer:
     def _engine_route(self, engine: str) -> EngineRoute:
         """How the RVC replica reaches `engine`: as the ingress does (its live client's route)."""
         client = self.service.engines.live.get(engine)
-        return client.route if isinstance(client, HandleEngineClient) else EngineRoute(engine)
+        if isinstance(client, HandleEngineClient):
+            return client.route
+        return EngineRoute(engine, engine_deployment_name(engine))
 
     async def deploy_engine(self, engine: str) -> HandleEngineClient:
         """Deploys the application of an engine that is not live, as its entry in the server's

@@ -42,7 +42,7 @@ class RvcServer:
         self.converter = VoiceConverter(paths.rvc_voices, paths.rvc_base, device)
         self._stops = WatchedStopEpoch(ClusterStopSignal())
         self._watching = asyncio.create_task(self._stops.watch())
-        self._engines: dict[str, EngineCalls] = {}
+        self._engines: dict[tuple[str, str], EngineCalls] = {}
         _LOGGER.info("RVC converter ready on %s with %d thread(s)", device, self.args.threads)
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
@@ -67,7 +67,8 @@ class RvcServer:
         converted; a cluster-wide stop ends it between pieces."""
         started = await self._stops.now()
         voice = await self._voice(conversion.model)
-        calls = self._engines.setdefault(engine.app_name, EngineCalls(engine.app_name))
+        target = (engine.app_name, engine.deployment_name)
+        calls = self._engines.get(target) or self._engines.setdefault(target, EngineCalls(*target))
 
         async def convert(chunk: PcmChunk) -> PcmChunk:
             converted = await self._convert(voice, chunk, conversion)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from tests.support import InProcessConverter, InProcessEngineClient, RootSnapsho
 
 SERVE_PORT = 7871
 SERVE_METRICS_PORT = 7872
+SERVE_PROXY = os.environ.get("ALLTALK_TEST_PROXY", "classic")
+"""Serve's HTTP front of the shared server (embedded.PROXIES): `ALLTALK_TEST_PROXY=haproxy` runs
+the suite behind Serve's HAProxy ingress."""
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BUNDLED_VOICE = "en_US-joe-medium.onnx"
 SECOND_VOICE = "narrators/en_US-joe-narrator.onnx"  # a user-installed voice under models/piper
@@ -104,13 +108,13 @@ def serve_server(tmp_path_factory) -> Iterator[Server]:
     # With the coqui extra installed, the VITS and XTTS applications run beside Piper.
     coqui = importlib.util.find_spec("TTS") is not None
     root = make_coqui_root(tmp_path_factory, "serve-root") if coqui else make_root(tmp_path_factory, "serve-root")
-    embedded.start_embedded(embedded.DEFAULT_CONFIG, root, "127.0.0.1", SERVE_PORT, timeout_s=300,
-                             metrics_port=SERVE_METRICS_PORT)
+    started = embedded.start_embedded(embedded.DEFAULT_CONFIG, root, "127.0.0.1", SERVE_PORT, timeout_s=300,
+                                      metrics_port=SERVE_METRICS_PORT, proxy=SERVE_PROXY)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{SERVE_PORT}", timeout=120) as client:
             yield Server("serve", client, root)
     finally:
-        embedded.stop_embedded()
+        embedded.stop_embedded(started, drain_first=False)
         deadline = time.monotonic() + 20
         while _ray_processes() and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -70,7 +70,8 @@ def voice_known_on(handle, voice: str) -> set[str]:
 
 def two_replicas_with(options: dict):
     deployment = serve.deployment(Holder, name="holder", num_replicas=2, ray_actor_options={"num_cpus": 0}, **options)
-    return serve.run(deployment.bind(), name=APP, route_prefix=None)
+    serve.run(serve_app.reached_by_handle(deployment.bind()), name=APP, route_prefix=None)
+    return serve.get_deployment_handle("holder", APP)
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +164,10 @@ def rvc_and_two_speakers(serve_server):
         pytest.skip("the rvc extra is not installed")
     options = {key: serve_app.ENGINE_OPTIONS[key] for key in ("request_router_config", "max_ongoing_requests")}
     deployment = serve.deployment(Speaker, name="speaker", num_replicas=2, ray_actor_options={"num_cpus": 0}, **options)
-    serve.run(deployment.bind(), name=SPEAKER_APP, route_prefix=None)
+    serve.run(serve_app.reached_by_handle(deployment.bind()), name=SPEAKER_APP, route_prefix=None)
     calls_taken(SPEAKER_APP)
     try:
-        yield serve.get_app_handle("rvc")
+        yield serve.get_deployment_handle("rvc", "rvc")
     finally:
         serve.delete(SPEAKER_APP)
 
@@ -178,7 +179,7 @@ def converted_burst(rvc, by_voice: bool, voice: str, calls: int = 4) -> collecti
 
     async def one():
         stream = rvc.options(stream=True, multiplexed_model_id=conversion.model).convert_synthesis.remote(
-            EngineRoute(SPEAKER_APP, by_voice=by_voice), request, conversion)
+            EngineRoute(SPEAKER_APP, "speaker", by_voice=by_voice), request, conversion)
         return [chunk async for chunk in stream]
 
     async def run():
@@ -192,7 +193,7 @@ def test_rvc_routes_engine_calls_as_the_engines_voice_affinity_says(rvc_and_two_
     converted_burst(rvc, True, "voice-a", calls=1)  # one Speaker replica loads voice-a
     # It tells the controller, the controller each caller at once: this test's own handle hears it
     # when the RVC replica's does.
-    speaker = serve.get_app_handle(SPEAKER_APP)
+    speaker = serve.get_deployment_handle("speaker", SPEAKER_APP)
     wait_until(lambda: voice_known_on(speaker, "voice-a"), "no caller heard which replica has voice-a")
     assert len(converted_burst(rvc, True, "voice-a")) == 1, "affinity on: the replica that has the voice"
     assert len(converted_burst(rvc, False, "voice-a")) == 2, "affinity off: both replicas, by load"
