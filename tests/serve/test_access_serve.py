@@ -8,7 +8,8 @@ front of the session's Piper), deployed declaratively by import path.
 - `/library` has keys and small voice-library limits: uploads need the admin key, keep to the
   per-file, per-upload and per-client limits, and a refused one writes nothing.
 - `/open` has no keys and one generation per client: clients are told apart by their address as
-  the ingress sees it behind the proxy, so two clients on 127.0.0.2 and 127.0.0.3 get a limit each.
+  the ingress sees it behind the proxy (Serve's, or HAProxy), so two clients on 127.0.0.2 and
+  127.0.0.3 get a limit each, and an X-Forwarded-For a client sends does not change its address.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ def test_clients_at_different_addresses_have_a_limit_each(prefixed):
             assert held.status_code == 200
             audio = held.iter_raw()  # kept: a dropped iterator closes the stream
             next(audio)  # the first client's generation is in flight
-            again = first.post(f"{base}/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Me too."})
+            # An address the client names itself is not its address (behind HAProxy as behind Serve's proxy).
+            again = first.post(f"{base}/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Me too."},
+                               headers={"X-Forwarded-For": "203.0.113.9"})
             assert again.status_code == 429 and again.headers["retry-after"] == "1"
             other = second.post(f"{base}/v1/audio/speech", json={"model": "tts-1", "voice": "alloy",
                                                                  "input": "Another client.", "response_format": "wav"})
