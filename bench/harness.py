@@ -136,9 +136,10 @@ def tuned_config(piper_replicas: int | None = None, narrator_concurrency: int | 
 
 
 @contextlib.contextmanager
-def embedded_server(port: int, config: Path | None = None, proxy: str = "classic") -> Iterator[httpx.Client]:
+def embedded_server(port: int, config: Path | None = None,
+                    proxy: str = embedded.DEFAULT_PROXY) -> Iterator[httpx.Client]:
     """This server (Piper only, no RVC) on a fresh root, behind Serve's HTTP front `proxy`
-    (embedded.PROXIES), and a client for it."""
+    (embedded_proxy.PROXIES), and a client for it."""
     with tempfile.TemporaryDirectory() as root:
         server = embedded.start_embedded(config or embedded.DEFAULT_CONFIG, Path(root), "127.0.0.1", port,
                                          engines=["piper"], rvc=False, proxy=proxy)

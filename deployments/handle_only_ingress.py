@@ -15,5 +15,8 @@ from ray.serve.handle import DeploymentHandle
 
 
 class HandleOnlyIngress:
+    """Holds the handle of the deployment bound under it, as Serve's composition wants; serves
+    nothing itself."""
+
     def __init__(self, served: DeploymentHandle):
         self.served = served

@@ -18,6 +18,7 @@ import psutil
 import pytest
 from fastapi.testclient import TestClient
 
+from embedded_proxy import proxy_from_env
 from engines.base import EngineOptions
 from engines.piper import PiperEngine
 from engines.registry import ENGINE_CLASSES
@@ -30,7 +31,7 @@ from tests.support import InProcessConverter, InProcessEngineClient, RootSnapsho
 
 SERVE_PORT = 7871
 SERVE_METRICS_PORT = 7872
-SERVE_PROXY = os.environ.get("ALLTALK_SERVE_PROXY", "classic")
+SERVE_PROXY = proxy_from_env(os.environ)
 """Serve's HTTP front of the shared server, as `alltalk-serve run` chooses it (the servers tests
 start with the CLI inherit the variable): `ALLTALK_SERVE_PROXY=haproxy` runs the suite behind
 Serve's HAProxy ingress."""

