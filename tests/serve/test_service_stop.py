@@ -23,7 +23,7 @@ from tests.conftest import BUNDLED_VOICE, PROJECT_DIR, SERVE_PORT
 from tests.serve.test_cli import CLI
 from tests.support import decode_audio
 
-pytestmark = pytest.mark.serve
+pytestmark = [pytest.mark.serve, pytest.mark.both_fronts]
 
 DRAIN_S = 6
 """Long enough that the steps below, each waiting for an event, fit in the drain on a loaded machine."""

