@@ -11,7 +11,6 @@ import math
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from ray.serve.schema import ServeApplicationSchema
 from deployments.cluster_signals import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
 from deployments.serve_control import deploy_config
 from embedded_config import available_engines, prepare_config, required_cpus, rvc_available
-from embedded_proxy import DEFAULT_PROXY, PROXIES, environment, proxy_env
+from embedded_proxy import DEFAULT_PROXY, PROXIES, environment, haproxy_folder, proxy_env
 from serve_app import HANDLE_ONLY_INGRESS_OPTIONS, INGRESS_IMPORT_PATH, INGRESS_OPTIONS
 from speechcore.config.alltalk import AllTalkConfig, read_json_model
 from speechcore.config.engine_choices import saved_engine_choices
@@ -142,9 +141,7 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
             # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
             num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
             if proxy == "haproxy":
-                # Under /tmp, as Serve's own default: HAProxy takes socket paths of at most 97
-                # characters, and Serve puts the node's id (56) in each.
-                proxy_files = Path(tempfile.mkdtemp(prefix="alltalk-", dir="/tmp"))
+                proxy_files = haproxy_folder()
             with environment(proxy_env(proxy, proxy_files, os.environ, host)):  # Ray's processes keep it
                 ray.init(address="local", num_cpus=num_cpus, logging_level=logging.WARNING,
                          _metrics_export_port=metrics_port, include_dashboard=dashboard_port is not None,
@@ -158,7 +155,7 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
         deploy_config(config)
         _wait_until_running([app.name for app in config.applications], timeout_s)
         ingress = next(app for app in config.applications if app.import_path == INGRESS_IMPORT_PATH)
-        watch = LocalRayWatch() if exit_if_ray_stops and not address else None
+        watch = LocalRayWatch(proxy_files) if exit_if_ray_stops and not address else None
     except BaseException:
         if proxy_files:  # the caller stops Ray, and nothing would remove it
             shutil.rmtree(proxy_files, ignore_errors=True)
@@ -173,11 +170,13 @@ class LocalRayWatch:
     """Ends this process, with exit status 1, as soon as the local Ray's GCS or raylet stops under
     the server (killed by hand, out of memory): nothing can be served or stopped cleanly without
     them, and Ray's client would wait a minute for a GCS that is gone. Ray's other processes are
-    killed first, so nothing is left behind. `stop()` before stopping Ray on purpose."""
+    killed first and HAProxy's folder (`files`) removed, so nothing is left behind. `stop()` before
+    stopping Ray on purpose."""
 
     CORE = ("gcs_server", "raylet")
 
-    def __init__(self, poll_s: float = 0.5):
+    def __init__(self, files: Path | None = None, poll_s: float = 0.5):
+        self._files = files
         self._core = [(proc, proc.name()) for proc in psutil.Process().children(recursive=True)
                       if proc.name() in self.CORE]
         self._stopped = threading.Event()
@@ -197,6 +196,8 @@ class LocalRayWatch:
                     for child in psutil.Process().children(recursive=True):
                         with contextlib.suppress(psutil.Error):
                             child.kill()
+                    if self._files:
+                        shutil.rmtree(self._files, ignore_errors=True)
                     logging.shutdown()
                     os._exit(1)
 

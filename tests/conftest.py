@@ -33,8 +33,8 @@ SERVE_PORT = 7871
 SERVE_METRICS_PORT = 7872
 SERVE_PROXY = proxy_from_env(os.environ)
 """Serve's HTTP front of the shared server, as `alltalk-serve run` chooses it (the servers tests
-start with the CLI inherit the variable): `ALLTALK_SERVE_PROXY=haproxy` runs the suite behind
-Serve's HAProxy ingress."""
+start with the CLI inherit the variable): HAProxy by default, `ALLTALK_SERVE_PROXY=classic` runs the
+suite behind Serve's classic proxy (scripts/run-tests runs the both_fronts tests behind the other)."""
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BUNDLED_VOICE = "en_US-joe-medium.onnx"
 SECOND_VOICE = "narrators/en_US-joe-narrator.onnx"  # a user-installed voice under models/piper

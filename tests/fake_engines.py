@@ -84,10 +84,12 @@ class GpuCapableEngine(TTSEngine):
 
 
 def build_fake_engine_app(args: dict[str, Any]) -> Application:
-    """The fake engine as an engine application (deployment `tts-piper`); `health_check_period_s`
-    in args sets how often Serve probes its replicas."""
+    """The fake engine as an engine application (deployment `tts-piper`, in the shape of
+    serve_app.build_engine_app); `health_check_period_s` in args sets how often Serve probes its
+    replicas."""
     args = dict(args)
     period = args.pop("health_check_period_s", 10.0)
     options = {**serve_app.ENGINE_OPTIONS, "ray_actor_options": {"num_cpus": 0}, "health_check_period_s": period,
                "health_check_timeout_s": 5, "graceful_shutdown_timeout_s": 5}
-    return serve.deployment(EngineServer, name="tts-piper", **options).bind(args, engine_cls=GpuCapableEngine)
+    served = serve.deployment(EngineServer, name="tts-piper", **options).bind(args, engine_cls=GpuCapableEngine)
+    return serve_app.reached_by_handle(served)

@@ -1,7 +1,9 @@
-"""serve_config.yaml and cluster.yaml are valid for the Ray they will meet, and build without a cluster."""
+"""serve_config.yaml, cluster.yaml and rayservice.yaml are valid for the Ray they will meet, build
+without a cluster, and start every node behind the default HTTP front."""
 
 import importlib
 import json
+import shlex
 from pathlib import Path
 
 import jsonschema
@@ -14,6 +16,7 @@ from ray.serve.schema import ServeDeploySchema
 
 import embedded_config
 import serve_app
+from embedded_proxy import DEFAULT_PROXY, HAPROXY_SHIM, node_env
 from speechcore.config.engine_choices import saved_engine_choices
 from speechcore.config.paths import ServerPaths
 
@@ -160,6 +163,34 @@ def test_the_kuberay_manifest_carries_serve_config_yaml():
     gpu_group = cluster["workerGroupSpecs"][0]
     assert gpu_group["minReplicas"] == 0 and gpu_group["maxReplicas"] >= 1
     assert gpu_group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def _start_env(command: str) -> dict[str, str]:
+    """The NAME=value words before `ray start` in a launcher command."""
+    words = shlex.split(command)
+    return dict(word.split("=", 1) for word in words[:words.index("ray")])
+
+
+def test_every_node_of_a_cluster_starts_ray_behind_the_default_front():
+    """cluster.yaml's start commands and rayservice.yaml's containers give Ray on every node what
+    embedded_proxy.node_env says Serve's default front needs (the shim at the project's path on
+    that node), and, behind HAProxy, the network the replicas trust to name the client."""
+    launcher = yaml.safe_load((PROJECT / "cluster.yaml").read_text())
+    starts = [_start_env(command) for key in ("head_start_ray_commands", "worker_start_ray_commands")
+              for command in launcher[key] if "ray start" in command]
+    expected = node_env(DEFAULT_PROXY, Path("/home/ubuntu/alltalk-serve") / HAPROXY_SHIM.relative_to(PROJECT))
+    manifest = yaml.safe_load((PROJECT / "rayservice.yaml").read_text())["spec"]["rayClusterConfig"]
+    pods = [manifest["headGroupSpec"], *manifest["workerGroupSpecs"]]
+    containers = [{item["name"]: item["value"] for item in pod["template"]["spec"]["containers"][0]["env"]}
+                  for pod in pods]
+    in_image = node_env(DEFAULT_PROXY, Path("/home/ray/alltalk-serve") / HAPROXY_SHIM.relative_to(PROJECT))
+    assert len(starts) == 2 and len(containers) == 2
+    for found, wanted in [*((start, expected) for start in starts), *((env, in_image) for env in containers)]:
+        assert {name: found.get(name) for name in wanted} == wanted
+        assert DEFAULT_PROXY == "classic" or found.get("FORWARDED_ALLOW_IPS"), found
+    workdir = next(line.split()[1] for line in (PROJECT / "Dockerfile").read_text().splitlines()
+                   if line.startswith("WORKDIR"))
+    assert workdir == "/home/ray/alltalk-serve"
 
 
 def test_the_grafana_dashboard_queries_exactly_the_metrics_the_server_defines():

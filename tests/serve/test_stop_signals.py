@@ -17,6 +17,7 @@ import httpx
 import psutil
 import pytest
 
+from embedded_proxy import HAPROXY_FOLDER_PREFIX
 from tests.conftest import BUNDLED_VOICE, PROJECT_DIR, SERVE_PORT
 from tests.serve.test_cli import CLI
 from tests.serve.test_service_stop import _pgid, _session_dir, _uses
@@ -34,7 +35,7 @@ class Server:
 
     def __init__(self, root: Path, port: int, *options: str):
         self.url = f"http://127.0.0.1:{port}"
-        self.proxy_folders_before = set(Path("/tmp").glob("alltalk-*"))  # HAProxy's, behind HAProxy
+        self.proxy_folders_before = set(Path("/tmp").glob(f"{HAPROXY_FOLDER_PREFIX}*"))  # HAProxy's, behind HAProxy
         self.process = subprocess.Popen(
             [*CLI, "run", "--root", str(root), "--port", str(port), "--engines", "piper", "--rvc", "off", *options],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_DIR, start_new_session=True)
@@ -86,7 +87,7 @@ def _nothing_left(server: Server, started: list[psutil.Process], session: str) -
     assert not group, f"left in the process group: {[(p.pid, p.name()) for p in group]}"
     users = [p for p in psutil.process_iter() if _uses(p, session)]
     assert not users, f"using {session}: {[(p.pid, p.name()) for p in users]}"
-    folders = set(Path("/tmp").glob("alltalk-*")) - server.proxy_folders_before
+    folders = set(Path("/tmp").glob(f"{HAPROXY_FOLDER_PREFIX}*")) - server.proxy_folders_before
     assert not folders, f"HAProxy's files left: {folders}"
 
 

