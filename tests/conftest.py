@@ -35,6 +35,9 @@ SERVE_PROXY = proxy_from_env(os.environ)
 """Serve's HTTP front of the shared server, as `alltalk-serve run` chooses it (the servers tests
 start with the CLI inherit the variable): HAProxy by default, `ALLTALK_SERVE_PROXY=classic` runs the
 suite behind Serve's classic proxy (scripts/run-tests runs the both_fronts tests behind the other)."""
+BOTH_FRONTS_ONLY = "ALLTALK_BOTH_FRONTS_ONLY"
+"""Set (scripts/run-tests' second pass): only the tests marked both_fronts run, whatever else
+the command line chose."""
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BUNDLED_VOICE = "en_US-joe-medium.onnx"
 SECOND_VOICE = "narrators/en_US-joe-narrator.onnx"  # a user-installed voice under models/piper
@@ -82,6 +85,13 @@ def build_asgi_service(tmp_path_factory, name: str, telemetry: Telemetry | None 
         converter = InProcessConverter(VoiceConverter(paths.rvc_voices, paths.rvc_base), engines)
     return SpeechService(SettingsStore(paths), engines, list(ENGINE_CLASSES), "piper", converter=converter,
                          telemetry=telemetry)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get(BOTH_FRONTS_ONLY):
+        others = [item for item in items if item.get_closest_marker("both_fronts") is None]
+        config.hook.pytest_deselected(items=others)
+        items[:] = [item for item in items if item.get_closest_marker("both_fronts") is not None]
 
 
 @pytest.fixture(scope="session")

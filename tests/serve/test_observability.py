@@ -18,13 +18,14 @@ import pytest
 import ray
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import BUNDLED_VOICE, SERVE_METRICS_PORT
+from tests.conftest import BUNDLED_VOICE, SERVE_METRICS_PORT, SERVE_PROXY
 from tests.support import decode_audio
 
 pytestmark = [pytest.mark.serve, pytest.mark.both_fronts]
 PROJECT = Path(__file__).resolve().parents[2]
-PER_REPLICA = {"ray_serve_replica_processing_queries", "ray_serve_deployment_replica_healthy"}
-"""Serve metrics each replica exports (the others come from the router that calls a deployment)."""
+ROUTED = {"ray_serve_deployment_queued_queries"}
+"""Serve metrics that the router calling a deployment exports (the others come from its replicas
+and Serve's controller): behind HAProxy, no Serve router calls the ingress."""
 TEXTS = ["Metrics count every request.", "The second request is a little longer than the first one.",
          "And a third."]
 STREAMED = "Streaming has a time to first audio."
@@ -128,24 +129,26 @@ def test_custom_metrics_count_the_requests_sent(serve_server):
 
 def test_the_serve_metrics_on_the_grafana_dashboard_are_exported_for_the_engine_and_the_ingress(serve_server):
     """The dashboard's panels on queues, calls in progress and healthy replicas read Serve's own
-    metrics: each is exported for the Piper engine's deployment, and those a replica exports for
-    the ingress too (behind HAProxy no Serve router stands in front of the ingress, so the ingress
-    has no queued-queries series there)."""
+    metrics, by application: each is exported for the Piper engine's deployment, and for the
+    ingress too except what only a Serve router in front of it exports (none behind HAProxy)."""
     dashboard = json.loads((PROJECT / "ops" / "grafana-dashboard.json").read_text())
     queried = {name for panel in dashboard["panels"] for target in panel["targets"]
                for name in re.findall(r"ray_serve_[a-z_]+", target["expr"])}
     assert queried, "the dashboard has panels on Serve's own metrics"
     assert serve_server.client.post("/api/tts-generate", data={"text_input": "Counted by Serve."}).status_code == 200
-    wanted = {name: {"tts-piper"} | ({"ingress"} if name in PER_REPLICA else set()) for name in queried}
+    ingress_routed = SERVE_PROXY == "classic"
+    wanted = {name: {("piper", "tts-piper")} | ({("alltalk", "ingress")} if ingress_routed or name not in ROUTED
+                                              else set()) for name in queried}
 
-    def missing(samples: dict) -> dict[str, set[str]]:
-        found: dict[str, set[str]] = {}
+    def missing(samples: dict) -> dict[str, set[tuple[str, str]]]:
+        found: dict[str, set[tuple[str, str]]] = {}
         for name, labels in samples:
-            found.setdefault(name, set()).update(value for key, value in labels if key == "deployment")
-        return {name: gone for name, deployments in wanted.items() if (gone := deployments - found.get(name, set()))}
+            tags = dict(labels)
+            found.setdefault(name, set()).add((tags.get("application"), tags.get("deployment")))
+        return {name: gone for name, places in wanted.items() if (gone := places - found.get(name, set()))}
 
     samples = _wait_for(lambda samples: not missing(samples), prefix="ray_serve_")
-    assert not missing(samples), f"series missing, by deployment: {missing(samples)}"
+    assert not missing(samples), f"series missing, by (application, deployment): {missing(samples)}"
 
 
 def test_the_request_id_is_echoed_and_in_the_request_log_line(serve_server):

