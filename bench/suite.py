@@ -394,6 +394,8 @@ def main() -> None:
                              f"{DEFAULT_PROXY})")
     args = parser.parse_args()
     proxies = args.proxies.split(",")
+    if unknown := set(proxies) - set(PROXIES):
+        parser.error(f"unknown --proxies {', '.join(sorted(unknown))}; choose from {', '.join(PROXIES)}")
     sizes = {
         "overhead": 5 if args.quick else 20,
         "peer": 2 if args.quick else 6,
