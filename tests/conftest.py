@@ -87,11 +87,17 @@ def build_asgi_service(tmp_path_factory, name: str, telemetry: Telemetry | None 
                          telemetry=telemetry)
 
 
+def _behind_a_front(item: pytest.Item) -> bool:
+    """Marked both_fronts, and not the in-process variant of a test run on both servers."""
+    callspec = getattr(item, "callspec", None)
+    in_process = callspec is not None and callspec.params.get("server") == "asgi"
+    return item.get_closest_marker("both_fronts") is not None and not in_process
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get(BOTH_FRONTS_ONLY):
-        others = [item for item in items if item.get_closest_marker("both_fronts") is None]
-        config.hook.pytest_deselected(items=others)
-        items[:] = [item for item in items if item.get_closest_marker("both_fronts") is not None]
+        config.hook.pytest_deselected(items=[item for item in items if not _behind_a_front(item)])
+        items[:] = [item for item in items if _behind_a_front(item)]
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,9 @@ def test_sse_events_arrive_as_the_audio_is_made(server):
     """The first audio event arrives long before the last sentence is spoken (a stream, not one
     answer sent in pieces at the end)."""
     text = " ".join(["Every sentence here is spoken one after the other."] * 8)
+    warm = server.client.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Warm.",
+                                                         "response_format": "pcm"})
+    assert warm.status_code == 200  # the voice loaded: what follows times speaking, not loading
     arrivals = []
     started = time.monotonic()
     with server.client.stream("POST", "/v1/audio/speech", json={
