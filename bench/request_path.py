@@ -232,8 +232,6 @@ def main() -> None:
     for raw in profile_files(proxies, texts) if args.profile else []:
         lines += ["", f"Top own-time frames, {raw.stem.removeprefix('request_path_')} (py-spy):", "```",
                   *top_frames(raw), "```"]
-    lines += ["", "Behind HAProxy, Serve's throughput-optimized replicas buffer their logs (1000 lines), so the "
-              "rows read from the replicas' logs are empty there."]
     table = "\n".join(lines)
     print(table)
     save("request_path", {"runs": args.runs, "medians_ms": medians, "added_ms": added}, table)
