@@ -87,7 +87,9 @@ def test_every_f0_method_that_needs_no_download_runs(converter, speech, method):
     frames = len(audio_16k) // 160
     contour = converter.pitch.f0(method, audio_16k, frames, 160, 3)
     voiced = contour[contour > 0]
-    assert len(contour) == frames and len(voiced) > 0.2 * frames
+    # Piper's speech differs from run to run (its noise is not seeded); harvest voices 19-33% of its frames, pm and
+    # dio about half: a tracker that fails voices next to none.
+    assert len(contour) == frames and len(voiced) > 0.1 * frames
     assert 80 < np.median(voiced) < 200  # the speaker's pitch
     out = converter.convert(voice, speech, RATE, ConversionRequest(model="v2-f0/voice.pth", f0_method=method))
     assert abs(len(out) / 40000 - len(speech) / RATE) < 0.05 * len(speech) / RATE
