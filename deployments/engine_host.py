@@ -149,14 +149,18 @@ class EngineHost:
     async def synthesize(self, voice: Any, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         """Streams the chunks of one request. Closing the stream (a client gone, a cancelled call)
         ends it after the chunk being computed (for a batching engine: after the step); so does a
-        stop request, once `stops` has seen it."""
-        started = await self.stops.now()
+        stop request, once `stops` has seen it. The epoch the generation starts in is read while
+        its first step runs (on a cluster, a read of the GCS that would otherwise delay each request)."""
+        started = asyncio.ensure_future(self.stops.now())
         steps = self._batched_steps if self._batches else self._turn_steps
-        async with contextlib.aclosing(steps(voice, request)) as chunks:
-            async for chunk in chunks:
-                if self.stops.latest() > started:
-                    raise GenerationStopped()
-                yield chunk
+        try:
+            async with contextlib.aclosing(steps(voice, request)) as chunks:
+                async for chunk in chunks:
+                    if self.stops.latest() > await started:
+                        raise GenerationStopped()
+                    yield chunk
+        finally:
+            started.cancel()
 
     def _next(self, chunks: SpeechStream) -> Any:
         """One synthesis step, in a worker thread (timed there: see StepWatch)."""

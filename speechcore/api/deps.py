@@ -1,4 +1,6 @@
-"""How routes reach the services: they live on the app, set once by create_app."""
+"""How routes reach the services: they live on the app, set once by create_app. The getters are
+coroutines because FastAPI runs a plain function dependency in its thread pool: a thread hop per
+dependency per request."""
 
 from __future__ import annotations
 
@@ -12,24 +14,24 @@ from ..voices.uploads import VoiceUploads
 from .generations import GenerationsInFlight
 
 
-def _service(request: Request) -> SpeechService:
+async def _service(request: Request) -> SpeechService:
     return request.app.state.service
 
 
-def _pipeline(request: Request) -> SpeechPipeline:
+async def _pipeline(request: Request) -> SpeechPipeline:
     return request.app.state.pipeline
 
 
-def _generations(request: Request) -> GenerationsInFlight:
+async def _generations(request: Request) -> GenerationsInFlight:
     return request.app.state.generations
 
 
-def _client(request: Request) -> str:
+async def _client(request: Request) -> str:
     """Who asks (set by the access middleware: the API key, or the address without keys)."""
     return getattr(request.state, "client", None) or f"addr:{request.client.host if request.client else '?'}"
 
 
-def _voices(request: Request) -> VoiceUploads:
+async def _voices(request: Request) -> VoiceUploads:
     return request.app.state.voices
 
 

@@ -24,7 +24,7 @@ router = APIRouter(tags=["jobs"])
 CAPTION_TYPES = {"srt": "application/x-subrip", "vtt": "text/vtt"}
 
 
-def _desk(request: Request) -> JobDesk:
+async def _desk(request: Request) -> JobDesk:
     return request.app.state.jobs.desk
 
 

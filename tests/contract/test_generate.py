@@ -158,6 +158,7 @@ def test_audio_and_audiocache_headers(server):
     assert audio.status_code == 200
     assert audio.headers["content-type"] in ("audio/x-wav", "audio/wav")
     assert int(audio.headers["content-length"]) == len(audio.content) > 44
+    assert audio.headers["etag"] and audio.headers["last-modified"]  # players revalidate rather than fetch again
     cached = server.client.get(f"/audiocache/{name}")
     assert cached.status_code == 200
     assert cached.headers["cache-control"] == "public, max-age=604800"
