@@ -224,15 +224,20 @@ def status(client: ApiClient, as_json: bool) -> int:
             for deployment in app["deployments"]:
                 print(f"{app['name']:<12} {deployment['name']:<11} {deployment['status']:<9} "
                       f"{_replicas(deployment)}")
+                for warning in deployment.get("warnings", []):
+                    print(f"{'':<12} warning: {warning}")
             if app["message"] and app["status"] != "RUNNING":
                 print(f"{'':<12} {app['status']}: {app['message']}")
     return 0 if ready == "Ready" else 2
 
 
 def _replicas(deployment: dict[str, Any]) -> str:
-    """`1/2 running, 1 starting (autoscaling 1-4)`"""
+    """`1/2 running on cpu, 1 starting (autoscaling 1-4)`"""
     states = dict(deployment["replicas"])
     text = f"{states.pop('RUNNING', 0)}/{deployment['target_replicas']} running"
+    if devices := deployment.get("devices"):
+        text += " on " + ", ".join(name if len(devices) == 1 else f"{name} ({count})"
+                                   for name, count in sorted(devices.items()))
     text += "".join(f", {count} {state.lower()}" for state, count in sorted(states.items()))
     if scaling := deployment.get("autoscaling"):
         text += f" (autoscaling {scaling['min_replicas']}-{scaling['max_replicas']})"

@@ -15,9 +15,11 @@ really serves what was asked."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ray.experimental import internal_kv
@@ -113,16 +115,32 @@ class ClusterDrain:
             await asyncio.sleep(DRAIN_POLL_S)
 
 
+@dataclass(frozen=True)
+class ReplicaPlacement:
+    """Where an engine replica computes: what `/api/deployments` and `alltalk-serve status` show."""
+
+    device: str
+    """`cpu` or `cuda`."""
+    warning: str | None
+    """Why it does not use the GPU share it was given (engines/devices.py)."""
+    gpu_share: float
+    """The GPUs Serve gave it (its num_gpus): the CUDA memory cap its engine sets is this share."""
+    gpu_ids: list[str]
+    """The GPUs it sees (Ray sets CUDA_VISIBLE_DEVICES to them)."""
+
+
 class ReplicaReports:
     """One report per engine replica, kept in the GCS key-value store under its application:
-    `{"options": <user_config it was given>, "error": <why it keeps serving something else> | None}`."""
+    `{"options": <user_config it was given>, "error": <why it keeps serving something else> | None,
+    "placement": ReplicaPlacement's fields}`."""
 
     @staticmethod
     def _key(app: str, replica: str) -> bytes:
         return _REPORT_PREFIX + f"{app}/{replica}".encode()
 
-    def publish(self, app: str, replica: str, options: dict[str, Any], error: str | None) -> None:
-        report = json.dumps({"options": options, "error": error})
+    def publish(self, app: str, replica: str, options: dict[str, Any], error: str | None,
+                placement: ReplicaPlacement) -> None:
+        report = json.dumps({"options": options, "error": error, "placement": dataclasses.asdict(placement)})
         internal_kv._internal_kv_put(self._key(app, replica), report.encode(), overwrite=True)
 
     def read(self, app: str, replica: str) -> dict[str, Any] | None:

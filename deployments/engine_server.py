@@ -18,6 +18,7 @@ import ray
 from ray import serve
 
 from engines.base import EngineOptions, StepHooks, TTSEngine
+from engines.devices import DeviceChoice, choose_device
 from engines.registry import load_engine_class
 from speechcore.audio.pcm import PcmChunk
 from speechcore.config.app_args import EngineArgs, EngineUserConfig
@@ -25,7 +26,7 @@ from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineInfo, SynthesisRequest
 from speechcore.safe_paths import resolve_inside
 
-from .cluster_signals import ClusterStopSignal, ReplicaReports, WatchedStopEpoch
+from .cluster_signals import ClusterStopSignal, ReplicaPlacement, ReplicaReports, WatchedStopEpoch
 from .engine_host import EngineHost
 from .metrics import EngineMetrics
 from .voice_cache import LoadedVoice
@@ -34,20 +35,24 @@ _LOGGER = logging.getLogger("ray.serve")
 MAX_VOICES_PER_REPLICA = 8
 
 
-def _replica_options(args: EngineArgs) -> EngineOptions:
+def _replica_options(args: EngineArgs) -> tuple[EngineOptions, DeviceChoice]:
     """The engine's knobs as the application's args set them, with the device and GPU share from
     what Serve gave this replica (num_gpus in serve_config.yaml)."""
     gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
-    device = args.device if args.device != "auto" else ("cuda" if gpu_share > 0 else "cpu")
+    choice = choose_device(args.device, gpu_share)
     knobs = {field.name: getattr(args, field.name) for field in dataclasses.fields(EngineOptions)
              if field.name in EngineArgs.model_fields}
-    return EngineOptions(**{**knobs, "device": device, "gpu_share": gpu_share})
+    return EngineOptions(**{**knobs, "device": choice.device, "gpu_share": gpu_share}), choice
 
 
 class EngineServer:
     async def __init__(self, args: dict[str, Any], engine_cls: type[TTSEngine] | None = None):
         self.args = EngineArgs.model_validate(args)
-        options = _replica_options(self.args)
+        options, device = _replica_options(self.args)
+        if device.warning:
+            _LOGGER.warning("engine %s: %s", self.args.engine, device.warning)
+        gpu_ids = [str(gpu) for gpu in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
+        self.placement = ReplicaPlacement(device.device, device.warning, options.gpu_share, gpu_ids)
         cls = engine_cls or load_engine_class(self.args.engine)
         self.metrics = EngineMetrics(self.args.engine)
         started = time.perf_counter()
@@ -75,7 +80,7 @@ class EngineServer:
         if result.error:
             _LOGGER.error("keeping the current model: %s", result.error)
         await asyncio.to_thread(self._reports.publish, self._replica.deployment_id.app_name, self._replica.unique_id,
-                                user_config or {}, result.error)
+                                user_config or {}, result.error, self.placement)
         if result.changed:
             self.metrics.model_loaded(result.info.current_model or "none", result.seconds)
             _LOGGER.info("engine %s now serves model %s (loaded in %.1f s)", self.args.engine,

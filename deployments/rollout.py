@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ray.serve.schema import ServeDeploySchema
 
 from .cluster_lock import ClusterLock, Hold, LockLost, LockTimeout
+from .cluster_signals import ReplicaReports
 from .metrics import RolloutMetrics
 from .serve_control import deploy_config, serve_details
 
@@ -41,15 +43,28 @@ def _state(value: Any) -> str:
     return str(getattr(value, "value", value) or "").rsplit(".", 1)[-1]
 
 
-def _deployment_view(deployment: dict[str, Any]) -> dict[str, Any]:
+def _deployment_view(deployment: dict[str, Any], report_of: Callable[[str], dict[str, Any] | None]
+                     ) -> dict[str, Any]:
+    """The deployment's state and replicas by state; for an engine, where its running replicas
+    compute (`placements`: ReplicaPlacement's fields by replica id), the devices they use and their
+    warnings (`report_of(replica_id)`: the replica's report, ReplicaReports)."""
     replicas: dict[str, int] = {}
+    placements: dict[str, dict[str, Any]] = {}
     for replica in deployment.get("replicas", []):
         state = _state(replica.get("state"))
         replicas[state] = replicas.get(state, 0) + 1
+        replica_id = str(replica.get("replica_id"))
+        if state == "RUNNING" and (placement := (report_of(replica_id) or {}).get("placement")):
+            placements[replica_id] = placement
     autoscaling = (deployment.get("deployment_config") or {}).get("autoscaling_config") or {}
     view = {"name": deployment.get("name"), "status": _state(deployment.get("status")),
             "message": deployment.get("message", ""), "target_replicas": deployment.get("target_num_replicas"),
             "replicas": replicas}
+    if placements:
+        devices = [placement["device"] for placement in placements.values()]
+        view["devices"] = {device: devices.count(device) for device in sorted(set(devices))}
+        view["warnings"] = sorted({p["warning"] for p in placements.values() if p.get("warning")})
+        view["placements"] = placements
     if autoscaling:
         view["autoscaling"] = {"min_replicas": autoscaling.get("min_replicas"),
                                "max_replicas": autoscaling.get("max_replicas")}
@@ -63,6 +78,7 @@ class ServeRollout:
         self.poll_s = poll_s
         self.metrics = metrics
         self.lock = lock or ClusterLock("serve-config", LOCK_TTL_S)
+        self.reports = ReplicaReports()
 
     async def update(self, app: str, deployment: str, options: dict[str, Any]) -> list[str]:
         """Sets deployment options (`user_config` keys are merged), waits until every replica
@@ -98,9 +114,13 @@ class ServeRollout:
     async def applications(self) -> list[dict[str, Any]]:
         """Every Serve application with its deployments: state, message, replicas by state and the
         target count (with the autoscaling range where there is one)."""
-        details = await asyncio.to_thread(serve_details)
+        return await asyncio.to_thread(self._applications)
+
+    def _applications(self) -> list[dict[str, Any]]:
+        details = serve_details()
         return [{"name": name, "status": _state(app.get("status")), "message": app.get("message", ""),
-                 "deployments": [_deployment_view(d) for d in app.get("deployments", {}).values()]}
+                 "deployments": [_deployment_view(d, functools.partial(self.reports.read, name))
+                                 for d in app.get("deployments", {}).values()]}
                 for name, app in details.get("applications", {}).items()]
 
     async def is_updating(self, app: str) -> bool:

@@ -13,6 +13,7 @@ import ray
 import torch
 from ray import serve
 
+from engines.devices import choose_device
 from rvc.chunks import convert_chunk, converted_stream
 from rvc.pipeline import VoiceConverter, VoiceModel, check_voice_files
 from speechcore.audio.pcm import PcmChunk
@@ -35,7 +36,10 @@ class RvcServer:
     async def __init__(self, args: dict[str, Any]):
         self.args = RvcArgs.model_validate(args)
         gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
-        device = self.args.device if self.args.device != "auto" else ("cuda" if gpu_share > 0 else "cpu")
+        choice = choose_device(self.args.device, gpu_share)
+        if choice.warning:
+            _LOGGER.warning("RVC: %s", choice.warning)
+        device = choice.device
         torch.set_num_threads(self.args.threads)
         paths = ServerPaths.at(self.args.root)
         self.root = paths.root

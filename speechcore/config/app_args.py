@@ -106,7 +106,9 @@ class EngineArgs(_Args):
     root: str = Field(description="Server root (models/ and voices/ are read on the replica's node).")
     threads: int = Field(EngineOptions.threads, ge=1, le=64, description="CPU threads one synthesis may use.")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
-                        description="auto = cuda when the replica was given a GPU share, else cpu.")
+                        description=("auto = cuda when the replica was given a GPU share and sees a CUDA device, "
+                                     "else cpu (a share it cannot use is a warning in its log and in "
+                                     "`alltalk-serve status`)."))
     parallel_steps: int = Field(EngineOptions.parallel_steps, ge=1, le=64, description=(
         "Synthesis steps (a sentence or a chunk) a replica computes at once. Requests beyond it take turns "
         "step by step (fair to short requests) instead of oversubscribing the replica's threads."))
@@ -140,4 +142,5 @@ class RvcArgs(_Args):
     root: str = Field(description="Server root (models/rvc_voices and models/rvc_base are read on the replica's node).")
     threads: int = Field(1, ge=1, le=64, description="CPU threads one conversion may use.")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
-                        description="auto = cuda when the replica was given a GPU share, else cpu.")
+                        description=("auto = cuda when the replica was given a GPU share and sees a CUDA device, "
+                                     "else cpu (a share it cannot use is a warning in its log)."))

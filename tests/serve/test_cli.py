@@ -43,12 +43,14 @@ def test_status_of_a_running_server(serve_server):
     assert f"{url}  Ready" in result.stdout and "engine   piper (Piper)" in result.stdout
     # What an operator of an autoscaled endpoint looks at first: deployments and their replicas.
     assert "alltalk      ingress     HEALTHY   1/1 running" in result.stdout, result.stdout
-    assert re.search(r"piper +tts-piper +HEALTHY +(\d)/\1 running \(autoscaling 1-\d\)", result.stdout), result.stdout
+    assert re.search(r"piper +tts-piper +HEALTHY +(\d)/\1 running on cpu \(autoscaling 1-\d\)", result.stdout), \
+        result.stdout
     raw = json.loads(cli("status", "--url", url, "--json").stdout)
     assert raw["ready"] == "Ready" and raw["currentsettings"]["current_engine_loaded"] == "piper"
     piper = next(a for a in raw["applications"] if a["name"] == "piper")
     deployment = piper["deployments"][0]
     assert piper["status"] == "RUNNING" and deployment["replicas"] == {"RUNNING": deployment["target_replicas"]}
+    assert deployment["devices"] == {"cpu": deployment["target_replicas"]} and deployment["warnings"] == []
 
 
 def test_reload_a_running_server(serve_server):

@@ -1,0 +1,78 @@
+"""GPU shares scheduled by real Serve on a node that declares GPUs it does not have (`ray start
+--num-gpus 2`): Ray schedules by the declared GPUs and sets each replica's CUDA_VISIBLE_DEVICES, so
+placement shows here without a GPU. The shipped shares (XTTS 0.5, VITS 0.25) place as Ray promises,
+each replica reports the share and GPU it was given, and with the shipped `device: auto` a replica
+that sees no CUDA device speaks on the CPU and says so in `/api/deployments` and
+`alltalk-serve status`. On a machine with GPUs the same replicas would report `cuda`, no warning."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import httpx
+import pytest
+import yaml
+
+import embedded_config
+from tests.conftest import PROJECT_DIR, make_coqui_root
+from tests.ray_head import ray_head
+from tests.support import decode_audio, wait_until
+
+pytestmark = [pytest.mark.serve,
+              pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="the coqui extra is not installed")]
+
+
+def _shipped_config_with_two_xtts_replicas() -> dict:
+    raw = yaml.safe_load((PROJECT_DIR / "serve_config.yaml").read_text())
+    xtts = next(app for app in raw["applications"] if app["name"] == "xtts")["deployments"][0]
+    xtts.pop("autoscaling_config")
+    xtts["num_replicas"] = 2
+    return raw
+
+
+def _all_running(url: str) -> dict | None:
+    applications = {app["name"]: app for app in httpx.get(f"{url}/api/deployments").json()["applications"]}
+    return applications if all(app["status"] == "RUNNING" for app in applications.values()) else None
+
+
+def test_declared_gpus_take_the_shipped_shares_and_a_replica_without_cuda_speaks_on_the_cpu(tmp_path_factory):
+    root = make_coqui_root(tmp_path_factory, "gpu-shares")
+    with ray_head(num_cpus=8, num_gpus=2) as head:
+        config = embedded_config.prepare_config(_shipped_config_with_two_xtts_replicas(), root, "127.0.0.1",
+                                                head.http_port, 2, ["vits", "xtts"], rvc=False)
+        deployed = root / "serve_config.yaml"
+        deployed.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
+        result = head.serve("deploy", str(deployed))
+        assert result.returncode == 0, result.stdout + result.stderr
+        url = head.wait_until_ready()
+
+        applications = wait_until(lambda: _all_running(url), "every application running", 240, 1.0)
+        xtts = next(d for d in applications["xtts"]["deployments"] if d["name"] == "tts-xtts")
+        vits = next(d for d in applications["vits"]["deployments"] if d["name"] == "tts-vits")
+        xtts_placed = list(xtts["placements"].values())
+        vits_placed = list(vits["placements"].values())
+        assert [p["gpu_share"] for p in xtts_placed] == [0.5, 0.5] and [p["gpu_share"] for p in vits_placed] == [0.25]
+        # Two halves fill one GPU; the quarter goes to the other: each replica sees its own GPU.
+        assert all(len(p["gpu_ids"]) == 1 for p in xtts_placed + vits_placed), xtts_placed + vits_placed
+        assert xtts_placed[0]["gpu_ids"] == xtts_placed[1]["gpu_ids"] != vits_placed[0]["gpu_ids"]
+        # No CUDA here: `auto` speaks on the CPU and says why.
+        assert xtts["devices"] == {"cpu": 2} and vits["devices"] == {"cpu": 1}
+        assert xtts["warnings"] == ["given 0.5 GPU but sees no CUDA device: running on the CPU (set device: cpu "
+                                    "and num_gpus: 0 to free the share, device: cuda to fail instead)"]
+        assert "given 0.25 GPU" in vits["warnings"][0]
+
+        status = subprocess.run([sys.executable, str(PROJECT_DIR / "cli.py"), "status", "--url", url],
+                                capture_output=True, text=True, timeout=120, cwd=PROJECT_DIR)
+        assert status.returncode == 0, status.stderr
+        assert "2/2 running on cpu" in status.stdout and "warning: given 0.5 GPU but sees no CUDA device" in \
+            status.stdout, status.stdout
+
+        for engine in ("vits", "xtts"):
+            spoken = httpx.post(f"{url}/api/tts-generate", timeout=120,
+                                data={"text_input": "Spoken on the CPU.", "engine": engine})
+            assert spoken.status_code == 200, spoken.text
+            audio = httpx.get(f"{url}{spoken.json()['output_file_url']}", timeout=60)
+            assert decode_audio(audio.content).duration_s > 0.1
+        assert head.serve("shutdown", "-y").returncode == 0
