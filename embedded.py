@@ -9,6 +9,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -57,7 +58,7 @@ def _wait_until_running(names: list[str], timeout_s: float, report_every_s: floa
         statuses = serve.status().applications
         failed = [n for n in names if n in statuses and statuses[n].status == "DEPLOY_FAILED"]
         if failed:
-            raise RuntimeError("; ".join(f"{n}: {statuses[n].message}" for n in failed))
+            raise RuntimeError("; ".join(_failure(n, statuses[n]) for n in failed))
         progress = "; ".join(_app_progress(name, statuses.get(name)) for name in names)
         now = time.monotonic()
         if progress != last or now - last_report >= report_every_s:
@@ -67,6 +68,21 @@ def _wait_until_running(names: list[str], timeout_s: float, report_every_s: floa
             return
         time.sleep(0.5)
     raise TimeoutError(f"applications not running after {timeout_s:.0f} s: {last}")
+
+
+def _failure(name: str, status: Any) -> str:
+    """`vits: Failed to update the deployments ['tts-vits'] (tts-vits: EngineError: device 'cuda' was
+    requested but ...)`: the application's message, with each failed deployment's own reason (the
+    last line of its replica's error; Serve's application message names the deployment only)."""
+    reasons = [f"{deployment}: {_last_line(state.message)}" for deployment, state in status.deployments.items()
+               if str(getattr(state.status, "value", state.status)) in ("UNHEALTHY", "DEPLOY_FAILED") and state.message]
+    return f"{name}: {status.message}" + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
+def _last_line(message: str) -> str:
+    """The last line of a traceback, its exception named without its module."""
+    last = next((line.strip() for line in reversed(message.splitlines()) if line.strip()), message)
+    return re.sub(r"^[\w.]+\.(\w+: )", r"\1", last)
 
 
 def _app_progress(name: str, status: Any) -> str:

@@ -30,6 +30,8 @@ BIN = Path(sys.executable).parent
 class RayHead:
     address: str
     """The dashboard's address, for Serve's CLI."""
+    gcs_address: str
+    """For `ray.init` and `alltalk-serve run --address`."""
     http_port: int
     """A free port for Serve's HTTP front."""
     env: dict[str, str]
@@ -100,7 +102,7 @@ def ray_head(auth_token: str | None = None, num_cpus: int = 4, num_gpus: int = 0
          f"--temp-dir={temp}", "--disable-usage-stats"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         cwd=PROJECT_DIR)
-    running = RayHead(f"http://127.0.0.1:{dashboard}", http, env)
+    running = RayHead(f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", http, env)
     try:
         deadline = time.monotonic() + 120
         while running.serve("status", timeout_s=60).returncode != 0:

@@ -54,9 +54,13 @@ def test_declared_gpus_take_the_shipped_shares_and_a_replica_without_cuda_speaks
         xtts_placed = list(xtts["placements"].values())
         vits_placed = list(vits["placements"].values())
         assert [p["gpu_share"] for p in xtts_placed] == [0.5, 0.5] and [p["gpu_share"] for p in vits_placed] == [0.25]
-        # Two halves fill one GPU; the quarter goes to the other: each replica sees its own GPU.
-        assert all(len(p["gpu_ids"]) == 1 for p in xtts_placed + vits_placed), xtts_placed + vits_placed
-        assert xtts_placed[0]["gpu_ids"] == xtts_placed[1]["gpu_ids"] != vits_placed[0]["gpu_ids"]
+        # Each replica sees one GPU of the two; shares of one GPU never add up to more than it, and
+        # 1.25 GPUs of shares on two GPUs means two replicas share one.
+        placed = xtts_placed + vits_placed
+        assert all(len(p["gpu_ids"]) == 1 and p["gpu_ids"][0] in ("0", "1") for p in placed), placed
+        per_gpu = {gpu: sum(p["gpu_share"] for p in placed if p["gpu_ids"] == [gpu]) for gpu in ("0", "1")}
+        assert max(per_gpu.values()) <= 1.0 and sum(per_gpu.values()) == 1.25, per_gpu
+        assert any(sum(p["gpu_ids"] == [gpu] for p in placed) >= 2 for gpu in ("0", "1")), placed
         # No CUDA here: `auto` speaks on the CPU and says why.
         assert xtts["devices"] == {"cpu": 2} and vits["devices"] == {"cpu": 1}
         assert xtts["warnings"] == ["given 0.5 GPU but sees no CUDA device: running on the CPU (set device: cpu "
@@ -76,3 +80,21 @@ def test_declared_gpus_take_the_shipped_shares_and_a_replica_without_cuda_speaks
             audio = httpx.get(f"{url}{spoken.json()['output_file_url']}", timeout=60)
             assert decode_audio(audio.content).duration_s > 0.1
         assert head.serve("shutdown", "-y").returncode == 0
+
+
+def test_device_cuda_without_cuda_fails_the_launch_with_the_replicas_own_reason(tmp_path_factory):
+    root = make_coqui_root(tmp_path_factory, "gpu-cuda")
+    raw = yaml.safe_load((PROJECT_DIR / "serve_config.yaml").read_text())
+    next(app for app in raw["applications"] if app["name"] == "vits")["args"]["device"] = "cuda"
+    config = root / "cuda_config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    with ray_head(num_cpus=8, num_gpus=2) as head:
+        launch = subprocess.run(
+            [sys.executable, str(PROJECT_DIR / "cli.py"), "run", "--address", head.gcs_address, "--config", str(config),
+             "--root", str(root), "--port", str(head.http_port), "--engines", "vits", "--rvc", "off",
+             "--timeout", "300"], env=head.env, capture_output=True, text=True, timeout=400, cwd=PROJECT_DIR)
+        assert launch.returncode != 0
+        assert "could not start: vits: Failed to update the deployments ['tts-vits']. (tts-vits: EngineError: " \
+               "device 'cuda' was requested but this replica sees no CUDA device)" in launch.stdout + launch.stderr, \
+            (launch.stdout + launch.stderr)[-3000:]
+        head.serve("shutdown", "-y")
