@@ -98,3 +98,35 @@ def test_device_cuda_without_cuda_fails_the_launch_with_the_replicas_own_reason(
                "device 'cuda' was requested but this replica sees no CUDA device)" in launch.stdout + launch.stderr, \
             (launch.stdout + launch.stderr)[-3000:]
         head.serve("shutdown", "-y")
+
+
+def test_a_replica_that_does_not_fit_stays_pending_and_status_says_why(tmp_path_factory):
+    root = make_coqui_root(tmp_path_factory, "gpu-pending")
+    # One GPU for 1.25 GPUs of shares: one replica cannot be placed. Serve says why after this long.
+    with ray_head(num_cpus=8, num_gpus=1, environment={"RAY_SERVE_SLOW_STARTUP_WARNING_S": "2",
+                                                       "RAY_SERVE_SLOW_STARTUP_WARNING_PERIOD_S": "2"}) as head:
+        config = embedded_config.prepare_config(_shipped_config_with_two_xtts_replicas(), root, "127.0.0.1",
+                                                head.http_port, 1, ["vits", "xtts"], rvc=False)
+        deployed = root / "serve_config.yaml"
+        deployed.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
+        assert head.serve("deploy", str(deployed)).returncode == 0
+        url = f"http://127.0.0.1:{head.http_port}"
+        pending = wait_until(lambda: _pending(url), "a deployment saying a replica waits to be scheduled", 240, 1.0)
+        assert "Resources required for each replica" in pending["message"] and '"GPU": ' in pending["message"]
+        assert pending["replicas"].get("RUNNING", 0) < pending["target_replicas"]
+
+        status = subprocess.run([sys.executable, str(PROJECT_DIR / "cli.py"), "status", "--url", url],
+                                capture_output=True, text=True, timeout=120, cwd=PROJECT_DIR)
+        assert "to be scheduled" in status.stdout and "Resources required for each replica" in status.stdout, \
+            status.stdout
+        head.serve("shutdown", "-y")
+
+
+def _pending(url: str) -> dict | None:
+    """The deployment whose message says a replica waits for resources, if one does yet."""
+    try:
+        applications = httpx.get(f"{url}/api/deployments", timeout=10).json()["applications"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None  # the ingress is not up yet
+    return next((deployment for app in applications for deployment in app["deployments"]
+                 if "to be scheduled" in deployment.get("message", "")), None)
