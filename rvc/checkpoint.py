@@ -88,8 +88,9 @@ def safe_torch_load(path: Path) -> Any:
             raise VoiceConversionError(f"{path.name} is not a readable torch checkpoint: {exc}") from exc
         raise UnsafeCheckpoint(f"{path.name} holds pickled objects other than weights and plain data; "
                                "it is not loaded (re-save it with only tensors, numbers and strings)") from exc
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise VoiceConversionError(f"{path.name} is not a readable torch checkpoint: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - torch's restricted unpickler fails on junk bytes in many ways
+        raise VoiceConversionError(f"{path.name} is not a readable torch checkpoint: "
+                                   f"{type(exc).__name__}: {exc}") from exc
 
 
 def read_voice_checkpoint(path: Path) -> VoiceCheckpoint:

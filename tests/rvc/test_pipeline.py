@@ -188,8 +188,11 @@ def test_model_names_stay_inside_the_voices_folder(converter):
         converter.load_voice("nobody.pth")
 
 
-def test_a_file_that_is_not_a_voice_model_is_a_clear_error(tmp_path, folders):
+@pytest.mark.parametrize("junk", [b"not a checkpoint at all",
+                                  b"\x80\x02e.",  # a pickle that pops a mark it never set (IndexError inside torch)
+                                  b"\x80\x02}q\x00X"])  # cut inside a string's length (struct.error)
+def test_a_file_that_is_not_a_voice_model_is_a_clear_error(tmp_path, folders, junk):
     (tmp_path / "junk").mkdir()
-    (tmp_path / "junk" / "junk.pth").write_bytes(b"not a checkpoint at all")
+    (tmp_path / "junk" / "junk.pth").write_bytes(junk)
     with pytest.raises(VoiceConversionError, match="not a readable torch checkpoint"):
         VoiceConverter(tmp_path, folders[1]).load_voice("junk/junk.pth")
