@@ -226,19 +226,11 @@ def status(client: ApiClient, as_json: bool) -> int:
                       f"{_replicas(deployment)}")
                 for warning in deployment.get("warnings", []):
                     print(f"{'':<12} warning: {warning}")
-                if deployment.get("message") and deployment["status"] != "HEALTHY":
-                    print(f"{'':<12} {deployment['status']}: {_reason(deployment['message'])}")
+                if deployment.get("reason") and deployment["status"] != "HEALTHY":
+                    print(f"{'':<12} {deployment['status']}: {deployment['reason']}")
             if app["message"] and app["status"] != "RUNNING":
                 print(f"{'':<12} {app['status']}: {app['message']}")
     return 0 if ready == "Ready" else 2
-
-
-def _reason(message: str) -> str:
-    """Serve's message about a deployment; of a replica's traceback, its first and last lines."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if any(line.startswith("Traceback") for line in lines):
-        return f"{lines[0]} ... {lines[-1]}"
-    return " ".join(lines)
 
 
 def _replicas(deployment: dict[str, Any]) -> str:

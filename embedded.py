@@ -9,7 +9,6 @@ import contextlib
 import logging
 import math
 import os
-import re
 import socket
 import threading
 import time
@@ -24,7 +23,7 @@ from ray import serve
 from ray.serve.schema import ServeApplicationSchema
 
 from deployments.cluster_signals import DRAIN_POLL_S, ClusterDrain, ClusterStopSignal
-from deployments.serve_control import deploy_config
+from deployments.serve_control import deploy_config, message_reason
 from embedded_config import available_engines, prepare_config, required_cpus, rvc_available
 from embedded_proxy import DEFAULT_PROXY, HAProxyFolder, environment, proxy_env
 from serve_app import HANDLE_ONLY_INGRESS_OPTIONS, INGRESS_IMPORT_PATH, INGRESS_OPTIONS
@@ -74,15 +73,9 @@ def _failure(name: str, status: Any) -> str:
     """`vits: Failed to update the deployments ['tts-vits'] (tts-vits: EngineError: device 'cuda' was
     requested but ...)`: the application's message, with each failed deployment's own reason (the
     last line of its replica's error; Serve's application message names the deployment only)."""
-    reasons = [f"{deployment}: {_last_line(state.message)}" for deployment, state in status.deployments.items()
+    reasons = [f"{deployment}: {message_reason(state.message)}" for deployment, state in status.deployments.items()
                if str(getattr(state.status, "value", state.status)) in ("UNHEALTHY", "DEPLOY_FAILED") and state.message]
     return f"{name}: {status.message}" + (f" ({'; '.join(reasons)})" if reasons else "")
-
-
-def _last_line(message: str) -> str:
-    """The last line of a traceback, its exception named without its module."""
-    last = next((line.strip() for line in reversed(message.splitlines()) if line.strip()), message)
-    return re.sub(r"^[\w.]+\.(\w+: )", r"\1", last)
 
 
 def _app_progress(name: str, status: Any) -> str:

@@ -5,8 +5,9 @@ app in this process, the audio ready), piper's own synthesis in this process, th
 call (timed inside it by Serve), the ingress's handling of the POST (its request log), the POST as
 the client sees it, and the GET. What is left between them is Serve's: the HTTP proxy hop and the
 handle call from ingress to engine replica. Serve's floor for that shape (bench/serve_floor.py: an
-ingress that streams one chunk from another deployment, then sends bytes) is measured on the same
-server, so that the last row says what of the time added is this project's.
+ingress that streams chunks of the text's sentence sizes from another deployment, then sends their
+bytes) is measured on the same server after each text's rounds, so that the last row says what of
+the time added is this project's.
 Requests run one at a time, in rounds that alternate with direct synthesis. With --profile, the
 ingress and engine replicas are sampled with py-spy meanwhile (if it is installed) and the top
 frames of each are printed.
@@ -196,9 +197,9 @@ def through_server(proxy: str, voice: PiperVoice, texts: dict[str, str], runs: i
                 "client: POST + GET": total,
             }
         serve_floor.deploy()
-        floor = serve_floor.measure(client, runs)
-    for steps in found.values():
-        steps.update(floor)
+        for name, text in texts.items():
+            sizes = [len(chunk.audio_int16_bytes) for chunk in voice.synthesize(text)]
+            found[name].update(serve_floor.measure(client, runs, sizes))
     return found
 
 

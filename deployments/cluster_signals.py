@@ -10,7 +10,7 @@ until the stopper sees none left (or its time is up) and shuts Serve down.
 
 ReplicaReports: what each engine replica serves after its last reconfigure (the options it was
 given, and the error if it could not apply them), so that a rollout can tell whether every replica
-really serves what was asked."""
+really serves what was asked, and where it computes (its placement), which `/api/deployments` shows."""
 
 from __future__ import annotations
 
@@ -117,14 +117,12 @@ class ClusterDrain:
 
 @dataclass(frozen=True)
 class ReplicaPlacement:
-    """Where an engine replica computes: what `/api/deployments` and `alltalk-serve status` show."""
-
     device: str
     """`cpu` or `cuda`."""
     warning: str | None
     """Why it does not use the GPU share it was given (engines/devices.py)."""
     gpu_share: float
-    """The GPUs Serve gave it (its num_gpus): the CUDA memory cap its engine sets is this share."""
+    """The GPUs Serve gave it (its num_gpus); on CUDA, its engine caps its memory at this share."""
     gpu_ids: list[str]
     """The GPUs it sees (Ray sets CUDA_VISIBLE_DEVICES to them)."""
 

@@ -146,21 +146,19 @@ class EngineHost:
 
     # ----- speech
 
-    async def synthesize(self, voice: Any, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
+    async def synthesize(self, voice: Any, request: SynthesisRequest, epoch: int | None = None
+                         ) -> AsyncIterator[PcmChunk]:
         """Streams the chunks of one request. Closing the stream (a client gone, a cancelled call)
         ends it after the chunk being computed (for a batching engine: after the step); so does a
-        stop request, once `stops` has seen it. The epoch the generation starts in is read while
-        its first step runs (on a cluster, a read of the GCS that would otherwise delay each request)."""
-        started = asyncio.ensure_future(self.stops.now())
+        stop request, once `stops` has seen it. `epoch`: the stop epoch the generation starts in,
+        when the caller read it already (else it is read here)."""
+        started = await self.stops.now() if epoch is None else epoch
         steps = self._batched_steps if self._batches else self._turn_steps
-        try:
-            async with contextlib.aclosing(steps(voice, request)) as chunks:
-                async for chunk in chunks:
-                    if self.stops.latest() > await started:
-                        raise GenerationStopped()
-                    yield chunk
-        finally:
-            started.cancel()
+        async with contextlib.aclosing(steps(voice, request)) as chunks:
+            async for chunk in chunks:
+                if self.stops.latest() > started:
+                    raise GenerationStopped()
+                yield chunk
 
     def _next(self, chunks: SpeechStream) -> Any:
         """One synthesis step, in a worker thread (timed there: see StepWatch)."""

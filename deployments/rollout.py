@@ -21,7 +21,7 @@ from ray.serve.schema import ServeDeploySchema
 from .cluster_lock import ClusterLock, Hold, LockLost, LockTimeout
 from .cluster_signals import ReplicaReports
 from .metrics import RolloutMetrics
-from .serve_control import deploy_config, serve_details
+from .serve_control import deploy_config, message_reason, serve_details
 
 _LOGGER = logging.getLogger("ray.serve")
 LOCK_TTL_S = 60.0
@@ -57,8 +57,9 @@ def _deployment_view(deployment: dict[str, Any], report_of: Callable[[str], dict
         if state == "RUNNING" and (placement := (report_of(replica_id) or {}).get("placement")):
             placements[replica_id] = placement
     autoscaling = (deployment.get("deployment_config") or {}).get("autoscaling_config") or {}
-    view = {"name": deployment.get("name"), "status": _state(deployment.get("status")),
-            "message": deployment.get("message", ""), "target_replicas": deployment.get("target_num_replicas"),
+    message = deployment.get("message", "")
+    view = {"name": deployment.get("name"), "status": _state(deployment.get("status")), "message": message,
+            "reason": message_reason(message), "target_replicas": deployment.get("target_num_replicas"),
             "replicas": replicas}
     if placements:
         devices = [placement["device"] for placement in placements.values()]

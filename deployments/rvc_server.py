@@ -9,11 +9,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import ray
 import torch
 from ray import serve
 
-from engines.devices import choose_device
+from engines.devices import torch_sees_cuda
 from rvc.chunks import convert_chunk, converted_stream
 from rvc.pipeline import VoiceConverter, VoiceModel, check_voice_files
 from speechcore.audio.pcm import PcmChunk
@@ -26,6 +25,7 @@ from speechcore.safe_paths import resolve_inside
 
 from .cluster_signals import ClusterStopSignal, WatchedStopEpoch
 from .engine_calls import EngineCalls, EngineRoute
+from .placement import place_replica
 from .voice_cache import LoadedVoice, fresh_voice, load_held
 
 _LOGGER = logging.getLogger("ray.serve")
@@ -35,11 +35,7 @@ MAX_VOICES_PER_REPLICA = 4
 class RvcServer:
     async def __init__(self, args: dict[str, Any]):
         self.args = RvcArgs.model_validate(args)
-        gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
-        choice = choose_device(self.args.device, gpu_share)
-        if choice.warning:
-            _LOGGER.warning("RVC: %s", choice.warning)
-        device = choice.device
+        device = place_replica(self.args.device, torch_sees_cuda, "RVC").device
         torch.set_num_threads(self.args.threads)
         paths = ServerPaths.at(self.args.root)
         self.root = paths.root

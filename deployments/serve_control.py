@@ -6,6 +6,7 @@ touches it, and tests/serve/test_serve_control.py fails when a Ray upgrade chang
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ray import serve
@@ -22,3 +23,12 @@ def serve_details() -> dict[str, Any]:
 def deploy_config(config: ServeDeploySchema) -> None:
     """Makes Serve run exactly the applications of `config` (returns once the controller took it)."""
     serve.context._get_global_client().deploy_apps(config)
+
+
+def message_reason(message: str) -> str:
+    """What Serve's message about a deployment comes down to: of a replica's traceback (a constructor
+    that failed), its last line, the exception named without its module; else the message itself."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not any(line.startswith("Traceback") for line in lines):
+        return " ".join(lines)
+    return re.sub(r"^[\w.]+\.(\w+: )", r"\1", lines[-1])

@@ -15,6 +15,8 @@ from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineInfo, SynthesisRequest, UnknownModel, VoiceFilesRefused
 from speechcore.engine_types import EngineOptions as EngineOptions  # engines are built with it
 
+from .devices import torch_sees_cuda
+
 StepTimer = Callable[[], AbstractContextManager[object]]
 """Times one synthesis step while it runs (the replica's health check looks for steps that hang)."""
 
@@ -71,6 +73,12 @@ class TTSEngine(ABC):
     @classmethod
     @abstractmethod
     def create(cls, paths: ServerPaths, options: EngineOptions, hooks: StepHooks = NO_HOOKS) -> Self: ...
+
+    @classmethod
+    def sees_cuda(cls) -> bool:
+        """Whether the engine can run on CUDA in this process (torch's view; asked only for a replica
+        with a GPU share and `device: auto`)."""
+        return torch_sees_cuda()
 
     @abstractmethod
     def info(self) -> EngineInfo:

@@ -24,6 +24,7 @@ from speechcore.audio.pcm import PcmChunk
 from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import (
     EngineCapabilities,
+    EngineError,
     EngineInfo,
     SynthesisRequest,
     UnknownModel,
@@ -34,6 +35,7 @@ from speechcore.safe_paths import UnsafeName, resolve_inside
 from speechcore.voices.layout import file_versions
 
 from .base import NO_HOOKS, EngineOptions, SpeechStream, StepHooks, TTSEngine
+from .devices import onnxruntime_sees_cuda
 from .espeak_leaks import stop_espeak_leaks
 from .piper_pieces import bounded_pieces
 
@@ -113,7 +115,14 @@ class PiperEngine(TTSEngine):
 
     @classmethod
     def create(cls, paths: ServerPaths, options: EngineOptions, hooks: StepHooks = NO_HOOKS) -> "PiperEngine":
+        if options.device == "cuda" and not cls.sees_cuda():
+            raise EngineError("device 'cuda' was requested but onnxruntime has no CUDA provider here "
+                              "(Piper on a GPU needs the onnxruntime-gpu build)")
         return cls(paths.engine_models("piper"), options, hooks)
+
+    @classmethod
+    def sees_cuda(cls) -> bool:
+        return onnxruntime_sees_cuda()
 
     def voices(self) -> list[str]:
         """Relative paths of the voices, sorted; the bundled voice unless a local one shadows it."""

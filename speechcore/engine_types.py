@@ -4,6 +4,7 @@ plain dataclasses and exception classes that both sides can import."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class SynthesisRequest:
     background: bool = False
     """Work no one is waiting on (a job's line): an engine replica that takes turns serves
     interactive requests first."""
+
+
+DeviceSetting = Literal["auto", "cpu", "cuda"]
+"""A replica's `device` setting (engines/devices.py says what each one does)."""
 
 
 @dataclass(frozen=True)

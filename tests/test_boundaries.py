@@ -34,7 +34,7 @@ def test_rvc_loads_no_ray_and_no_web_framework():
 
 @pytest.mark.parametrize(
     "module", ["speechcore.service", "speechcore.config.store", "engines.piper", "engines.registry",
-               "deployments.engine_host"]
+               "engines.devices", "deployments.engine_host"]
 )
 def test_core_engines_and_the_engine_host_load_no_ray(module):
     assert "ray" not in loaded_after_import(module)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 import os
 from pathlib import Path
@@ -30,7 +29,7 @@ def _found(service: Service, filename: str) -> tuple[Path, os.stat_result] | Non
 
 async def _existing(service: Service, filename: str) -> tuple[Path, os.stat_result]:
     """The file and its stat, looked up in one worker thread (the response needs the stat)."""
-    found = await asyncio.to_thread(_found, service, filename)
+    found = await anyio.to_thread.run_sync(_found, service, filename)
     if found is None:
         raise ContractError(404, {"detail": "File not found"})
     return found

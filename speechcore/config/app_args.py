@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..engine_types import EngineOptions
+from ..engine_types import DeviceSetting, EngineOptions
 from .access import AccessArgs
 
 
@@ -105,7 +105,7 @@ class EngineArgs(_Args):
     engine: str = Field(description="Engine name from the registry, e.g. 'piper'.")
     root: str = Field(description="Server root (models/ and voices/ are read on the replica's node).")
     threads: int = Field(EngineOptions.threads, ge=1, le=64, description="CPU threads one synthesis may use.")
-    device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
+    device: DeviceSetting = Field("auto",
                         description=("auto = cuda when the replica was given a GPU share and sees a CUDA device, "
                                      "else cpu (a share it cannot use is a warning in its log and in "
                                      "`alltalk-serve status`)."))
@@ -141,6 +141,6 @@ class RvcArgs(_Args):
 
     root: str = Field(description="Server root (models/rvc_voices and models/rvc_base are read on the replica's node).")
     threads: int = Field(1, ge=1, le=64, description="CPU threads one conversion may use.")
-    device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
+    device: DeviceSetting = Field("auto",
                         description=("auto = cuda when the replica was given a GPU share and sees a CUDA device, "
                                      "else cpu (a share it cannot use is a warning in its log)."))

@@ -54,13 +54,11 @@ def test_declared_gpus_take_the_shipped_shares_and_a_replica_without_cuda_speaks
         xtts_placed = list(xtts["placements"].values())
         vits_placed = list(vits["placements"].values())
         assert [p["gpu_share"] for p in xtts_placed] == [0.5, 0.5] and [p["gpu_share"] for p in vits_placed] == [0.25]
-        # Each replica sees one GPU of the two; shares of one GPU never add up to more than it, and
-        # 1.25 GPUs of shares on two GPUs means two replicas share one.
+        # Each replica sees one GPU of the two, and the shares on one GPU never add up to more than it.
         placed = xtts_placed + vits_placed
         assert all(len(p["gpu_ids"]) == 1 and p["gpu_ids"][0] in ("0", "1") for p in placed), placed
         per_gpu = {gpu: sum(p["gpu_share"] for p in placed if p["gpu_ids"] == [gpu]) for gpu in ("0", "1")}
-        assert max(per_gpu.values()) <= 1.0 and sum(per_gpu.values()) == 1.25, per_gpu
-        assert any(sum(p["gpu_ids"] == [gpu] for p in placed) >= 2 for gpu in ("0", "1")), placed
+        assert max(per_gpu.values()) <= 1.0, per_gpu
         # No CUDA here: `auto` speaks on the CPU and says why.
         assert xtts["devices"] == {"cpu": 2} and vits["devices"] == {"cpu": 1}
         assert xtts["warnings"] == ["given 0.5 GPU but sees no CUDA device: running on the CPU (set device: cpu "

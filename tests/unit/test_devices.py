@@ -1,11 +1,13 @@
-"""The device a replica computes on, and how `/api/deployments` shows it."""
+"""The device a replica computes on (engines/devices.py), and each engine's view of CUDA."""
 
 from __future__ import annotations
 
 import pytest
 
-from deployments.rollout import _deployment_view
 from engines.devices import DeviceChoice, choose_device
+from engines.piper import PiperEngine
+from speechcore.config.paths import ServerPaths
+from speechcore.engine_types import EngineError, EngineOptions
 
 
 def _never_asked() -> bool:
@@ -29,31 +31,9 @@ def test_a_share_without_cuda_runs_on_the_cpu_and_says_why():
     assert "given 0.25 GPU" in choice.warning and "sees no CUDA device" in choice.warning
 
 
-def test_an_unknown_setting_is_refused():
-    with pytest.raises(ValueError, match="unknown device 'tpu'"):
-        choose_device("tpu", 0.0)
-
-
-def _report(device: str, warning: str | None, gpu_ids: list[str]) -> dict:
-    return {"options": {}, "error": None,
-            "placement": {"device": device, "warning": warning, "gpu_share": 0.5, "gpu_ids": gpu_ids}}
-
-
-def test_the_deployment_view_shows_where_running_replicas_compute():
-    warning = "given 0.5 GPU but sees no CUDA device: running on the CPU"
-    reports = {"a": _report("cpu", warning, ["0"]), "b": _report("cpu", warning, ["0"]),
-               "c": _report("cuda", None, ["1"]), "d": _report("cpu", "stale", ["1"])}
-    deployment = {"name": "tts-xtts", "status": "HEALTHY", "target_num_replicas": 4, "replicas": [
-        {"replica_id": "a", "state": "RUNNING"}, {"replica_id": "b", "state": "RUNNING"},
-        {"replica_id": "c", "state": "RUNNING"}, {"replica_id": "d", "state": "STOPPING"},
-        {"replica_id": "e", "state": "STARTING"}]}
-    view = _deployment_view(deployment, reports.get)
-    assert view["replicas"] == {"RUNNING": 3, "STOPPING": 1, "STARTING": 1}
-    assert view["devices"] == {"cpu": 2, "cuda": 1} and view["warnings"] == [warning]
-    assert set(view["placements"]) == {"a", "b", "c"} and view["placements"]["c"]["gpu_ids"] == ["1"]
-
-
-def test_a_deployment_without_reports_shows_no_placement():
-    view = _deployment_view({"name": "ingress", "replicas": [{"replica_id": "x", "state": "RUNNING"}]},
-                            lambda _replica: None)
-    assert "devices" not in view and "warnings" not in view and "placements" not in view
+def test_piper_asks_onnxruntime_and_refuses_cuda_without_its_provider(tmp_path):
+    # This machine's onnxruntime is the CPU build: on a GPU node with onnxruntime-gpu Piper would run on CUDA.
+    assert PiperEngine.sees_cuda() is False
+    with pytest.raises(EngineError, match="onnxruntime has no CUDA provider"):
+        PiperEngine.create(ServerPaths.at(tmp_path), EngineOptions(device="cuda"))
+    assert PiperEngine.create(ServerPaths.at(tmp_path), EngineOptions(device="cpu")).options.device == "cpu"
