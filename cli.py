@@ -200,9 +200,11 @@ class ApiClient:
 
 
 def status(client: ApiClient, as_json: bool) -> int:
+    """The server, its current engine and its deployments. An engine without a replica answering
+    (503) is shown as such, and the deployments still are: they say why."""
     ready = client.call("GET", "/api/ready", ok=(503,))
-    settings = client.call("GET", "/api/currentsettings")
-    voices = client.call("GET", "/api/voices").get("voices", [])
+    settings = client.call("GET", "/api/currentsettings", ok=(503,))
+    voices = client.call("GET", "/api/voices", ok=(503,)).get("voices", [])
     applications = client.call("GET", "/api/deployments", ok=(404,)).get("applications", [])
     if as_json:
         print(json.dumps({"ready": ready, "currentsettings": settings, "voices": voices,
@@ -211,13 +213,16 @@ def status(client: ApiClient, as_json: bool) -> int:
     capable = [name.removesuffix("_capable") for name, value in settings.items()
                if name.endswith("_capable") and value is True]
     shown = ", ".join(voices[:8]) + (f", ... ({len(voices)} in all)" if len(voices) > 8 else "")
-    for label, value in (("server", f"{client.url}  {ready}"),
-                         ("engine", f"{settings['current_engine_loaded']} ({settings['manufacturer_name']})"),
-                         ("model", settings["current_model_loaded"]),
-                         ("engines", ", ".join(settings["engines_available"])),
-                         ("voices", shown or "none"),
-                         ("can do", ", ".join(capable) or "nothing optional")):
-        print(f"{label:<8} {value}")
+    print(f"{'server':<8} {client.url}  {ready}")
+    if "current_engine_loaded" not in settings:
+        print(f"{'engine':<8} unavailable: {settings.get('message', settings)}")
+    else:
+        for label, value in (("engine", f"{settings['current_engine_loaded']} ({settings['manufacturer_name']})"),
+                             ("model", settings["current_model_loaded"]),
+                             ("engines", ", ".join(settings["engines_available"])),
+                             ("voices", shown or "none"),
+                             ("can do", ", ".join(capable) or "nothing optional")):
+            print(f"{label:<8} {value}")
     if applications:
         print("\napplication  deployment  state     replicas")
         for app in applications:

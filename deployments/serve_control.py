@@ -29,6 +29,6 @@ def message_reason(message: str) -> str:
     """What Serve's message about a deployment comes down to: of a replica's traceback (a constructor
     that failed), its last line, the exception named without its module; else the message itself."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if not any(line.startswith("Traceback") for line in lines):
+    if not any("Traceback (most recent call last)" in line for line in lines):
         return " ".join(lines)
     return re.sub(r"^[\w.]+\.(\w+: )", r"\1", lines[-1])

@@ -33,7 +33,8 @@ def test_a_deployment_without_reports_shows_no_placement():
 
 
 def test_a_replicas_traceback_comes_down_to_its_exception():
-    failed = ("The deployment failed to start 3 times in a row. Error:\nTraceback (most recent call last):\n"
+    failed = ("The deployment failed to start 3 times in a row. Error: ray::ServeReplica:vits:tts-vits (pid=1)\n"
+              "RuntimeError: Traceback (most recent call last):\n"
               '  File "engines/coqui_common.py", line 30, in torch_device\n'
               "speechcore.engine_types.EngineError: device 'cuda' was requested but this replica sees no CUDA device\n")
     assert message_reason(failed) == "EngineError: device 'cuda' was requested but this replica sees no CUDA device"
