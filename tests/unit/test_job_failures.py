@@ -1,10 +1,12 @@
 """How a job meets failures, by their type (speechcore/jobs/retry.py), and what it keeps on disk:
 a line that kills or hangs its replica counts against `line_retries` like any engine error (it was
 waited for as if no replica existed, for ever); two replicas claiming a job at once never both run
-it; a job queued by the first job servers (unversioned files) still resumes."""
+it; a job queued by the first job servers (unversioned files) still resumes, and what a job stores
+is the schema's, not whatever the pipeline's dataclasses are called."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import threading
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from speechcore.api import create_app
 from speechcore.config.app_args import JobArgs
@@ -19,7 +22,9 @@ from speechcore.config.paths import ServerPaths
 from speechcore.config.store import SettingsStore
 from speechcore.engine_client import EngineTimeout, ReplicaLost
 from speechcore.jobs.records import JobRecord
+from speechcore.jobs.schema import lines_from_json, lines_to_json, order_from_json, order_to_json
 from speechcore.jobs.store import JobStore
+from speechcore.orders import Line, Narration, Role, SpeechOrder
 from speechcore.service import SpeechService
 from tests.contract.test_jobs import wait_for_job
 from tests.support import InProcessEngineClient, ToneEngine
@@ -122,3 +127,37 @@ def test_a_job_queued_by_the_first_job_servers_resumes(tmp_path):
         assert done["segments_done"] == 2
         srt = client.get(f"/api/jobs/{job_id}/captions.srt").text
     assert "First line of an old job." in srt and "And its second." in srt
+
+
+STORED_V1 = Path(__file__).parent.parent / "data" / "jobs_v1"
+"""A job's order and lines as version 1 of the schema stores them, byte for byte."""
+
+
+def _with_field_renamed(kind: type, old: str, new: str) -> type:
+    """`kind` as it would be after a refactor renamed its field `old` to `new`."""
+    fields = [(new if field.name == old else field.name, field.type,
+               dataclasses.field(default=field.default) if field.default is not dataclasses.MISSING
+               else dataclasses.field()) for field in dataclasses.fields(kind)]
+    return dataclasses.make_dataclass(kind.__name__, fields, frozen=True)
+
+
+def test_a_job_is_stored_in_the_schema_whatever_the_pipeline_calls_its_fields():
+    """Job files were the pipeline's dataclasses as dicts: renaming a field of SpeechOrder changed
+    what queued jobs were written in, and the next version could not resume them. The stored form
+    is now the schema's (pinned here), and a rename the schema has not followed fails when a job
+    is written, instead of storing the renamed field's default."""
+    order = SpeechOrder(text='"Hello," she said. It rained.', language="en", engine="piper",
+                        character=Role("en_US-joe-medium.onnx", "r.pth", 2.0),
+                        narration=Narration("true", Role("n.onnx"), "narrator"), speed=1.2)
+    lines = [Line("character", "Hello,", "en", "One"), Line("narrator", "she said. It rained.", "en")]
+    assert order_to_json(order) == json.loads((STORED_V1 / "order.json").read_text())
+    assert lines_to_json(lines) == json.loads((STORED_V1 / "lines.json").read_text())
+    assert order_from_json(json.loads((STORED_V1 / "order.json").read_text())) == order
+    assert lines_from_json(json.loads((STORED_V1 / "lines.json").read_text())) == lines
+
+    renamed_order = _with_field_renamed(SpeechOrder, "text_field", "wire_name")
+    with pytest.raises(ValidationError, match="wire_name"):
+        order_to_json(renamed_order(text="Hi.", character=Role("a.onnx"), wire_name="input"))
+    renamed_line = _with_field_renamed(Line, "chapter", "heading")
+    with pytest.raises(ValidationError, match="heading"):
+        lines_to_json([renamed_line("character", "Hi.", "en", "One")])
