@@ -239,9 +239,12 @@ def status(client: ApiClient, as_json: bool) -> int:
 
 
 def _replicas(deployment: dict[str, Any]) -> str:
-    """`1/2 running on cpu, 1 starting (autoscaling 1-4)`"""
+    """`1/2 running on cpu, 1 starting (autoscaling 1-4)`, or `0 replicas (scaled to zero)`"""
     states = dict(deployment["replicas"])
-    text = f"{states.pop('RUNNING', 0)}/{deployment['target_replicas']} running"
+    if not states and deployment["target_replicas"] == 0:
+        text = "0 replicas (scaled to zero)"
+    else:
+        text = f"{states.pop('RUNNING', 0)}/{deployment['target_replicas']} running"
     if devices := deployment.get("devices"):
         text += " on " + ", ".join(name if len(devices) == 1 else f"{name} ({count})"
                                    for name, count in sorted(devices.items()))

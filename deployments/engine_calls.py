@@ -64,21 +64,24 @@ async def deployment_handle(app_name: str, deployment_name: str, missing: type[E
         raise missing(f"the application {app_name!r} (deployment {deployment_name!r}) is not deployed") from exc
 
 
-async def relay(stream: DeploymentResponseGenerator, app_name: str,
-                chunk_timeout_s: float | None = None) -> AsyncIterator[PcmChunk]:
+async def relay(stream: DeploymentResponseGenerator, app_name: str, chunk_timeout_s: float | None = None,
+                time_first_chunk: bool = True) -> AsyncIterator[PcmChunk]:
     """The chunks of a streaming handle call, errors as the core's; a consumer that stops early
     (stop request, client gone) ends the replica's work too. Waiting longer than `chunk_timeout_s`
-    for a chunk ends the call with EngineTimeout."""
+    for a chunk ends the call with EngineTimeout; for the first one too unless `time_first_chunk`
+    is False (the caller bounds that wait itself: it may include a replica's start)."""
+    timeout_s = chunk_timeout_s if time_first_chunk else None
     try:
         with as_core_errors(app_name):
             while True:
                 try:
-                    chunk = await asyncio.wait_for(anext(stream), chunk_timeout_s)
+                    chunk = await asyncio.wait_for(anext(stream), timeout_s)
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
                     stream.cancel()
-                    raise EngineTimeout(f"the {app_name} engine sent nothing for {chunk_timeout_s:g} s") from None
+                    raise EngineTimeout(f"the {app_name} engine sent nothing for {timeout_s:g} s") from None
+                timeout_s = chunk_timeout_s
                 yield chunk
     except (GeneratorExit, asyncio.CancelledError):
         with contextlib.suppress(Exception):
@@ -123,8 +126,9 @@ class EngineCalls:
             self._streams.move_to_end(voice)
         return configured
 
-    async def synthesize(self, request: SynthesisRequest, by_voice: bool,
-                         chunk_timeout_s: float | None = None) -> AsyncIterator[PcmChunk]:
+    async def synthesize(self, request: SynthesisRequest, by_voice: bool, chunk_timeout_s: float | None = None,
+                         time_first_chunk: bool = True) -> AsyncIterator[PcmChunk]:
         handle = await self._stream_handle(request.voice if by_voice else None)
-        async for chunk in relay(handle.synthesize.remote(request), self.app_name, chunk_timeout_s):
+        async for chunk in relay(handle.synthesize.remote(request), self.app_name, chunk_timeout_s,
+                                 time_first_chunk):
             yield chunk

@@ -4,49 +4,34 @@ over Serve application handles. Only serialisable values cross: requests in, Pcm
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 
-from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from speechcore.audio.pcm import PcmChunk
 from speechcore.engine_client import EngineUnavailable, ModelChangeInProgress
-from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest
+from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest, UnknownModel
 from speechcore.rvc_requests import ConversionRequest, RvcUnavailable
 
 from .cluster_signals import ReplicaReports
+from .cold_starts import Serving, ServingProbe, first_chunk
 from .engine_calls import RVC_DEPLOYMENT_NAME, EngineCalls, EngineRoute, as_core_errors, deployment_handle, relay
 from .rollout import RolloutBusy, RolloutFailed, ServeRollout
-
-SERVING_MAX_AGE_S = 0.5
-
-
-class ServingProbe:
-    """Whether an application has a running replica, asked of the Serve controller (so it never
-    waits behind a generation); the answer is reused for half a second."""
-
-    def __init__(self, app_name: str):
-        self.app_name = app_name
-        self._serving, self._serving_at = False, float("-inf")
-
-    async def check(self) -> bool:
-        if time.monotonic() - self._serving_at < SERVING_MAX_AGE_S:
-            return self._serving
-        status = await asyncio.to_thread(serve.status)
-        app = status.applications.get(self.app_name)
-        serving = app is not None and any(d.replica_states.get("RUNNING", 0) > 0 for d in app.deployments.values())
-        self._serving, self._serving_at = serving, time.monotonic()
-        return serving
 
 
 class HandleEngineClient:
     """Reaches the engine application `app_name`. The handle is looked up once, off the event
     loop. `describe()` reuses a description younger than `describe_max_age_s` (one round trip
-    less per generation) and falls back to the last good one when replicas are slow to answer."""
+    less per generation) and falls back to the last good one when replicas are slow to answer or
+    the engine is scaled to zero (asking would start a replica). A synthesis that finds the engine
+    at zero waits up to `cold_start_timeout_s` for its first audio (then EngineUnavailable: 503),
+    and `cold_started(app, seconds)` hears how long that took."""
 
     def __init__(self, app_name: str, deployment_name: str, rollout: ServeRollout, describe_timeout_s: float,
-                 describe_max_age_s: float = 1.0, chunk_timeout_s: float | None = None):
+                 describe_max_age_s: float = 1.0, chunk_timeout_s: float | None = None,
+                 cold_start_timeout_s: float = 120.0, cold_started: Callable[[str, float], None] | None = None):
         self.app_name = app_name
         self.deployment_name = deployment_name
         self.rollout = rollout
@@ -55,9 +40,11 @@ class HandleEngineClient:
         self.calls = EngineCalls(app_name, deployment_name)
         self._last_info: EngineInfo | None = None
         self.chunk_timeout_s = chunk_timeout_s
+        self.cold_start_timeout_s = cold_start_timeout_s
+        self.cold_started = cold_started
         self._last_info_at = float("-inf")
         self._describing: asyncio.Task[EngineInfo] | None = None
-        self._serving = ServingProbe(app_name)
+        self._serving = ServingProbe(app_name, deployment_name)
         self._reports = ReplicaReports()
 
     @property
@@ -76,6 +63,8 @@ class HandleEngineClient:
         if self._last_info is not None and age < self.describe_max_age_s:
             if age >= self.describe_max_age_s / 2:
                 self._start_describing()
+            return self._last_info
+        if self._last_info is not None and await self._at_zero():
             return self._last_info
         return await asyncio.shield(self._start_describing())
 
@@ -110,7 +99,7 @@ class HandleEngineClient:
         return info
 
     async def is_serving(self) -> bool:
-        return await self._serving.check()
+        return await self._serving.check() is not Serving.NONE
 
     def forget_description(self) -> None:
         self._last_info_at = float("-inf")  # the last one stays the fallback while replicas are slow
@@ -121,30 +110,46 @@ class HandleEngineClient:
             await handle.check_voice_files.remote(files)
 
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
-        async for chunk in self.calls.synthesize(request, self.route.by_voice, self.chunk_timeout_s):
-            yield chunk
+        stream = self.calls.synthesize(request, self.route.by_voice, self.chunk_timeout_s, time_first_chunk=False)
+        try:
+            first, cold_start_s = await first_chunk(stream, self.app_name, self._serving, self.chunk_timeout_s,
+                                                    self.cold_start_timeout_s)
+            if cold_start_s is not None and self.cold_started is not None:
+                self.cold_started(self.app_name, cold_start_s)
+            if first is None:
+                return
+            yield first
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
 
     async def configure(self, options: dict[str, object]) -> None:
         """Rolls `options` into the deployment's user_config on every replica, then reads every
         replica's report: where one could not apply them (a node without the model's files, a GPU
-        out of memory), all go back to what they served before and EngineError says why."""
-        before = await self._describe()
+        out of memory), all go back to what they served before and EngineError says why. At zero
+        replicas the options are the next replica's, and the kept description says so."""
+        at_zero = await self._at_zero()
+        before = self._last_info if at_zero and self._last_info is not None else await self._describe()
+        applied = False
         try:
             replicas = await self.rollout.update(self.app_name, self.deployment_name, {"user_config": options})
             failures = await asyncio.to_thread(self._failures, replicas, options)
             if failures:
-                restore = {"model": before.current_model, "deepspeed": before.deepspeed_enabled,
-                           "lowvram": before.lowvram_enabled}
                 await self.rollout.update(self.app_name, self.deployment_name,
-                                          {"user_config": {key: restore[key] for key in options}})
+                                          {"user_config": {key: _options_of(before)[key] for key in options}})
                 raise EngineError(f"{len(failures)} of {len(replicas)} replica(s) of the {self.app_name} engine could "
                                   f"not apply {options}: {failures[0]}; every replica is back on what it served before")
+            applied = True
         except RolloutBusy as exc:
             raise ModelChangeInProgress(str(exc)) from exc
         except RolloutFailed as exc:
             raise EngineError(str(exc)) from exc
         finally:
-            self._last_info = None
+            self._last_info = _with_options(before, options) if at_zero and applied else None
+
+    async def _at_zero(self) -> bool:
+        return await self._serving.check() is Serving.SCALED_TO_ZERO
 
     def _failures(self, replicas: list[str], options: dict[str, object]) -> list[str]:
         """The errors the running `replicas` reported for `options` (a replica without a report
@@ -159,12 +164,28 @@ class HandleEngineClient:
     async def select_model(self, model: str) -> None:
         """Checks on one replica that `model` loads, then rolls it out to every replica through
         the deployment's user_config (the declarative path), and waits until they all serve it."""
-        handle = await self.calls.handle()
         if await self.rollout.is_updating(self.app_name):
             raise ModelChangeInProgress(f"the {self.app_name} engine is being updated")
-        with as_core_errors(self.app_name):
-            await handle.check_model.remote(model)
+        if self._last_info is not None and await self._at_zero():
+            # No replica to load it on: the model's folder is checked now, its load by the next replica.
+            if model not in self._last_info.models:
+                raise UnknownModel(f"{self.app_name} has the models {', '.join(self._last_info.models) or 'none'}; "
+                                   f"got {model!r}")
+        else:
+            handle = await self.calls.handle()
+            with as_core_errors(self.app_name):
+                await handle.check_model.remote(model)
         await self.configure({"model": model})
+
+
+def _options_of(info: EngineInfo) -> dict[str, object]:
+    """The user_config options (EngineServer's) an engine's description says it serves with."""
+    return {"model": info.current_model, "deepspeed": info.deepspeed_enabled, "lowvram": info.lowvram_enabled}
+
+
+def _with_options(info: EngineInfo, options: dict[str, object]) -> EngineInfo:
+    fields = {"model": "current_model", "deepspeed": "deepspeed_enabled", "lowvram": "lowvram_enabled"}
+    return dataclasses.replace(info, **{fields[key]: value for key, value in options.items()})
 
 
 class HandleConversionClient:
@@ -176,7 +197,7 @@ class HandleConversionClient:
         self.app_name = app_name
         self.engine_route = engine_route
         self._handle: DeploymentHandle | None = None
-        self._serving = ServingProbe(app_name)
+        self._serving = ServingProbe(app_name, RVC_DEPLOYMENT_NAME)
 
     async def _get_handle(self) -> DeploymentHandle:
         if self._handle is None:
@@ -196,7 +217,7 @@ class HandleConversionClient:
             return await handle.options(multiplexed_model_id=conversion.model).convert_audio.remote(audio, conversion)
 
     async def is_serving(self) -> bool:
-        return await self._serving.check()
+        return await self._serving.check() is not Serving.NONE
 
     async def check_voice_files(self, files: list[str]) -> None:
         handle = await self._get_handle()

@@ -42,18 +42,16 @@ class IngressServer:
     async def __init__(self, args: dict[str, Any]):
         self.args = IngressArgs.model_validate(args)
         rollout = ServeRollout(metrics=RolloutMetrics())
-        engines = {name: HandleEngineClient(app, engine_deployment_name(name), rollout, self.args.describe_timeout_s,
-                                            self.args.describe_max_age_s, self.args.engine_chunk_timeout_s)
-                   for name, app in self.args.engines.items()}
+        self.rollout, self.metrics = rollout, IngressMetrics()
+        engines = {name: self._engine_client(name, app) for name, app in self.args.engines.items()}
         settings = SettingsStore(ServerPaths.at(self.args.root))
         stop_signal = ClusterStopSignal()
         converter = HandleConversionClient(self.args.rvc_app, self._engine_route) if self.args.rvc_app else None
-        self.rollout = rollout
         self.service = SpeechService(settings, engines, self.args.engines_supported or list(engines),
                                      self.args.default_engine, self.args.narrator_concurrency,
                                      broadcast_stop=lambda: asyncio.to_thread(stop_signal.raise_stop),
                                      deploy_engine=self.deploy_engine if self.args.engine_import_path else None,
-                                     converter=converter, telemetry=IngressMetrics(),
+                                     converter=converter, telemetry=self.metrics,
                                      engines_not_installed=self.args.engines_not_installed)
         # Language models load on first use; do it now rather than in the first `auto` request.
         await asyncio.to_thread(self.service.detector.detect, "warm up")
@@ -75,17 +73,20 @@ class IngressServer:
         """Deploys the application of an engine that is not live, as its entry in the server's
         configuration says (`engine_apps`; the builder's defaults without one), with the choices
         saved for it (engine_app_spec), and returns a client for it."""
-        deployment_name = engine_deployment_name(engine)
         if engine not in self.args.engine_apps:
             _LOGGER.warning("no configuration for the %s engine: deploying it with its builder's defaults", engine)
         saved = await asyncio.to_thread(saved_engine_choices, ServerPaths.at(self.args.root), engine)
         app = engine_app_spec(engine, self.args.root, saved, self.args.engine_import_path,
                               self.args.engine_apps.get(engine))
         await self.rollout.deploy_app(app)
-        client = HandleEngineClient(app["name"], deployment_name, self.rollout, self.args.describe_timeout_s,
-                                    self.args.describe_max_age_s, self.args.engine_chunk_timeout_s)
+        client = self._engine_client(engine, app["name"])
         await client.warm_up()
         return client
+
+    def _engine_client(self, engine: str, app_name: str) -> HandleEngineClient:
+        return HandleEngineClient(app_name, engine_deployment_name(engine), self.rollout, self.args.describe_timeout_s,
+                                  self.args.describe_max_age_s, self.args.engine_chunk_timeout_s,
+                                  self.args.cold_start_timeout_s, self.metrics.cold_started)
 
     async def _warn_if_open(self, rollout: ServeRollout) -> None:
         """One line at start when anyone who can reach the port may use the API."""

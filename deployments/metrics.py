@@ -55,6 +55,10 @@ class IngressMetrics(Telemetry):
             tag_keys=("state",))
         self.job_lines = metrics.Counter(
             "alltalk_job_lines", description="Lines (sentences) of jobs synthesized and stored", tag_keys=("engine",))
+        self.cold_starts = metrics.Histogram(
+            "alltalk_cold_start_seconds", description="Time from a request that found its engine scaled to zero "
+                                                      "to its first audio (a replica's start and model load)",
+            boundaries=LOAD_BUCKETS_S, tag_keys=("engine",))
         self.jobs_finished = metrics.Histogram(
             "alltalk_job_seconds", description="Time from a job's submission to its end, by outcome",
             boundaries=JOB_BUCKETS_S, tag_keys=("outcome",))
@@ -76,6 +80,9 @@ class IngressMetrics(Telemetry):
 
     def synthesis_cancelled(self, engine: str, reason: str) -> None:
         self.cancellations.inc(tags={"engine": engine, "reason": reason})
+
+    def cold_started(self, engine_app: str, seconds: float) -> None:
+        self.cold_starts.observe(seconds, tags={"engine": engine_app})
 
     def jobs_counted(self, queued: int, running: int) -> None:
         self.jobs.set(queued, tags={"state": "queued"})

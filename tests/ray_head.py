@@ -25,6 +25,13 @@ from tests.conftest import PROJECT_DIR, SERVE_PROXY
 from tests.support import uses_folder
 
 BIN = Path(sys.executable).parent
+QUICK_AUTOSCALING = {
+    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
+    "RAY_metrics_report_interval_ms": "1000",
+}
+"""A head's environment for tests that follow autoscaling: Serve's autoscaling inputs and Ray's
+metrics export every half second or second instead of every ten."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +42,27 @@ class RayHead:
     """For `ray.init` and `alltalk-serve run --address`."""
     http_port: int
     """A free port for Serve's HTTP front."""
+    metrics_port: int
+    """The head's Prometheus endpoint (Ray's and Serve's metrics, and the server's own)."""
     env: dict[str, str]
     """The environment the head runs with, for the CLI calls that talk to it."""
 
     def serve(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(BIN / "serve"), *args, "--address", self.address], env=self.env,
                               capture_output=True, text=True, timeout=timeout_s)
+
+    def nodes(self) -> list[dict]:
+        """Ray's live nodes (state API): node_id, is_head_node, resources_total, ..."""
+        answer = httpx.get(f"{self.address}/api/v0/nodes", params={"filter_keys": "state", "filter_predicates": "=",
+                                                                    "filter_values": "ALIVE"}, timeout=30)
+        answer.raise_for_status()
+        return answer.json()["data"]["result"]["result"]
+
+    def serve_details(self) -> dict:
+        """Serve's applications, deployments and replicas (with their nodes), from its REST API."""
+        answer = httpx.get(f"{self.address}/api/serve/applications/", timeout=30)
+        answer.raise_for_status()
+        return answer.json()
 
     def wait_until_ready(self, timeout_s: float = 240) -> str:
         """The API's base URL once `/api/ready` answers Ready (Serve's status in the failure)."""
@@ -103,7 +125,7 @@ def ray_head(auth_token: str | None = None, num_cpus: int = 4, num_gpus: int = 0
          f"--temp-dir={temp}", "--disable-usage-stats"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         cwd=PROJECT_DIR)
-    running = RayHead(f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", http, env)
+    running = RayHead(f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", http, metrics, env)
     try:
         deadline = time.monotonic() + 120
         while running.serve("status", timeout_s=60).returncode != 0:
@@ -111,17 +133,50 @@ def ray_head(auth_token: str | None = None, num_cpus: int = 4, num_gpus: int = 0
             time.sleep(1)
         yield running
     finally:
-        started = psutil.Process(head.pid).children(recursive=True) if head.poll() is None else []
-        head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            head.kill()
-        _, alive = psutil.wait_procs(started, timeout=30)
-        left = {p.pid for p in alive} | {p.pid for p in psutil.process_iter() if uses_folder(p, str(temp))}
+        left = _stopped(head) | {p.pid for p in psutil.process_iter() if uses_folder(p, str(temp))}
         for pid in left:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
         shutil.rmtree(temp, ignore_errors=True)
     assert not left, f"processes of the Ray head left behind: {left}"
 
+
+@contextlib.contextmanager
+def ray_worker(head: RayHead, num_cpus: int, num_gpus: int = 0) -> Iterator[str]:
+    """A worker node joined to `head` (`ray start --address`, as cluster.yaml's workers start),
+    declaring `num_gpus` GPUs; its node id. Stopped, with every process it started, when the
+    block ends (before the head's)."""
+    node_manager, object_manager, agent, agent_grpc, metrics, runtime_env = free_ports(6)
+    known = {node["node_id"] for node in head.nodes()}
+    worker = subprocess.Popen(
+        [str(BIN / "ray"), "start", f"--address={head.gcs_address}", "--block", "--node-ip-address=127.0.0.1",
+         f"--node-manager-port={node_manager}", f"--object-manager-port={object_manager}",
+         f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+         f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}",
+         f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", "--disable-usage-stats"],
+        env=head.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=PROJECT_DIR)
+    try:
+        deadline = time.monotonic() + 120
+        while not (joined := [node["node_id"] for node in head.nodes() if node["node_id"] not in known]):
+            assert worker.poll() is None and time.monotonic() < deadline, "the Ray worker did not join"
+            time.sleep(1)
+        yield joined[0]
+    finally:
+        left = _stopped(worker)
+        for pid in left:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+    assert not left, f"processes of the Ray worker left behind: {left}"
+
+
+def _stopped(node: subprocess.Popen) -> set[int]:
+    """Stops a `ray start --block` node as its service manager would (SIGTERM); the pids of the
+    processes it started that are still there after a grace period."""
+    started = psutil.Process(node.pid).children(recursive=True) if node.poll() is None else []
+    node.send_signal(signal.SIGTERM)
+    try:
+        node.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        node.kill()
+    _, alive = psutil.wait_procs(started, timeout=30)
+    return {p.pid for p in alive}

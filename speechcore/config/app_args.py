@@ -86,6 +86,9 @@ class IngressArgs(_Args):
     engine_chunk_timeout_s: float = Field(300.0, gt=0, description=(
         "Longest wait for the next piece of audio from an engine before the request fails with 504 (a hung or "
         "unreachable replica); one sentence on the slowest engine must fit in it."))
+    cold_start_timeout_s: float = Field(120.0, gt=0, description=(
+        "For an engine scaled to zero (its autoscaling_config's min_replicas: 0): how long a request waits for "
+        "a replica to start and load its model before it is answered 503 with Retry-After."))
     access: AccessArgs = Field(default_factory=AccessArgs, description="API keys, CORS and request limits.")
     retention_check_s: float = Field(600.0, gt=0, description="How often outputs older than `delete_output_wavs` "
                                                               "are removed.")

@@ -3,7 +3,8 @@
 placement shows here without a GPU. The shipped shares (XTTS 0.5, VITS 0.25) place as Ray promises,
 each replica reports the share and GPU it was given, and with the shipped `device: auto` a replica
 that sees no CUDA device speaks on the CPU and says so in `/api/deployments` and
-`alltalk-serve status`. On a machine with GPUs the same replicas would report `cuda`, no warning."""
+`alltalk-serve status`. On a machine with GPUs the same replicas would report `cuda`, no warning.
+With a CPU head and a worker node that declares the GPUs, the GPU engines go to the worker."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import yaml
 
 import embedded_config
 from tests.conftest import PROJECT_DIR, make_coqui_root
-from tests.ray_head import ray_head
+from tests.ray_head import ray_head, ray_worker
 from tests.support import decode_audio, wait_until
 
 pytestmark = [pytest.mark.serve,
@@ -137,3 +138,37 @@ def _pending(url: str) -> dict | None:
     return next((deployment for app in applications for deployment in app["deployments"]
                  if "to be scheduled" in deployment.get("message", "")
                  and deployment["replicas"].get("RUNNING", 0) == deployment["target_replicas"] - 1), None)
+
+
+def test_on_a_cpu_head_with_a_gpu_worker_the_gpu_engines_run_on_the_worker(tmp_path_factory):
+    """As cluster.yaml lays a cluster out: a head without GPUs and a worker node that has them.
+    The VITS and XTTS replicas are placed on the worker with their shares of its GPUs; Serve's
+    controller stays on the head, and the API answers through it."""
+    root = make_coqui_root(tmp_path_factory, "gpu-worker")
+    with ray_head(num_cpus=4, num_gpus=0) as head, ray_worker(head, num_cpus=4, num_gpus=2) as worker:
+        gpus = sum(node["resources_total"].get("GPU", 0) for node in head.nodes())
+        assert gpus == 2, "the cluster's GPUs are the worker's"
+        config = embedded_config.prepare_config(yaml.safe_load((PROJECT_DIR / "serve_config.yaml").read_text()),
+                                                root, "127.0.0.1", head.http_port, gpus, ["vits", "xtts"], rvc=False)
+        deployed = root / "serve_config.yaml"
+        deployed.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
+        result = head.serve("deploy", str(deployed))
+        assert result.returncode == 0, result.stdout + result.stderr
+        url = head.wait_until_ready()
+        applications = wait_until(lambda: _all_running(url), "every application running", 300, 1.0)
+
+        details = head.serve_details()
+        head_node = next(node["node_id"] for node in head.nodes() if node["is_head_node"])
+        assert details["controller_info"]["node_id"] == head_node
+        for engine, share in (("vits", 0.25), ("xtts", 0.5)):
+            replicas = details["applications"][engine]["deployments"][f"tts-{engine}"]["replicas"]
+            assert {replica["node_id"] for replica in replicas if replica["state"] == "RUNNING"} == {worker}, engine
+            placed = next(d for d in applications[engine]["deployments"] if d["name"] == f"tts-{engine}")["placements"]
+            assert [(p["gpu_share"], len(p["gpu_ids"])) for p in placed.values()] == [(share, 1)], placed
+
+            spoken = httpx.post(f"{url}/api/tts-generate", timeout=120,
+                                data={"text_input": "Spoken on the worker.", "engine": engine})
+            assert spoken.status_code == 200, spoken.text
+            assert decode_audio(httpx.get(f"{url}{spoken.json()['output_file_url']}", timeout=60).content
+                                ).duration_s > 0.1
+        assert head.serve("shutdown", "-y").returncode == 0

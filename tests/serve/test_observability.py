@@ -13,43 +13,27 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 import ray
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BUNDLED_VOICE, SERVE_METRICS_PORT, SERVE_PROXY
-from tests.support import decode_audio
+from tests.support import decode_audio, metric_value, prometheus_samples
 
 pytestmark = [pytest.mark.serve, pytest.mark.both_fronts]
 PROJECT = Path(__file__).resolve().parents[2]
 ROUTED = {"ray_serve_deployment_queued_queries"}
 """Serve metrics that the router calling a deployment exports (the others come from its replicas
 and Serve's controller): behind HAProxy, no Serve router calls the ingress."""
+AUTOSCALED = {"ray_serve_autoscaling_target_replicas"}
+"""Serve metrics of its autoscaler, exported for autoscaled deployments only (the engine's, not the
+ingress's fixed replica count)."""
 TEXTS = ["Metrics count every request.", "The second request is a little longer than the first one.",
          "And a third."]
 STREAMED = "Streaming has a time to first audio."
 
 
 def _samples(prefix: str = "ray_alltalk_") -> dict[tuple[str, frozenset], float]:
-    """Every sample whose name starts with `prefix`, summed over replicas: (name, labels that
-    matter) -> value."""
-    text = httpx.get(f"http://127.0.0.1:{SERVE_METRICS_PORT}/metrics", timeout=30).text
-    found: dict[tuple[str, frozenset], float] = {}
-    ignored = {"Component", "NodeAddress", "SessionName", "Version", "WorkerId", "replica", "otel_scope_name",
-               "otel_scope_schema_url", "otel_scope_version", "le"}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.startswith(prefix) and "le" not in sample.labels:
-                key = (sample.name, frozenset((k, v) for k, v in sample.labels.items() if k not in ignored))
-                found[key] = found.get(key, 0.0) + sample.value
-    return found
-
-
-def _value(samples: dict, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+    return prometheus_samples(SERVE_METRICS_PORT, prefix)
 
 
 def _wait_for(condition: Callable[[dict], bool], timeout_s: float = 90, prefix: str = "ray_alltalk_") -> dict:
@@ -96,16 +80,16 @@ def test_custom_metrics_count_the_requests_sent(serve_server):
         assert len(answer.headers.get_list("x-request-id")) == 1, answer.url  # every answer, refused ones too
 
     generate = {"endpoint": "/api/tts-generate", "engine": "piper", "status": "200"}
-    expected_requests = _value(before, "ray_alltalk_requests_total", **generate) + len(TEXTS)
-    expected_waits = _value(before, "ray_alltalk_queue_wait_seconds_count", engine="piper") + len(TEXTS) + 1
+    expected_requests = metric_value(before, "ray_alltalk_requests_total", **generate) + len(TEXTS)
+    expected_waits = metric_value(before, "ray_alltalk_queue_wait_seconds_count", engine="piper") + len(TEXTS) + 1
     # Each process exports on its own clock: wait for the ingress's and the engine replicas' numbers.
-    after = _wait_for(lambda s: _value(s, "ray_alltalk_requests_total", **generate) >= expected_requests
-                      and _value(s, "ray_alltalk_rejections_total", reason="too_large")
-                      > _value(before, "ray_alltalk_rejections_total", reason="too_large")
-                      and _value(s, "ray_alltalk_queue_wait_seconds_count", engine="piper") >= expected_waits)
+    after = _wait_for(lambda s: metric_value(s, "ray_alltalk_requests_total", **generate) >= expected_requests
+                      and metric_value(s, "ray_alltalk_rejections_total", reason="too_large")
+                      > metric_value(before, "ray_alltalk_rejections_total", reason="too_large")
+                      and metric_value(s, "ray_alltalk_queue_wait_seconds_count", engine="piper") >= expected_waits)
 
     def delta(name: str, **labels: str) -> float:
-        return _value(after, name, **labels) - _value(before, name, **labels)
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
 
     assert delta("ray_alltalk_requests_total", **generate) == len(TEXTS)
     assert delta("ray_alltalk_requests_total", endpoint="/api/tts-generate-streaming", engine="piper",
@@ -119,7 +103,7 @@ def test_custom_metrics_count_the_requests_sent(serve_server):
     assert delta("ray_alltalk_rejections_total", endpoint="/api/tts-generate", reason="too_large") == 1
     # Inside the engine replicas: the wait for a synthesis step, and the model load at start.
     assert delta("ray_alltalk_queue_wait_seconds_count", engine="piper", application="piper") == len(TEXTS) + 1
-    assert _value(after, "ray_alltalk_model_load_seconds_count", engine="piper") >= 1
+    assert metric_value(after, "ray_alltalk_model_load_seconds_count", engine="piper") >= 1
     # Serve's tags say where each number comes from.
     assert any(
         n == "ray_alltalk_requests_total" and ("application", "alltalk") in ls and ("deployment", "ingress") in ls
@@ -130,15 +114,16 @@ def test_custom_metrics_count_the_requests_sent(serve_server):
 def test_the_serve_metrics_on_the_grafana_dashboard_are_exported_for_the_engine_and_the_ingress(serve_server):
     """The dashboard's panels on queues, calls in progress and healthy replicas read Serve's own
     metrics, by application: each is exported for the Piper engine's deployment, and for the
-    ingress too except what only a Serve router in front of it exports (none behind HAProxy)."""
+    ingress too except what only a Serve router in front of it exports (none behind HAProxy) and what
+    only an autoscaled deployment exports."""
     dashboard = json.loads((PROJECT / "ops" / "grafana-dashboard.json").read_text())
     queried = {name for panel in dashboard["panels"] for target in panel["targets"]
                for name in re.findall(r"ray_serve_[a-z_]+", target["expr"])}
     assert queried, "the dashboard has panels on Serve's own metrics"
     assert serve_server.client.post("/api/tts-generate", data={"text_input": "Counted by Serve."}).status_code == 200
     ingress_routed = SERVE_PROXY == "classic"
-    wanted = {name: {("piper", "tts-piper")} | ({("alltalk", "ingress")} if ingress_routed or name not in ROUTED
-                                              else set()) for name in queried}
+    wanted = {name: {("piper", "tts-piper")} | ({("alltalk", "ingress")} if name not in AUTOSCALED and (
+        ingress_routed or name not in ROUTED) else set()) for name in queried}
 
     def missing(samples: dict) -> dict[str, set[tuple[str, str]]]:
         found: dict[str, set[tuple[str, str]]] = {}
@@ -214,17 +199,17 @@ def test_job_metrics_count_a_jobs_sentences_and_its_end(serve_server):
     assert done["state"] == "done" and done["segments_total"] == 3, done
 
     def lines(s: dict) -> float:
-        return _value(s, "ray_alltalk_job_lines_total", engine="piper")
+        return metric_value(s, "ray_alltalk_job_lines_total", engine="piper")
 
     def finished(s: dict) -> float:
-        return _value(s, "ray_alltalk_job_seconds_count", outcome="done")
+        return metric_value(s, "ray_alltalk_job_seconds_count", outcome="done")
 
     after = _wait_for(lambda s: lines(s) >= lines(before) + 3 and finished(s) >= finished(before) + 1)
     assert lines(after) == lines(before) + 3 and finished(after) == finished(before) + 1
-    assert _value(after, "ray_alltalk_job_seconds_sum", outcome="done") > _value(
+    assert metric_value(after, "ray_alltalk_job_seconds_sum", outcome="done") > metric_value(
         before, "ray_alltalk_job_seconds_sum", outcome="done")
-    settled = _wait_for(lambda s: _value(s, "ray_alltalk_jobs", state="running") == 0)
+    settled = _wait_for(lambda s: metric_value(s, "ray_alltalk_jobs", state="running") == 0)
     assert {state for (name, labels), _ in settled.items() if name == "ray_alltalk_jobs"
             for key, state in labels if key == "state"} == {"queued", "running"}
-    assert _value(settled, "ray_alltalk_jobs", state="queued") == 0
+    assert metric_value(settled, "ray_alltalk_jobs", state="queued") == 0
     client.delete(f"/api/jobs/{done['id']}")

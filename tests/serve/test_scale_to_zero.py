@@ -1,0 +1,125 @@
+"""A GPU engine scaled to zero on real Serve (opt-in: its autoscaling_config's min_replicas: 0).
+While VITS has no replica the server stays Ready, lists the engine's voices and model from the
+description kept from its last replica, and `alltalk-serve status` says "0 replicas (scaled to
+zero)"; a model chosen meanwhile is the next replica's (its voices are listed once that replica
+has described it: until then the list is the last replica's). The next request starts a replica and
+gets its audio (whole file or streamed), and the cold start is in the metrics; with a cold start
+timeout shorter than a replica's start, the request is answered 503 with Retry-After instead of
+hanging. Each request that finds it at zero lets it go back to zero before the next step."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+import embedded_config
+from tests.conftest import PROJECT_DIR, make_coqui_root
+from tests.ray_head import QUICK_AUTOSCALING, RayHead, ray_head
+from tests.support import decode_audio, metric_value, prometheus_samples, wait_until
+
+pytestmark = [pytest.mark.serve,
+              pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="the coqui extra is not installed")]
+
+FIRST_MODEL, NEXT_MODEL = "vits - tiny-vctk", "vits - tiny-vctk-22k"
+"""The model VITS starts with (16 kHz) and the one chosen at zero: the same speakers at 22.05 kHz, so
+the audio's rate tells which one spoke."""
+
+
+def _deploy(head: RayHead, root: Path, cold_start_timeout_s: float) -> str:
+    raw = yaml.safe_load((PROJECT_DIR / "serve_config.yaml").read_text())
+    vits = next(app for app in raw["applications"] if app["name"] == "vits")
+    vits["deployments"][0]["autoscaling_config"].update(min_replicas=0, max_replicas=1, downscale_delay_s=2,
+                                                        look_back_period_s=2, metrics_interval_s=1)
+    ingress = next(app for app in raw["applications"] if app["name"] == "alltalk")
+    ingress["args"]["cold_start_timeout_s"] = cold_start_timeout_s
+    config = embedded_config.prepare_config(raw, root, "127.0.0.1", head.http_port, 0, ["vits"],
+                                            saved={"vits": {"model": FIRST_MODEL}}, rvc=False)
+    deployed = root / "serve_config.yaml"
+    deployed.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
+    result = head.serve("deploy", str(deployed))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return head.wait_until_ready()
+
+
+def _at_zero(url: str) -> bool:
+    applications = httpx.get(f"{url}/api/deployments", timeout=30).json()["applications"]
+    vits = next(d for app in applications for d in app["deployments"] if d["name"] == "tts-vits")
+    return vits["replicas"] == {} and vits["target_replicas"] == 0
+
+
+def _ingress_replicas(head: RayHead) -> set[str]:
+    """The ingress replicas that run now (none while Serve rebuilds the application)."""
+    deployments = head.serve_details()["applications"].get("alltalk", {}).get("deployments", {})
+    replicas = deployments.get("ingress", {}).get("replicas", [])
+    return {replica["replica_id"] for replica in replicas if replica["state"] == "RUNNING"}
+
+
+def _wait_for_zero(url: str) -> None:
+    wait_until(lambda: _at_zero(url), "VITS scaled to zero", 240, 0.5)
+
+
+def _status(url: str) -> str:
+    status = subprocess.run([sys.executable, str(PROJECT_DIR / "cli.py"), "status", "--url", url],
+                            capture_output=True, text=True, timeout=120, cwd=PROJECT_DIR)
+    assert status.returncode == 0, status.stdout + status.stderr
+    return status.stdout
+
+
+def test_vits_at_zero_replicas_keeps_the_server_ready_and_the_next_request_starts_one(tmp_path_factory):
+    root = make_coqui_root(tmp_path_factory, "scale-to-zero")
+    with ray_head(num_cpus=4, environment=QUICK_AUTOSCALING) as head:
+        url = _deploy(head, root, cold_start_timeout_s=120)
+        _wait_for_zero(url)  # the ingress's first description started a replica; it is gone again
+
+        assert httpx.get(f"{url}/api/ready", timeout=30).text == "Ready"
+        settings = httpx.get(f"{url}/api/currentsettings", timeout=30).json()
+        engine = (settings["current_engine_loaded"], settings["current_model_loaded"])
+        assert engine == ("vits", FIRST_MODEL)
+        assert httpx.get(f"{url}/api/voices", timeout=30).json()["voices"]
+        status = _status(url)
+        assert "tts-vits    HEALTHY   0 replicas (scaled to zero) (autoscaling 0-1)" in status, status
+
+        # A model chosen at zero: nothing starts now, the next replica serves it.
+        chosen = httpx.post(f"{url}/api/reload", params={"tts_method": NEXT_MODEL}, timeout=120)
+        assert chosen.json() == {"status": "model-success"}, chosen.text
+        assert _at_zero(url)
+        assert httpx.get(f"{url}/api/currentsettings", timeout=30).json()["current_model_loaded"] == \
+            NEXT_MODEL
+
+        spoken = httpx.post(f"{url}/api/tts-generate", timeout=180,
+                            data={"text_input": "The first request after a quiet hour.", "character_voice_gen": "p225"})
+        assert spoken.status_code == 200, spoken.text
+        audio = decode_audio(httpx.get(f"{url}{spoken.json()['output_file_url']}", timeout=60).content)
+        assert audio.sample_rate == 22050 and audio.duration_s > 0.5
+        cold_starts = wait_until(
+            lambda: metric_value(prometheus_samples(head.metrics_port, "ray_alltalk_cold_start"),
+                                 "ray_alltalk_cold_start_seconds_count", engine="vits") or None,
+            "the cold start in the metrics", 60, 1.0)
+        assert cold_starts == 1
+
+        _wait_for_zero(url)
+        with httpx.stream("GET", f"{url}/api/tts-generate-streaming", timeout=180,
+                          params={"text": "Streamed after a cold start.", "voice": "p225", "language": "en",
+                                  "output_file": "cold"}) as stream:
+            assert stream.status_code == 200
+            streamed = decode_audio(stream.read())
+        assert streamed.sample_rate == 22050 and streamed.duration_s > 0.5
+
+        # An ingress that waits one second for a replica to start answers 503, not a hang.
+        _wait_for_zero(url)
+        before = _ingress_replicas(head)
+        url = _deploy(head, root, cold_start_timeout_s=1)
+        wait_until(lambda: _ingress_replicas(head) and not _ingress_replicas(head) & before,
+                   "the new ingress replica in place", 120, 0.5)
+        _wait_for_zero(url)  # the new ingress replica's first description started one again
+        refused = httpx.post(f"{url}/api/tts-generate", timeout=60,
+                             data={"text_input": "Too soon.", "character_voice_gen": "p225"})
+        assert refused.status_code == 503 and refused.headers.get("retry-after"), refused.text
+        assert "scaled to zero" in refused.text
+        assert head.serve("shutdown", "-y").returncode == 0
