@@ -64,13 +64,17 @@ async def deployment_handle(app_name: str, deployment_name: str, missing: type[E
         raise missing(f"the application {app_name!r} (deployment {deployment_name!r}) is not deployed") from exc
 
 
+def engine_silent(app_name: str, waited_s: float) -> EngineTimeout:
+    return EngineTimeout(f"the {app_name} engine sent nothing for {waited_s:g} s")
+
+
 async def relay(stream: DeploymentResponseGenerator, app_name: str, chunk_timeout_s: float | None = None,
-                time_first_chunk: bool = True) -> AsyncIterator[PcmChunk]:
+                first_chunk_timeout_s: float | None = None) -> AsyncIterator[PcmChunk]:
     """The chunks of a streaming handle call, errors as the core's; a consumer that stops early
-    (stop request, client gone) ends the replica's work too. Waiting longer than `chunk_timeout_s`
-    for a chunk ends the call with EngineTimeout; for the first one too unless `time_first_chunk`
-    is False (the caller bounds that wait itself: it may include a replica's start)."""
-    timeout_s = chunk_timeout_s if time_first_chunk else None
+    (stop request, client gone) ends the replica's work too. Waiting longer than
+    `first_chunk_timeout_s` for the first chunk (None: the caller bounds that wait, which may
+    include a replica's start) or `chunk_timeout_s` for a later one ends the call with EngineTimeout."""
+    timeout_s = first_chunk_timeout_s
     try:
         with as_core_errors(app_name):
             while True:
@@ -80,7 +84,7 @@ async def relay(stream: DeploymentResponseGenerator, app_name: str, chunk_timeou
                     return
                 except TimeoutError:
                     stream.cancel()
-                    raise EngineTimeout(f"the {app_name} engine sent nothing for {timeout_s:g} s") from None
+                    raise engine_silent(app_name, timeout_s) from None
                 timeout_s = chunk_timeout_s
                 yield chunk
     except (GeneratorExit, asyncio.CancelledError):
@@ -127,8 +131,9 @@ class EngineCalls:
         return configured
 
     async def synthesize(self, request: SynthesisRequest, by_voice: bool, chunk_timeout_s: float | None = None,
-                         time_first_chunk: bool = True) -> AsyncIterator[PcmChunk]:
+                         first_chunk_timeout_s: float | None = None) -> AsyncIterator[PcmChunk]:
         handle = await self._stream_handle(request.voice if by_voice else None)
-        async for chunk in relay(handle.synthesize.remote(request), self.app_name, chunk_timeout_s,
-                                 time_first_chunk):
-            yield chunk
+        chunks = relay(handle.synthesize.remote(request), self.app_name, chunk_timeout_s, first_chunk_timeout_s)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk

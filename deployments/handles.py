@@ -4,6 +4,7 @@ over Serve application handles. Only serialisable values cross: requests in, Pcm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,15 +24,17 @@ from .rollout import RolloutBusy, RolloutFailed, ServeRollout
 
 class HandleEngineClient:
     """Reaches the engine application `app_name`. The handle is looked up once, off the event
-    loop. `describe()` reuses a description younger than `describe_max_age_s` (one round trip
-    less per generation) and falls back to the last good one when replicas are slow to answer or
-    the engine is scaled to zero (asking would start a replica). A synthesis that finds the engine
-    at zero waits up to `cold_start_timeout_s` for its first audio (then EngineUnavailable: 503),
-    and `cold_started(app, seconds)` hears how long that took."""
+    loop. `describe()` answers the last description and renews one older than half of
+    `describe_max_age_s` in the background, so no request waits for it (one changed by this server,
+    a voice upload or a model change, is waited for; with a max age of 0 every call asks). It falls
+    back to the last good one when replicas are slow to answer, and while the engine is scaled to
+    zero it is not renewed (asking would start a replica). A synthesis that finds the engine at
+    zero waits up to `cold_start_timeout_s` for its first audio (None: the chunk timeout; then
+    EngineUnavailable: 503), and `cold_started(seconds)` hears how long that took."""
 
     def __init__(self, app_name: str, deployment_name: str, rollout: ServeRollout, describe_timeout_s: float,
                  describe_max_age_s: float = 1.0, chunk_timeout_s: float | None = None,
-                 cold_start_timeout_s: float = 120.0, cold_started: Callable[[str, float], None] | None = None):
+                 cold_start_timeout_s: float | None = None, cold_started: Callable[[float], None] | None = None):
         self.app_name = app_name
         self.deployment_name = deployment_name
         self.rollout = rollout
@@ -43,6 +46,7 @@ class HandleEngineClient:
         self.cold_start_timeout_s = cold_start_timeout_s
         self.cold_started = cold_started
         self._last_info_at = float("-inf")
+        self._forgotten = False
         self._describing: asyncio.Task[EngineInfo] | None = None
         self._serving = ServingProbe(app_name, deployment_name)
         self._reports = ReplicaReports()
@@ -56,15 +60,10 @@ class HandleEngineClient:
                            self._last_info is None or self._last_info.voice_affinity)
 
     async def describe(self) -> EngineInfo:
-        """Concurrent callers share one call to the engine (a burst of requests asks once). A
-        description past half its age is renewed in the background while it is still answered,
-        so under steady traffic no request waits for one; past its age, callers wait."""
-        age = time.monotonic() - self._last_info_at
-        if self._last_info is not None and age < self.describe_max_age_s:
-            if age >= self.describe_max_age_s / 2:
+        """Concurrent callers share one call to the engine (a burst of requests asks once)."""
+        if self._last_info is not None and not self._forgotten and self.describe_max_age_s > 0:
+            if time.monotonic() - self._last_info_at >= self.describe_max_age_s / 2:
                 self._start_describing()
-            return self._last_info
-        if self._last_info is not None and await self._at_zero():
             return self._last_info
         return await asyncio.shield(self._start_describing())
 
@@ -86,23 +85,29 @@ class HandleEngineClient:
                 await asyncio.sleep(1.0)
 
     async def _describe(self) -> EngineInfo:
+        """A replica's description; at zero, the kept one, or (with none kept) a replica's once the
+        call has started one, waited for as a synthesis would."""
+        at_zero = await self._at_zero()
+        if at_zero and self._last_info is not None:
+            return self._last_info
+        timeout_s = (self.cold_start_timeout_s or self.describe_timeout_s) if at_zero else self.describe_timeout_s
         handle = await self.calls.handle()
         try:
             with as_core_errors(self.app_name):
-                info: EngineInfo = await asyncio.wait_for(handle.describe.remote(), self.describe_timeout_s)
+                info: EngineInfo = await asyncio.wait_for(handle.describe.remote(), timeout_s)
         except (TimeoutError, EngineUnavailable) as exc:
             # Replicas busy (slow to answer, or at their queue limit): the last answer is still good.
             if self._last_info is not None:
                 return self._last_info
             raise EngineUnavailable(f"engine application {self.app_name!r} has no replica answering yet") from exc
-        self._last_info, self._last_info_at = info, time.monotonic()
+        self._last_info, self._last_info_at, self._forgotten = info, time.monotonic(), False
         return info
 
     async def is_serving(self) -> bool:
-        return await self._serving.check() is not Serving.NONE
+        return await self._serving.check() is not Serving.UNAVAILABLE
 
     def forget_description(self) -> None:
-        self._last_info_at = float("-inf")  # the last one stays the fallback while replicas are slow
+        self._forgotten = True  # the last one stays the fallback while replicas are slow
 
     async def check_voice_files(self, files: list[str]) -> None:
         handle = await self.calls.handle()
@@ -110,19 +115,17 @@ class HandleEngineClient:
             await handle.check_voice_files.remote(files)
 
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
-        stream = self.calls.synthesize(request, self.route.by_voice, self.chunk_timeout_s, time_first_chunk=False)
-        try:
-            first, cold_start_s = await first_chunk(stream, self.app_name, self._serving, self.chunk_timeout_s,
-                                                    self.cold_start_timeout_s)
-            if cold_start_s is not None and self.cold_started is not None:
-                self.cold_started(self.app_name, cold_start_s)
-            if first is None:
+        stream = self.calls.synthesize(request, self.route.by_voice, self.chunk_timeout_s, first_chunk_timeout_s=None)
+        async with contextlib.aclosing(stream):
+            first = await first_chunk(stream, self.app_name, self._serving, self.chunk_timeout_s,
+                                      self.cold_start_timeout_s)
+            if first.cold_start_s is not None and self.cold_started is not None:
+                self.cold_started(first.cold_start_s)
+            if first.chunk is None:
                 return
-            yield first
+            yield first.chunk
             async for chunk in stream:
                 yield chunk
-        finally:
-            await stream.aclose()
 
     async def configure(self, options: dict[str, object]) -> None:
         """Rolls `options` into the deployment's user_config on every replica, then reads every
@@ -146,7 +149,8 @@ class HandleEngineClient:
         except RolloutFailed as exc:
             raise EngineError(str(exc)) from exc
         finally:
-            self._last_info = _with_options(before, options) if at_zero and applied else None
+            # At zero the kept description is all there is to answer with until a replica starts.
+            self._last_info = (_with_options(before, options) if applied else before) if at_zero else None
 
     async def _at_zero(self) -> bool:
         return await self._serving.check() is Serving.SCALED_TO_ZERO
@@ -167,7 +171,8 @@ class HandleEngineClient:
         if await self.rollout.is_updating(self.app_name):
             raise ModelChangeInProgress(f"the {self.app_name} engine is being updated")
         if self._last_info is not None and await self._at_zero():
-            # No replica to load it on: the model's folder is checked now, its load by the next replica.
+            # No replica to load it on: the name is checked against the model list kept, the load is
+            # the next replica's (one that fails keeps serving its first model and logs why).
             if model not in self._last_info.models:
                 raise UnknownModel(f"{self.app_name} has the models {', '.join(self._last_info.models) or 'none'}; "
                                    f"got {model!r}")
@@ -178,14 +183,16 @@ class HandleEngineClient:
         await self.configure({"model": model})
 
 
+_OPTION_FIELDS = {"model": "current_model", "deepspeed": "deepspeed_enabled", "lowvram": "lowvram_enabled"}
+"""EngineServer's user_config options and the EngineInfo fields that say what a replica serves."""
+
+
 def _options_of(info: EngineInfo) -> dict[str, object]:
-    """The user_config options (EngineServer's) an engine's description says it serves with."""
-    return {"model": info.current_model, "deepspeed": info.deepspeed_enabled, "lowvram": info.lowvram_enabled}
+    return {option: getattr(info, field) for option, field in _OPTION_FIELDS.items()}
 
 
 def _with_options(info: EngineInfo, options: dict[str, object]) -> EngineInfo:
-    fields = {"model": "current_model", "deepspeed": "deepspeed_enabled", "lowvram": "lowvram_enabled"}
-    return dataclasses.replace(info, **{fields[key]: value for key, value in options.items()})
+    return dataclasses.replace(info, **{_OPTION_FIELDS[option]: value for option, value in options.items()})
 
 
 class HandleConversionClient:
@@ -217,7 +224,7 @@ class HandleConversionClient:
             return await handle.options(multiplexed_model_id=conversion.model).convert_audio.remote(audio, conversion)
 
     async def is_serving(self) -> bool:
-        return await self._serving.check() is not Serving.NONE
+        return await self._serving.check() is not Serving.UNAVAILABLE
 
     async def check_voice_files(self, files: list[str]) -> None:
         handle = await self._get_handle()

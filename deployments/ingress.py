@@ -5,6 +5,7 @@ Runs in the ingress process: must not import torch or any engine."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -84,9 +85,12 @@ class IngressServer:
         return client
 
     def _engine_client(self, engine: str, app_name: str) -> HandleEngineClient:
-        return HandleEngineClient(app_name, engine_deployment_name(engine), self.rollout, self.args.describe_timeout_s,
-                                  self.args.describe_max_age_s, self.args.engine_chunk_timeout_s,
-                                  self.args.cold_start_timeout_s, self.metrics.cold_started)
+        return HandleEngineClient(app_name, engine_deployment_name(engine), self.rollout,
+                                  describe_timeout_s=self.args.describe_timeout_s,
+                                  describe_max_age_s=self.args.describe_max_age_s,
+                                  chunk_timeout_s=self.args.engine_chunk_timeout_s,
+                                  cold_start_timeout_s=self.args.cold_start_timeout_s,
+                                  cold_started=functools.partial(self.metrics.cold_started, engine))
 
     async def _warn_if_open(self, rollout: ServeRollout) -> None:
         """One line at start when anyone who can reach the port may use the API."""

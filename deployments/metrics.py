@@ -81,8 +81,8 @@ class IngressMetrics(Telemetry):
     def synthesis_cancelled(self, engine: str, reason: str) -> None:
         self.cancellations.inc(tags={"engine": engine, "reason": reason})
 
-    def cold_started(self, engine_app: str, seconds: float) -> None:
-        self.cold_starts.observe(seconds, tags={"engine": engine_app})
+    def cold_started(self, engine: str, seconds: float) -> None:
+        self.cold_starts.observe(seconds, tags={"engine": engine})
 
     def jobs_counted(self, queued: int, running: int) -> None:
         self.jobs.set(queued, tags={"state": "queued"})

@@ -81,14 +81,17 @@ class IngressArgs(_Args):
         "engine's replicas run at once (replicas x parallel_steps): more bind segments to busy replicas "
         "early, fewer leave a replica idle."))
     rvc_app: str | None = Field(None, description="Serve application of the RVC converter; None: no RVC here.")
-    describe_max_age_s: float = Field(1.0, ge=0, description="How long an engine's voice and model list is reused "
-                                                             "before it is asked again.")
+    describe_max_age_s: float = Field(1.0, ge=0, description=(
+        "How long an engine's voice and model list is reused; past half of it the list is renewed in the "
+        "background while requests use the last one (a change made through this server is waited for). "
+        "0: every request asks."))
     engine_chunk_timeout_s: float = Field(300.0, gt=0, description=(
         "Longest wait for the next piece of audio from an engine before the request fails with 504 (a hung or "
         "unreachable replica); one sentence on the slowest engine must fit in it."))
     cold_start_timeout_s: float = Field(120.0, gt=0, description=(
         "For an engine scaled to zero (its autoscaling_config's min_replicas: 0): how long a request waits for "
-        "a replica to start and load its model before it is answered 503 with Retry-After."))
+        "a replica to start, load its model and send its first audio before it is answered 503 with "
+        "Retry-After."))
     access: AccessArgs = Field(default_factory=AccessArgs, description="API keys, CORS and request limits.")
     retention_check_s: float = Field(600.0, gt=0, description="How often outputs older than `delete_output_wavs` "
                                                               "are removed.")

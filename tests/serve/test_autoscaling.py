@@ -57,6 +57,7 @@ class Speakers:
             stop.set()
             for thread in threads:
                 thread.join(timeout=120)
+            assert not any(thread.is_alive() for thread in threads), "a client still waits for its answer"
 
     def _speak(self, stop: threading.Event) -> None:
         with httpx.Client(base_url=self.url, timeout=120) as client:

@@ -122,7 +122,7 @@ def test_an_engine_that_sends_nothing_ends_the_request_with_a_timeout():
             Silent.cancelled = True
 
     async def run():
-        async for _ in relay(Silent(), "piper", chunk_timeout_s=0.1):
+        async for _ in relay(Silent(), "piper", chunk_timeout_s=0.1, first_chunk_timeout_s=0.1):
             pass
 
     with pytest.raises(EngineTimeout, match="sent nothing for 0.1 s"):
