@@ -16,9 +16,12 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
+import yaml
+from ray.serve.schema import ServeDeploySchema
 
 from embedded_proxy import BINARY_VARIABLE, proxy_env
 from tests.conftest import PROJECT_DIR, SERVE_PROXY
@@ -50,6 +53,14 @@ class RayHead:
     def serve(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(BIN / "serve"), *args, "--address", self.address], env=self.env,
                               capture_output=True, text=True, timeout=timeout_s)
+
+    def deploy(self, config: ServeDeploySchema | dict[str, Any], path: Path) -> None:
+        """Writes `config` to `path` and deploys it with `serve deploy`, as an operator does."""
+        if isinstance(config, ServeDeploySchema):
+            config = config.model_dump(mode="json", exclude_unset=True)
+        path.write_text(yaml.safe_dump(config))
+        result = self.serve("deploy", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
 
     def nodes(self) -> list[dict]:
         """Ray's live nodes (state API): node_id, is_head_node, resources_total, ..."""

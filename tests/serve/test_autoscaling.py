@@ -92,10 +92,7 @@ def _exported_target(head: RayHead) -> float:
 def test_piper_scales_to_two_replicas_under_load_and_back_to_one_with_no_request_failed(tmp_path_factory):
     root = make_root(tmp_path_factory, "autoscaling")
     with ray_head(num_cpus=4, environment=QUICK_AUTOSCALING) as head:
-        deployed = root / "serve_config.yaml"
-        deployed.write_text(yaml.safe_dump(_piper_that_scales_quickly(root, head.http_port)))
-        result = head.serve("deploy", str(deployed))
-        assert result.returncode == 0, result.stdout + result.stderr
+        head.deploy(_piper_that_scales_quickly(root, head.http_port), root / "serve_config.yaml")
         url = head.wait_until_ready()
         wait_until(lambda: _piper_replicas(url) == (1, 1), "one Piper replica at rest", 120, 1.0)
         speakers = Speakers(url)

@@ -11,8 +11,8 @@ import numpy as np
 import openai
 import pytest
 
-from tests.serve.test_observability import _samples, _value, _wait_for
-from tests.support import decode_audio, fixed_replicas
+from tests.serve.test_observability import _samples, _wait_for
+from tests.support import decode_audio, fixed_replicas, metric_value
 
 pytestmark = [pytest.mark.serve,
               pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="the coqui extra is not installed")]
@@ -203,7 +203,7 @@ def test_an_xtts_stream_closed_mid_way_leaves_the_batch_and_the_others_finish(on
     assert decode_audio(answers["kept"].content).duration_s > 1.0
 
     def disconnects(s: dict) -> float:
-        return _value(s, "ray_alltalk_cancellations_total", engine="xtts", reason="disconnect")
+        return metric_value(s, "ray_alltalk_cancellations_total", engine="xtts", reason="disconnect")
 
     assert disconnects(_wait_for(lambda s: disconnects(s) > disconnects(before))) == disconnects(before) + 1
     # The replica's batcher dropped the row of the stream that went away (its sentences were not

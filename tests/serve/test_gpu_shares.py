@@ -43,10 +43,7 @@ def test_declared_gpus_take_the_shipped_shares_and_a_replica_without_cuda_speaks
     with ray_head(num_cpus=8, num_gpus=2) as head:
         config = embedded_config.prepare_config(_shipped_config_with_two_xtts_replicas(), root, "127.0.0.1",
                                                 head.http_port, 2, ["vits", "xtts"], rvc=False)
-        deployed = root / "serve_config.yaml"
-        deployed.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
-        result = head.serve("deploy", str(deployed))
-        assert result.returncode == 0, result.stdout + result.stderr
+        head.deploy(config, root / "serve_config.yaml")
         url = head.wait_until_ready()
 
         applications = wait_until(lambda: _all_running(url), "every application running", 240, 1.0)
@@ -106,9 +103,7 @@ def test_a_replica_that_does_not_fit_stays_pending_and_status_says_why(tmp_path_
                                                        "RAY_SERVE_SLOW_STARTUP_WARNING_PERIOD_S": "2"}) as head:
         config = embedded_config.prepare_config(_shipped_config_with_two_xtts_replicas(), root, "127.0.0.1",
                                                 head.http_port, 1, ["vits", "xtts"], rvc=False)
-        deployed = root / "serve_config.yaml"
-        deployed.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
-        assert head.serve("deploy", str(deployed)).returncode == 0
+        head.deploy(config, root / "serve_config.yaml")
         url = f"http://127.0.0.1:{head.http_port}"
         pending = wait_until(lambda: _pending(url), "a deployment saying a replica waits to be scheduled", 240, 1.0)
         assert "Resources required for each replica" in pending["message"] and '"GPU": ' in pending["message"]
@@ -150,10 +145,7 @@ def test_on_a_cpu_head_with_a_gpu_worker_the_gpu_engines_run_on_the_worker(tmp_p
         assert gpus == 2, "the cluster's GPUs are the worker's"
         config = embedded_config.prepare_config(yaml.safe_load((PROJECT_DIR / "serve_config.yaml").read_text()),
                                                 root, "127.0.0.1", head.http_port, gpus, ["vits", "xtts"], rvc=False)
-        deployed = root / "serve_config.yaml"
-        deployed.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
-        result = head.serve("deploy", str(deployed))
-        assert result.returncode == 0, result.stdout + result.stderr
+        head.deploy(config, root / "serve_config.yaml")
         url = head.wait_until_ready()
         applications = wait_until(lambda: _all_running(url), "every application running", 300, 1.0)
 

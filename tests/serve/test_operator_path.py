@@ -34,10 +34,7 @@ def test_a_token_auth_head_serve_deploy_the_api_a_rolling_reload_and_a_clean_sto
         # serve_config.yaml with the server root set, made concrete for a machine without GPUs.
         raw = yaml.safe_load((PROJECT_DIR / "serve_config.yaml").read_text())
         config = embedded_config.prepare_config(raw, tmp_path, "127.0.0.1", head.http_port, 0, ["piper"], rvc=False)
-        deployed = tmp_path / "serve_config.yaml"
-        deployed.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
-        result = head.serve("deploy", str(deployed))
-        assert result.returncode == 0, result.stdout + result.stderr
+        head.deploy(config, tmp_path / "serve_config.yaml")
         url = head.wait_until_ready()
 
         generated = httpx.post(f"{url}/api/tts-generate", timeout=60, data={"text_input": "Deployed by an operator."})

@@ -40,10 +40,7 @@ def _deploy(head: RayHead, root: Path, cold_start_timeout_s: float) -> str:
     ingress["args"]["cold_start_timeout_s"] = cold_start_timeout_s
     config = embedded_config.prepare_config(raw, root, "127.0.0.1", head.http_port, 0, ["vits"],
                                             saved={"vits": {"model": FIRST_MODEL}}, rvc=False)
-    deployed = root / "serve_config.yaml"
-    deployed.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
-    result = head.serve("deploy", str(deployed))
-    assert result.returncode == 0, result.stdout + result.stderr
+    head.deploy(config, root / "serve_config.yaml")
     return head.wait_until_ready()
 
 
