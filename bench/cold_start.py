@@ -18,26 +18,22 @@ import httpx
 import yaml
 
 import embedded
-from bench.coqui_scaling import TEXT, first_chunk_s
+from bench.coqui_scaling import TEXT, first_chunk_s, xtts_bench_root
 from bench.report import save
-from tests.conftest import speak_reference
-from tests.coqui_models import build_tiny_xtts
+from tests.ray_head import QUICK_AUTOSCALING
+from tests.support import deployment_view
 
 PORT = 7887
-QUICK_AUTOSCALING = {"RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
-                     "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5"}
-"""Serve's autoscaling inputs every half second: the engine goes to zero seconds after its last request."""
 
 
-def _at_zero(client: httpx.Client) -> bool:
-    applications = client.get("/api/deployments").json()["applications"]
-    xtts = next(d for app in applications for d in app["deployments"] if d["name"] == "tts-xtts")
+def _at_zero() -> bool:
+    xtts = deployment_view(f"http://127.0.0.1:{PORT}", "tts-xtts")
     return xtts["replicas"] == {} and xtts["target_replicas"] == 0
 
 
-def _wait_for_zero(client: httpx.Client, timeout_s: float = 300) -> None:
+def _wait_for_zero(timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
-    while not _at_zero(client):
+    while not _at_zero():
         if time.monotonic() > deadline:
             raise RuntimeError("XTTS did not scale to zero")
         time.sleep(0.5)
@@ -63,9 +59,9 @@ def measure(root: Path, cycles: int) -> list[dict[str, float]]:
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=600) as client:
             for cycle in range(cycles):
-                _wait_for_zero(client)
+                _wait_for_zero()
                 cold_whole, warm_whole = _whole_s(client), _whole_s(client)
-                _wait_for_zero(client)
+                _wait_for_zero()
                 cold_first, warm_first = first_chunk_s(client), first_chunk_s(client)
                 rows.append({"cycle": cycle + 1, "cold_whole_s": cold_whole, "warm_whole_s": warm_whole,
                              "cold_first_audio_s": cold_first, "warm_first_audio_s": warm_first})
@@ -81,12 +77,8 @@ def main() -> None:
     parser.add_argument("--full-size", action="store_true", help="the real XTTS v2 architecture (random weights)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        build_tiny_xtts(root / "models" / "xtts" / "bench", max_audio_tokens=120 if args.full_size else 48,
-                        full_size=args.full_size)
-        speak_reference(root / "voices" / "reference.wav", "A short reference recording for the benchmark.")
-        rows = measure(root, args.cycles)
-    kind = "full-size XTTS v2 architecture" if args.full_size else "tiny XTTS"
+        kind = xtts_bench_root(Path(tmp), args.full_size)
+        rows = measure(Path(tmp), args.cycles)
     lines = [f"{kind}, random weights, on the CPU; `min_replicas: 0`, each cold request after the engine is at zero.",
              "", "| cycle | whole file, cold s | whole file, warm s | first audio (stream), cold s | "
                  "first audio, warm s |", "|---:|---:|---:|---:|---:|"]

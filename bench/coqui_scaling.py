@@ -79,18 +79,22 @@ def measure(root: Path, replicas: int, requests_per_client: int) -> dict[str, fl
             "audio_s_per_s": audio / wall, "first_chunk_ms_median": statistics.median(firsts) * 1000}
 
 
+def xtts_bench_root(root: Path, full_size: bool) -> str:
+    """A server root with the benchmark's XTTS model (random weights) and reference voice; what
+    model it is, in words."""
+    build_tiny_xtts(root / "models" / "xtts" / "bench", max_audio_tokens=120 if full_size else 48, full_size=full_size)
+    speak_reference(root / "voices" / "reference.wav", "A short reference recording for the benchmark.")
+    return "full-size XTTS v2 architecture" if full_size else "tiny XTTS"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full-size", action="store_true", help="the real XTTS v2 architecture (random weights)")
     parser.add_argument("--requests", type=int, default=2, help="requests per client")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        build_tiny_xtts(root / "models" / "xtts" / "bench", max_audio_tokens=120 if args.full_size else 48,
-                        full_size=args.full_size)
-        speak_reference(root / "voices" / "reference.wav", "A short reference recording for the benchmark.")
-        rows = [measure(root, replicas, args.requests) for replicas in (1, 2)]
-    kind = "full-size XTTS v2 architecture" if args.full_size else "tiny XTTS"
+        kind = xtts_bench_root(Path(tmp), args.full_size)
+        rows = [measure(Path(tmp), replicas, args.requests) for replicas in (1, 2)]
     lines = [
         f"{kind}, random weights, {CLIENTS} concurrent clients, {rows[0]['requests']} requests per run.",
         "",

@@ -88,8 +88,9 @@ async def first_chunk(stream: AsyncIterator[PcmChunk], app_name: str, serving: S
                       probe_after_s: float = COLD_START_PROBE_S) -> FirstChunk:
     """The stream's first chunk, waited for up to `chunk_timeout_s` (EngineTimeout), or, when the
     engine turns out to be scaled to zero, up to `cold_start_timeout_s` from the call (None: the
-    chunk timeout still; then EngineUnavailable: a 503 with Retry-After). The stream is stepped in the caller's task: a
-    timeout or a cancellation ends the engine call as any consumer stopping early does."""
+    chunk timeout still; then EngineUnavailable: a 503 with Retry-After). The stream is stepped in
+    the caller's task: a timeout or a cancellation ends the engine call as any consumer stopping
+    early does."""
     loop = asyncio.get_running_loop()
     started, cold = loop.time(), False
 
@@ -102,7 +103,7 @@ async def first_chunk(stream: AsyncIterator[PcmChunk], app_name: str, serving: S
                 deadline.reschedule(started + cold_start_timeout_s)
 
     try:
-        async with asyncio.timeout(None if chunk_timeout_s is None else chunk_timeout_s) as deadline:
+        async with asyncio.timeout(chunk_timeout_s) as deadline:
             prober = asyncio.create_task(probe(deadline))
             try:
                 chunk = await anext(stream)

@@ -133,7 +133,7 @@ class HandleEngineClient:
         out of memory), all go back to what they served before and EngineError says why. At zero
         replicas the options are the next replica's, and the kept description says so."""
         at_zero = await self._at_zero()
-        before = self._last_info if at_zero and self._last_info is not None else await self._describe()
+        before = await self._describe()  # at zero: the kept description, no replica started
         applied = False
         try:
             replicas = await self.rollout.update(self.app_name, self.deployment_name, {"user_config": options})

@@ -56,8 +56,9 @@ class IngressMetrics(Telemetry):
         self.job_lines = metrics.Counter(
             "alltalk_job_lines", description="Lines (sentences) of jobs synthesized and stored", tag_keys=("engine",))
         self.cold_starts = metrics.Histogram(
-            "alltalk_cold_start_seconds", description="Time from a request that found its engine scaled to zero "
-                                                      "to its first audio (a replica's start and model load)",
+            "alltalk_cold_start_seconds",
+            description="Time from a request that found its engine scaled to zero to its first audio (a replica's "
+                        "start, model load and first sentence)",
             boundaries=LOAD_BUCKETS_S, tag_keys=("engine",))
         self.jobs_finished = metrics.Histogram(
             "alltalk_job_seconds", description="Time from a job's submission to its end, by outcome",

@@ -144,10 +144,7 @@ def ray_head(auth_token: str | None = None, num_cpus: int = 4, num_gpus: int = 0
             time.sleep(1)
         yield running
     finally:
-        left = _stopped(head) | {p.pid for p in psutil.process_iter() if uses_folder(p, str(temp))}
-        for pid in left:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
+        left = _killed(_stopped(head) | {p.pid for p in psutil.process_iter() if uses_folder(p, str(temp))})
         shutil.rmtree(temp, ignore_errors=True)
     assert not left, f"processes of the Ray head left behind: {left}"
 
@@ -173,10 +170,7 @@ def ray_worker(head: RayHead, num_cpus: int, num_gpus: int = 0) -> Iterator[str]
             time.sleep(1)
         yield joined[0]
     finally:
-        left = _stopped(worker)
-        for pid in left:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
+        left = _killed(_stopped(worker))
     assert not left, f"processes of the Ray worker left behind: {left}"
 
 
@@ -191,3 +185,12 @@ def _stopped(node: subprocess.Popen) -> set[int]:
         node.kill()
     _, alive = psutil.wait_procs(started, timeout=30)
     return {p.pid for p in alive}
+
+
+def _killed(pids: set[int]) -> set[int]:
+    """Kills what a stop left behind (so that the next test starts clean) and returns it, for the
+    test to fail on."""
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
+    return pids

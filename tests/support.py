@@ -404,3 +404,10 @@ def metric_value(samples: dict[tuple[str, frozenset], float], name: str, **label
     """Sum of the samples of `name` whose labels include `labels`."""
     wanted = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+def deployment_view(url: str, deployment: str) -> dict:
+    """The server's view of one Serve deployment (`/api/deployments`): state, replicas by state,
+    target count, placements."""
+    applications = httpx.get(f"{url}/api/deployments", timeout=30).json()["applications"]
+    return next(view for app in applications for view in app["deployments"] if view["name"] == deployment)

@@ -19,7 +19,7 @@ import yaml
 import embedded_config
 from tests.conftest import PROJECT_DIR, make_root
 from tests.ray_head import QUICK_AUTOSCALING, RayHead, ray_head
-from tests.support import decode_audio, metric_value, prometheus_samples, wait_until
+from tests.support import decode_audio, deployment_view, metric_value, prometheus_samples, wait_until
 
 pytestmark = pytest.mark.serve
 
@@ -77,9 +77,7 @@ class Speakers:
 
 def _piper_replicas(url: str) -> tuple[int, int]:
     """(running replicas, the autoscaler's target) of the Piper deployment."""
-    applications = httpx.get(f"{url}/api/deployments", timeout=30).json()["applications"]
-    piper = next(deployment for app in applications for deployment in app["deployments"]
-                 if deployment["name"] == "tts-piper")
+    piper = deployment_view(url, "tts-piper")
     return piper["replicas"].get("RUNNING", 0), piper["target_replicas"]
 
 

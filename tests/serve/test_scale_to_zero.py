@@ -21,7 +21,7 @@ import yaml
 import embedded_config
 from tests.conftest import PROJECT_DIR, make_coqui_root
 from tests.ray_head import QUICK_AUTOSCALING, RayHead, ray_head
-from tests.support import decode_audio, metric_value, prometheus_samples, wait_until
+from tests.support import decode_audio, deployment_view, metric_value, prometheus_samples, wait_until
 
 pytestmark = [pytest.mark.serve,
               pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="the coqui extra is not installed")]
@@ -45,8 +45,7 @@ def _deploy(head: RayHead, root: Path, cold_start_timeout_s: float) -> str:
 
 
 def _at_zero(url: str) -> bool:
-    applications = httpx.get(f"{url}/api/deployments", timeout=30).json()["applications"]
-    vits = next(d for app in applications for d in app["deployments"] if d["name"] == "tts-vits")
+    vits = deployment_view(url, "tts-vits")
     return vits["replicas"] == {} and vits["target_replicas"] == 0
 
 
