@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import shutil
 import socket
 import tempfile
@@ -80,7 +81,7 @@ def proxy_env(proxy: str, files: Path | None, environ: Mapping[str, str],
     if files is None:
         raise ValueError("HAProxy needs a folder for its files")
     side = {SIDE_HOST_VARIABLE: side_host} if side_host and side_host not in ("0.0.0.0", "::", "*") else {}
-    wanted = {**node, **HAPROXY_DEFAULTS, **{name: str(free_port()) for name in HAPROXY_PORTS},
+    wanted = {**node, **HAPROXY_DEFAULTS, **dict(zip(HAPROXY_PORTS, map(str, free_ports(len(HAPROXY_PORTS))))),
               **{name: str(files / leaf) for name, leaf in HAPROXY_FILES.items()}, **side}
     always = ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_HAPROXY_BINARY_PATH")
     return {**{name: value for name, value in wanted.items() if name not in environ},
@@ -148,9 +149,41 @@ def _abandoned(lock: Path) -> bool:
     return True
 
 
-def free_port() -> int:
+FIXED_PORTS_FROM = 20000
+"""The lowest port free_ports picks: above Ray's worker ports (10002-19999 by default)."""
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def free_ports(count: int, ephemeral_range: Path = EPHEMERAL_RANGE) -> list[int]:
+    """`count` distinct ports that nothing has bound now, drawn below the kernel's ephemeral range.
+    A port the kernel hands out for a bind to port 0 comes from that range, as does the local
+    port of every outgoing connection, and Ray's processes make hundreds of both: a port picked
+    there can be taken before the server it was picked for binds it (HAProxy once failed to start
+    on "Address already in use" that way). Below the range, only another server that chose the
+    same number can take it."""
+    try:
+        high = int(ephemeral_range.read_text().split()[0]) - 1
+    except (OSError, ValueError, IndexError):
+        high = 32767
+    draw = random.SystemRandom()
+    ports: list[int] = []
+    for _ in range(100 * count):
+        bound = _bindable(draw.randint(FIXED_PORTS_FROM, high) if high > FIXED_PORTS_FROM else 0)
+        if bound and bound not in ports:
+            ports.append(bound)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"found {len(ports)} of {count} free ports between {FIXED_PORTS_FROM} and {high}")
+
+
+def _bindable(port: int) -> int | None:
+    """`port` (for 0, the kernel's choice) if a listening socket can bind it on every interface."""
     with socket.socket() as probe:
-        probe.bind(("", 0))
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return None
         return probe.getsockname()[1]
 
 

@@ -9,7 +9,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import psutil
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from embedded_proxy import BINARY_VARIABLE, proxy_env
+from embedded_proxy import BINARY_VARIABLE, free_ports, proxy_env
 from tests.conftest import PROJECT_DIR, SERVE_PROXY
 from tests.support import uses_folder
 
@@ -88,15 +87,6 @@ class RayHead:
             assert time.monotonic() < deadline, self.serve("status").stdout
             time.sleep(1)
 
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def node_environment(auth_token: str | None, haproxy_files: Path) -> dict[str, str]:

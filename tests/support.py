@@ -8,7 +8,6 @@ import contextlib
 import io
 import json
 import shutil
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deployments.engine_host import EngineHost
 from deployments.voice_cache import LoadedVoice, fresh_voice, load_held
+from embedded_proxy import free_ports
 from speechcore.audio.pcm import PcmChunk
 from speechcore.engine_types import EngineInfo, SynthesisRequest
 from speechcore.safe_paths import resolve_inside
@@ -218,9 +218,7 @@ def serve_over_http(app) -> Iterator[str]:
     """The ASGI app on real HTTP (uvicorn on 127.0.0.1, a free port, in a thread); yields its base URL."""
     import uvicorn
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    [port] = free_ports(1)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

