@@ -241,7 +241,8 @@ def status(client: ApiClient, as_json: bool) -> int:
 def _replicas(deployment: dict[str, Any]) -> str:
     """`1/2 running on cpu, 1 starting (autoscaling 1-4)`, or `0 replicas (scaled to zero)`"""
     states = dict(deployment["replicas"])
-    if not states and deployment["target_replicas"] == 0:
+    scaling = deployment.get("autoscaling")
+    if not states and deployment["target_replicas"] == 0 and scaling and scaling["min_replicas"] == 0:
         text = "0 replicas (scaled to zero)"
     else:
         text = f"{states.pop('RUNNING', 0)}/{deployment['target_replicas']} running"
@@ -249,7 +250,7 @@ def _replicas(deployment: dict[str, Any]) -> str:
         text += " on " + ", ".join(name if len(devices) == 1 else f"{name} ({count})"
                                    for name, count in sorted(devices.items()))
     text += "".join(f", {count} {state.lower()}" for state, count in sorted(states.items()))
-    if scaling := deployment.get("autoscaling"):
+    if scaling:
         text += f" (autoscaling {scaling['min_replicas']}-{scaling['max_replicas']})"
     return text
 

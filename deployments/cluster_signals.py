@@ -10,7 +10,8 @@ until the stopper sees none left (or its time is up) and shuts Serve down.
 
 ReplicaReports: what each engine replica serves after its last reconfigure (the options it was
 given, and the error if it could not apply them), so that a rollout can tell whether every replica
-really serves what was asked, and where it computes (its placement), which `/api/deployments` shows."""
+really serves what was asked, and where each engine or RVC replica computes (its placement), which
+`/api/deployments` shows."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ray import serve
 from ray.experimental import internal_kv
 
 from speechcore.api.generations import GenerationsInFlight
@@ -147,3 +149,19 @@ class ReplicaReports:
 
     def remove(self, app: str, replica: str) -> None:
         internal_kv._internal_kv_del(self._key(app, replica))
+
+
+class OwnReport:
+    """The report of the replica this runs in (ReplicaReports), at its placement."""
+
+    def __init__(self, placement: ReplicaPlacement):
+        replica = serve.get_replica_context().replica_id
+        self.placement = placement
+        self._key = (replica.deployment_id.app_name, replica.unique_id)
+        self._reports = ReplicaReports()
+
+    async def publish(self, options: dict[str, Any], error: str | None = None) -> None:
+        await asyncio.to_thread(self._reports.publish, *self._key, options, error, self.placement)
+
+    def remove(self) -> None:
+        self._reports.remove(*self._key)

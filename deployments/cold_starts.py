@@ -1,14 +1,16 @@
 """An engine scaled to zero (its autoscaling_config's min_replicas: 0), as the ingress meets it:
 whether a deployment has replicas, none because its autoscaling took it to zero, or none it can
-serve with; and a first chunk waited for as long as a replica's start takes."""
+serve with; and a first chunk waited for as long as a replica's start takes, for a synthesis the
+ingress asks of the engine or of the RVC replica that converts the engine's stream."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from ray import serve
@@ -118,3 +120,20 @@ async def first_chunk(stream: AsyncIterator[PcmChunk], app_name: str, serving: S
                                     f"{waited_s:.0f} s (cold_start_timeout_s); retry shortly") from None
         raise engine_silent(app_name, chunk_timeout_s) from None
     return FirstChunk(chunk, loop.time() - started if cold else None)
+
+
+async def through_cold_start(stream: AsyncIterator[PcmChunk], app_name: str, serving: ServingProbe,
+                             chunk_timeout_s: float | None, cold_start_timeout_s: float | None,
+                             cold_started: Callable[[float], None] | None = None) -> AsyncIterator[PcmChunk]:
+    """The stream's chunks, the first waited for as first_chunk says (`app_name` and `serving`: the
+    engine whose start it may wait for); `cold_started(seconds)` hears a cold start's time. The
+    stream is closed when this ends, however it ends."""
+    async with contextlib.aclosing(stream):
+        first = await first_chunk(stream, app_name, serving, chunk_timeout_s, cold_start_timeout_s)
+        if first.cold_start_s is not None and cold_started is not None:
+            cold_started(first.cold_start_s)
+        if first.chunk is None:
+            return
+        yield first.chunk
+        async for chunk in stream:
+            yield chunk

@@ -24,7 +24,7 @@ from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineInfo, SynthesisRequest
 from speechcore.safe_paths import resolve_inside
 
-from .cluster_signals import ClusterStopSignal, ReplicaPlacement, ReplicaReports, WatchedStopEpoch
+from .cluster_signals import ClusterStopSignal, OwnReport, ReplicaPlacement, WatchedStopEpoch
 from .engine_host import EngineHost
 from .metrics import EngineMetrics
 from .placement import place_replica
@@ -59,8 +59,7 @@ class EngineServer:
             return cls.create(paths, options, hooks)
 
         self.host = EngineHost(create, self.args.parallel_steps, self.args.max_batch, self.metrics, self._stops)
-        self._reports = ReplicaReports()
-        self._replica = serve.get_replica_context().replica_id
+        self._report = OwnReport(self.placement)
         # The first model loads here (the host's hooks are in place before it does).
         info = await self.host.describe()
         self.metrics.model_loaded(info.current_model or "none", time.perf_counter() - started)
@@ -73,8 +72,7 @@ class EngineServer:
         result = await self.host.reconfigure(EngineUserConfig.model_validate(user_config or {}))
         if result.error:
             _LOGGER.error("keeping the current model: %s", result.error)
-        await asyncio.to_thread(self._reports.publish, self._replica.deployment_id.app_name, self._replica.unique_id,
-                                user_config or {}, result.error, self.placement)
+        await self._report.publish(user_config or {}, result.error)
         if result.changed:
             self.metrics.model_loaded(result.info.current_model or "none", result.seconds)
             _LOGGER.info("engine %s now serves model %s (loaded in %.1f s)", self.args.engine,
@@ -84,7 +82,7 @@ class EngineServer:
         with contextlib.suppress(Exception):  # best effort: readers only look at running replicas
             self._watching.get_loop().call_soon_threadsafe(self._watching.cancel)
         with contextlib.suppress(Exception):
-            self._reports.remove(self._replica.deployment_id.app_name, self._replica.unique_id)
+            self._report.remove()
 
     async def check_health(self) -> None:
         """Serve's periodic probe: a replica whose synthesis step never returns is replaced."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -17,7 +18,7 @@ from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest, U
 from speechcore.rvc_requests import ConversionRequest, RvcUnavailable
 
 from .cluster_signals import ReplicaReports
-from .cold_starts import Serving, ServingProbe, first_chunk
+from .cold_starts import Serving, ServingProbe, through_cold_start
 from .engine_calls import RVC_DEPLOYMENT_NAME, EngineCalls, EngineRoute, as_core_errors, deployment_handle, relay
 from .rollout import RolloutBusy, RolloutFailed, ServeRollout
 
@@ -114,18 +115,10 @@ class HandleEngineClient:
         with as_core_errors(self.app_name):
             await handle.check_voice_files.remote(files)
 
-    async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
+    def synthesize(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         stream = self.calls.synthesize(request, self.route.by_voice, self.chunk_timeout_s, first_chunk_timeout_s=None)
-        async with contextlib.aclosing(stream):
-            first = await first_chunk(stream, self.app_name, self._serving, self.chunk_timeout_s,
-                                      self.cold_start_timeout_s)
-            if first.cold_start_s is not None and self.cold_started is not None:
-                self.cold_started(first.cold_start_s)
-            if first.chunk is None:
-                return
-            yield first.chunk
-            async for chunk in stream:
-                yield chunk
+        return through_cold_start(stream, self.app_name, self._serving, self.chunk_timeout_s,
+                                  self.cold_start_timeout_s, self.cold_started)
 
     async def configure(self, options: dict[str, object]) -> None:
         """Rolls `options` into the deployment's user_config on every replica, then reads every
@@ -198,13 +191,22 @@ def _with_options(info: EngineInfo, options: dict[str, object]) -> EngineInfo:
 class HandleConversionClient:
     """The core's ConversionClient over the RVC application. Requests are routed by voice model
     (multiplexed); the converter pulls the engine's stream itself, routed as `engine_route(engine)`
-    says (the engine application and its voice affinity)."""
+    says (the engine application and its voice affinity). The first converted chunk is waited for
+    as the engine's own client waits for audio (an engine scaled to zero: up to
+    `cold_start_timeout_s`, and `cold_started(engine, seconds)` hears it), the next ones up to
+    `chunk_timeout_s` each."""
 
-    def __init__(self, app_name: str, engine_route: Callable[[str], EngineRoute]):
+    def __init__(self, app_name: str, engine_route: Callable[[str], EngineRoute], chunk_timeout_s: float | None = None,
+                 cold_start_timeout_s: float | None = None,
+                 cold_started: Callable[[str, float], None] | None = None):
         self.app_name = app_name
         self.engine_route = engine_route
+        self.chunk_timeout_s = chunk_timeout_s
+        self.cold_start_timeout_s = cold_start_timeout_s
+        self.cold_started = cold_started
         self._handle: DeploymentHandle | None = None
         self._serving = ServingProbe(app_name, RVC_DEPLOYMENT_NAME)
+        self._engines_serving: dict[tuple[str, str], ServingProbe] = {}
 
     async def _get_handle(self) -> DeploymentHandle:
         if self._handle is None:
@@ -214,9 +216,18 @@ class HandleConversionClient:
     async def convert_synthesis(self, engine: str, request: SynthesisRequest,
                                 conversion: ConversionRequest) -> AsyncIterator[PcmChunk]:
         handle = await self._get_handle()
+        route = self.engine_route(engine)
         call = handle.options(stream=True, multiplexed_model_id=conversion.model).convert_synthesis
-        async for chunk in relay(call.remote(self.engine_route(engine), request, conversion), self.app_name):
-            yield chunk
+        stream = relay(call.remote(route, request, conversion), self.app_name, self.chunk_timeout_s,
+                       first_chunk_timeout_s=None)
+        target = (route.app_name, route.deployment_name)
+        serving = self._engines_serving.get(target) or self._engines_serving.setdefault(target, ServingProbe(*target))
+        cold_started = functools.partial(self.cold_started, engine) if self.cold_started else None
+        chunks = through_cold_start(stream, route.app_name, serving, self.chunk_timeout_s, self.cold_start_timeout_s,
+                                    cold_started)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
 
     async def convert_audio(self, audio: PcmChunk, conversion: ConversionRequest) -> PcmChunk:
         handle = await self._get_handle()

@@ -47,7 +47,10 @@ class IngressServer:
         engines = {name: self._engine_client(name, app) for name, app in self.args.engines.items()}
         settings = SettingsStore(ServerPaths.at(self.args.root))
         stop_signal = ClusterStopSignal()
-        converter = HandleConversionClient(self.args.rvc_app, self._engine_route) if self.args.rvc_app else None
+        converter = HandleConversionClient(
+            self.args.rvc_app, self._engine_route, chunk_timeout_s=self.args.engine_chunk_timeout_s,
+            cold_start_timeout_s=self.args.cold_start_timeout_s, cold_started=self.metrics.cold_started,
+        ) if self.args.rvc_app else None
         self.service = SpeechService(settings, engines, self.args.engines_supported or list(engines),
                                      self.args.default_engine, self.args.narrator_concurrency,
                                      broadcast_stop=lambda: asyncio.to_thread(stop_signal.raise_stop),

@@ -5,6 +5,7 @@ model go to replicas that have it loaded). For generation it consumes the engine
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +24,7 @@ from speechcore.engine_types import SynthesisRequest
 from speechcore.rvc_requests import ConversionRequest
 from speechcore.safe_paths import resolve_inside
 
-from .cluster_signals import ClusterStopSignal, WatchedStopEpoch
+from .cluster_signals import ClusterStopSignal, OwnReport, WatchedStopEpoch
 from .engine_calls import EngineCalls, EngineRoute
 from .placement import place_replica
 from .voice_cache import LoadedVoice, fresh_voice, load_held
@@ -35,7 +36,8 @@ MAX_VOICES_PER_REPLICA = 4
 class RvcServer:
     async def __init__(self, args: dict[str, Any]):
         self.args = RvcArgs.model_validate(args)
-        device = place_replica(self.args.device, torch_sees_cuda, "RVC").device
+        placement = place_replica(self.args.device, torch_sees_cuda, "RVC")
+        device = placement.device
         torch.set_num_threads(self.args.threads)
         paths = ServerPaths.at(self.args.root)
         self.root = paths.root
@@ -43,7 +45,15 @@ class RvcServer:
         self._stops = WatchedStopEpoch(ClusterStopSignal())
         self._watching = asyncio.create_task(self._stops.watch())
         self._engines: dict[tuple[str, str], EngineCalls] = {}
+        self._report = OwnReport(placement)
+        await self._report.publish({})
         _LOGGER.info("RVC converter ready on %s with %d thread(s)", device, self.args.threads)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # best effort: readers only look at running replicas
+            self._watching.get_loop().call_soon_threadsafe(self._watching.cancel)
+        with contextlib.suppress(Exception):
+            self._report.remove()
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
     async def _loaded(self, model: str) -> LoadedVoice:

@@ -1,6 +1,6 @@
 """GPU shares scheduled by real Serve on a node that declares GPUs it does not have (`ray start
 --num-gpus 2`): Ray schedules by the declared GPUs and sets each replica's CUDA_VISIBLE_DEVICES, so
-placement shows here without a GPU. The shipped shares (XTTS 0.5, VITS 0.25) place as Ray promises,
+placement shows here without a GPU. The shipped shares (XTTS 0.5, VITS 0.25, RVC 0.25) place as Ray promises,
 each replica reports the share and GPU it was given, and with the shipped `device: auto` a replica
 that sees no CUDA device speaks on the CPU and says so in `/api/deployments` and
 `alltalk-serve status`. On a machine with GPUs the same replicas would report `cuda`, no warning.
@@ -42,18 +42,21 @@ def test_declared_gpus_take_the_shipped_shares_and_a_replica_without_cuda_speaks
     root = make_coqui_root(tmp_path_factory, "gpu-shares")
     with ray_head(num_cpus=8, num_gpus=2) as head:
         config = embedded_config.prepare_config(_shipped_config_with_two_xtts_replicas(), root, "127.0.0.1",
-                                                head.http_port, 2, ["vits", "xtts"], rvc=False)
+                                                head.http_port, 2, ["vits", "xtts"], rvc=True)
         head.deploy(config, root / "serve_config.yaml")
         url = head.wait_until_ready()
 
         applications = wait_until(lambda: _all_running(url), "every application running", 240, 1.0)
         xtts = next(d for d in applications["xtts"]["deployments"] if d["name"] == "tts-xtts")
         vits = next(d for d in applications["vits"]["deployments"] if d["name"] == "tts-vits")
+        rvc = next(d for d in applications["rvc"]["deployments"] if d["name"] == "rvc")
         xtts_placed = list(xtts["placements"].values())
         vits_placed = list(vits["placements"].values())
+        rvc_placed = list(rvc["placements"].values())
         assert [p["gpu_share"] for p in xtts_placed] == [0.5, 0.5] and [p["gpu_share"] for p in vits_placed] == [0.25]
+        assert [p["gpu_share"] for p in rvc_placed] == [0.25]
         # Each replica sees one GPU of the two, and the shares on one GPU never add up to more than it.
-        placed = xtts_placed + vits_placed
+        placed = xtts_placed + vits_placed + rvc_placed
         assert all(len(p["gpu_ids"]) == 1 and p["gpu_ids"][0] in ("0", "1") for p in placed), placed
         per_gpu = {gpu: sum(p["gpu_share"] for p in placed if p["gpu_ids"] == [gpu]) for gpu in ("0", "1")}
         assert max(per_gpu.values()) <= 1.0, per_gpu
@@ -62,12 +65,16 @@ def test_declared_gpus_take_the_shipped_shares_and_a_replica_without_cuda_speaks
         assert xtts["warnings"] == ["given 0.5 GPU but sees no CUDA device: running on the CPU (set device: cpu "
                                     "and num_gpus: 0 to free the share, device: cuda to fail instead)"]
         assert "given 0.25 GPU" in vits["warnings"][0]
+        assert rvc["devices"] == {"cpu": 1} and "given 0.25 GPU" in rvc["warnings"][0]
 
         status = subprocess.run([sys.executable, str(PROJECT_DIR / "cli.py"), "status", "--url", url],
                                 capture_output=True, text=True, timeout=120, cwd=PROJECT_DIR)
         assert status.returncode == 0, status.stderr
         assert "2/2 running on cpu" in status.stdout and "warning: given 0.5 GPU but sees no CUDA device" in \
             status.stdout, status.stdout
+        lines = status.stdout.splitlines()
+        rvc_line = next(number for number, line in enumerate(lines) if line.split()[:2] == ["rvc", "rvc"])
+        assert "warning: given 0.25 GPU" in lines[rvc_line + 1], status.stdout
 
         for engine in ("vits", "xtts"):
             spoken = httpx.post(f"{url}/api/tts-generate", timeout=120,

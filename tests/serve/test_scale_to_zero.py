@@ -3,13 +3,15 @@ While VITS has no replica the server stays Ready, lists the engine's voices and 
 description kept from its last replica, and `alltalk-serve status` says "0 replicas (scaled to
 zero)"; a model chosen meanwhile is the next replica's (that no replica starts for it is tested
 without Ray, tests/unit/test_cold_starts.py). The next request starts a replica and
-gets its audio (whole file or streamed), and the cold start is in the metrics; with a cold start
-timeout shorter than a replica's start, the request is answered 503 with Retry-After instead of
-hanging. Each request that finds it at zero lets it go back to zero before the next step."""
+gets its audio (whole file, streamed, or converted by an RVC voice, whose replica pulls the engine's
+stream), and the cold start is in the metrics; with a cold start timeout shorter than a replica's
+start, the request is answered 503 with Retry-After instead of hanging, with or without RVC. Each
+request that finds it at zero lets it go back to zero before the next step."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,16 +21,18 @@ import pytest
 import yaml
 
 import embedded_config
-from tests.conftest import PROJECT_DIR, make_coqui_root
+from tests.conftest import PROJECT_DIR, RVC, make_coqui_root
 from tests.ray_head import QUICK_AUTOSCALING, RayHead, ray_head
 from tests.support import decode_audio, deployment_view, metric_value, prometheus_samples, wait_until
 
 pytestmark = [pytest.mark.serve,
-              pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="the coqui extra is not installed")]
+              pytest.mark.skipif(importlib.util.find_spec("TTS") is None, reason="the coqui extra is not installed"),
+              pytest.mark.skipif(not RVC, reason="the rvc extra is not installed")]
 
 FIRST_MODEL, NEXT_MODEL = "vits - tiny-vctk", "vits - tiny-vctk-22k"
 """The model VITS starts with (16 kHz) and the one chosen at zero: the same speakers at 22.05 kHz, so
 the audio's rate tells which one spoke."""
+RVC_VOICE, RVC_RATE = "char/char.pth", 40000
 
 
 def _deploy(head: RayHead, root: Path, cold_start_timeout_s: float) -> str:
@@ -39,7 +43,7 @@ def _deploy(head: RayHead, root: Path, cold_start_timeout_s: float) -> str:
     ingress = next(app for app in raw["applications"] if app["name"] == "alltalk")
     ingress["args"]["cold_start_timeout_s"] = cold_start_timeout_s
     config = embedded_config.prepare_config(raw, root, "127.0.0.1", head.http_port, 0, ["vits"],
-                                            saved={"vits": {"model": FIRST_MODEL}}, rvc=False)
+                                            saved={"vits": {"model": FIRST_MODEL}}, rvc=True)
     head.deploy(config, root / "serve_config.yaml")
     return head.wait_until_ready()
 
@@ -74,6 +78,7 @@ def _status(url: str) -> str:
 
 def test_vits_at_zero_replicas_keeps_the_server_ready_and_the_next_request_starts_one(tmp_path_factory):
     root = make_coqui_root(tmp_path_factory, "scale-to-zero")
+    (root / "confignew.json").write_text(json.dumps({"rvc_settings": {"rvc_enabled": True, "f0method": "pm"}}))
     with ray_head(num_cpus=4, environment=QUICK_AUTOSCALING) as head:
         url = _deploy(head, root, cold_start_timeout_s=120)
         _wait_for_zero(url)  # the ingress's first description started a replica; it is gone again
@@ -109,6 +114,15 @@ def test_vits_at_zero_replicas_keeps_the_server_ready_and_the_next_request_start
         assert wait_until(lambda: _cold_starts(head) >= 2, "the streamed request's cold start", 60, 1.0)
         assert _cold_starts(head) == 2
 
+        _wait_for_zero(url)
+        converted = httpx.post(f"{url}/api/tts-generate", timeout=180,
+                               data={"text_input": "Converted after a cold start.", "character_voice_gen": "p225",
+                                     "rvccharacter_voice_gen": RVC_VOICE})
+        assert converted.status_code == 200, converted.text
+        audio = decode_audio(httpx.get(f"{url}{converted.json()['output_file_url']}", timeout=60).content)
+        assert audio.sample_rate == RVC_RATE and audio.duration_s > 0.5
+        assert wait_until(lambda: _cold_starts(head) >= 3, "the converted request's cold start", 60, 1.0)
+
         # An ingress that waits one second for a replica to start answers 503, not a hang (a
         # replica's start, torch's import and a model load take longer than that anywhere).
         _wait_for_zero(url)
@@ -119,6 +133,12 @@ def test_vits_at_zero_replicas_keeps_the_server_ready_and_the_next_request_start
         _wait_for_zero(url)  # the new ingress replica's first description started one again
         refused = httpx.post(f"{url}/api/tts-generate", timeout=60,
                              data={"text_input": "Too soon.", "character_voice_gen": "p225"})
+        assert refused.status_code == 503 and refused.headers.get("retry-after"), refused.text
+        assert "scaled to zero" in refused.text
+        _wait_for_zero(url)
+        refused = httpx.post(f"{url}/api/tts-generate", timeout=60,
+                             data={"text_input": "Too soon.", "character_voice_gen": "p225",
+                                   "rvccharacter_voice_gen": RVC_VOICE})
         assert refused.status_code == 503 and refused.headers.get("retry-after"), refused.text
         assert "scaled to zero" in refused.text
         assert head.serve("shutdown", "-y").returncode == 0
