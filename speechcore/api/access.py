@@ -55,7 +55,7 @@ class AccessControl:
         self.generations = generations
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -118,10 +118,13 @@ class AccessControl:
 
     @staticmethod
     def _presented_key(scope: Scope, headers: Headers) -> str | None:
-        """The Bearer token, or an `api_key` query parameter (audio players cannot send headers)."""
+        """The Bearer token, ElevenLabs' `xi-api-key` header, or an `api_key` query parameter (audio
+        players cannot send headers)."""
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
+        if key := headers.get("xi-api-key", "").strip():
+            return key
         return QueryParams(scope.get("query_string", b"")).get("api_key") or None
 
     def _refusal(self, declared: RoutePolicy, key: str | None, headers: Headers, limit: int) -> JSONResponse | None:

@@ -19,6 +19,7 @@ from ..retention import retention_loop, retention_seconds
 from ..service import SpeechService
 from . import (
     control_routes,
+    elevenlabs_routes,
     file_routes,
     generate_routes,
     job_routes,
@@ -82,8 +83,8 @@ def create_app(service: SpeechService, access: AccessArgs | None = None,
                                service.telemetry,
                                keep_s=lambda: retention_seconds(service.settings.config.delete_output_wavs))
     app.state.voices = voice_uploads(service, voices or VoiceLibraryArgs())
-    for module in (status_routes, control_routes, generate_routes, openai_routes, job_routes, voice_routes,
-                   tools_routes, rvc_routes, file_routes, page_routes):
+    for module in (status_routes, control_routes, generate_routes, openai_routes, elevenlabs_routes, job_routes,
+                   voice_routes, tools_routes, rvc_routes, file_routes, page_routes):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(AccessControl, args=access, user_keys=keys[0], admin_keys=keys[1], generations=generations,

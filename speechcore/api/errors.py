@@ -88,13 +88,21 @@ def error_shape(shape: Shape) -> Callable[[F], F]:
     return declare
 
 
-def answer(error: BaseException, shape: Shape = status_shape) -> JSONResponse:
-    """The response for a domain error, in `shape`."""
+def error_status(error: BaseException) -> tuple[int, str]:
+    """The status and message of a domain error (STATUSES); 500 for any other."""
     for kinds, status, message in STATUSES:
         if isinstance(error, kinds):
-            headers = {"Retry-After": RETRY_AFTER_S[status]} if status in RETRY_AFTER_S else None
-            return JSONResponse(shape(status, message.format(error), error), status_code=status, headers=headers)
-    raise TypeError(f"{type(error).__name__} is not a domain error") from error
+            return status, message.format(error)
+    return 500, f"Internal server error: {type(error).__name__}"
+
+
+def answer(error: BaseException, shape: Shape = status_shape) -> JSONResponse:
+    """The response for a domain error, in `shape`."""
+    if not any(isinstance(error, kinds) for kinds, _status, _message in STATUSES):
+        raise TypeError(f"{type(error).__name__} is not a domain error") from error
+    status, message = error_status(error)
+    headers = {"Retry-After": RETRY_AFTER_S[status]} if status in RETRY_AFTER_S else None
+    return JSONResponse(shape(status, message, error), status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -3,11 +3,16 @@ API keys, admin-only control endpoints, CORS, body size and per-client generatio
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
+from elevenlabs.client import ElevenLabs
+from elevenlabs.core.api_error import ApiError
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from speechcore.api import create_app
 from speechcore.config.access import AccessArgs
@@ -84,6 +89,25 @@ def test_the_openai_sdk_with_its_api_key(keyed):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{keyed}/v1", api_key="wrong").audio.speech.create(
             model="tts-1", voice="alloy", input="No.", response_format="wav")
+
+
+def test_the_elevenlabs_sdk_and_its_websocket_with_xi_api_key(keyed):
+    """ElevenLabs' clients send the key as `xi-api-key`; a WebSocket without a key is refused at
+    its handshake, before anything is spoken."""
+    client = ElevenLabs(api_key=USER, base_url=keyed)
+    pcm = b"".join(client.text_to_speech.convert(BUNDLED_VOICE, text="Keys work.", output_format="pcm_22050"))
+    assert len(pcm) > 22050  # half a second
+    with pytest.raises(ApiError) as refused:
+        b"".join(ElevenLabs(api_key="wrong", base_url=keyed).text_to_speech.convert(BUNDLED_VOICE, text="No."))
+    assert refused.value.status_code == 401
+    socket_url = f"{keyed.replace('http://', 'ws://', 1)}/v1/text-to-speech/{BUNDLED_VOICE}/stream-input"
+    with pytest.raises(InvalidStatus) as handshake:
+        connect(socket_url, additional_headers={"xi-api-key": "wrong"})
+    assert handshake.value.response.status_code == 401
+    with connect(socket_url, additional_headers={"xi-api-key": USER}) as socket:
+        socket.send(json.dumps({"text": "Keys work. "}))
+        socket.send(json.dumps({"text": ""}))
+        assert json.loads(socket.recv(timeout=60))["audio"]
 
 
 def test_cors_answers_only_the_configured_origin(keyed):

@@ -22,7 +22,8 @@ from tests.contract.test_access import CONTROL_ENDPOINTS
 from tests.support import InProcessEngineClient, ToneEngine
 
 SPEAKING = ["/api/previewvoice/", "/api/tts-generate", "/api/tts-generate-streaming", "/api/voice2rvc",
-            "/v1/audio/speech"]
+            "/v1/audio/speech", "/v1/text-to-speech/{voice_id:path}", "/v1/text-to-speech/{voice_id:path}/stream",
+            "/v1/text-to-speech/{voice_id:path}/stream-input"]
 
 
 @pytest.fixture
