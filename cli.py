@@ -23,7 +23,7 @@ from typing import Any
 import embedded_proxy
 import own_session
 
-COMMANDS = ("run", "status", "reload")
+COMMANDS = ("run", "status", "reload", "wyoming")
 DEFAULT_URL = "http://127.0.0.1:7851"
 _LOGGER = logging.getLogger("alltalk_serve")
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alltalk-serve", description="An AllTalk-compatible TTS server on Ray Serve.",
         epilog="Without a command, `run` is meant: `alltalk-serve --port 7851` starts the server.")
-    commands = parser.add_subparsers(dest="command", metavar="{run,status,reload}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,status,reload,wyoming}")
 
     run = commands.add_parser("run", help="start the embedded server (local Ray, Piper on the CPU)",
                               description="Start a local Ray and Serve, deploy serve_config.yaml, serve until Ctrl-C. "
@@ -69,7 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=None,
                      help="join the Ray cluster at this address (host:port of its head) instead of starting a "
                           "local Ray (default: always a new local Ray)")
+    run.add_argument("--wyoming-port", type=int, default=_env_int("ALLTALK_WYOMING_PORT"),
+                     help="also answer Home Assistant's Wyoming protocol on this port, e.g. 10200, for clients on "
+                          "private addresses (default: $ALLTALK_WYOMING_PORT, else off; README: Home Assistant)")
     run.add_argument("--in-own-session", action="store_true", help=argparse.SUPPRESS)  # given by own_session.run
+
+    wyoming = commands.add_parser(
+        "wyoming", help="answer Home Assistant's Wyoming protocol in front of a running server",
+        description="A Wyoming TCP server that speaks through a running server's API (one per node of a cluster, "
+                    "or one for it); it answers clients on private addresses only.")
+    wyoming.add_argument("--url", default=os.environ.get("ALLTALK_URL", DEFAULT_URL),
+                         help="server address (default: $ALLTALK_URL or %(default)s)")
+    wyoming.add_argument("--host", default="0.0.0.0", help="listen address (default: %(default)s)")
+    wyoming.add_argument("--port", type=int, default=_env_int("ALLTALK_WYOMING_PORT") or 10200,
+                         help="Wyoming port (default: $ALLTALK_WYOMING_PORT, else %(default)s)")
 
     for name, text in (("status", "show a running server's readiness, engine, model and voices"),
                        ("reload", "reload a running server: a model, an engine, or its settings files")):
@@ -90,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+def _wyoming_args(url: str, host: str, port: int) -> Any:
+    from wyoming_front import WyomingArgs
+
+    return WyomingArgs(api_url=url, api_key=os.environ.get("ALLTALK_API_KEY"), host=host, port=port)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
@@ -100,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.in_own_session and own_session.supported():
             return own_session.run([sys.executable, str(Path(__file__).resolve()), *argv, "--in-own-session"])
         return run(args)
+    if args.command == "wyoming":
+        return serve_wyoming(_wyoming_args(args.url, args.host, args.port))
     client = ApiClient(args.url, args.api_key, args.timeout)
     try:
         return status(client, args.json) if args.command == "status" else reload(client, args.model, args.engine)
@@ -136,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signum, on_signal)
 
     take_signals()
-    server = None
+    server, wyoming = None, None
     try:
         _LOGGER.info("starting %s and Serve (server root %s)", f"Ray at {args.address}" if args.address
                      else "a local Ray", args.root.resolve())
@@ -148,10 +174,7 @@ def run(args: argparse.Namespace) -> int:
                                           address=args.address, on_ray_started=take_signals,
                                           exit_if_ray_stops=True, proxy=args.proxy)
         starting = False
-        if not args.address:
-            _LOGGER.info("metrics (Prometheus): %s", embedded.metrics_url())
-        if args.dashboard_port:
-            _LOGGER.info("Ray dashboard: http://%s:%d/ (token: ~/.ray/auth_token)", args.host, args.dashboard_port)
+        wyoming = _serving_beside(args, server.port)
         _LOGGER.info("ready: http://%s:%d/ (Ctrl-C stops)", args.host, server.port)
         stop.wait()
         return 0
@@ -162,8 +185,52 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         starting = False
+        if wyoming is not None:
+            wyoming.stop()
         embedded.stop_embedded(server)
         _LOGGER.info("stopped")
+
+
+def _serving_beside(args: argparse.Namespace, port: int) -> Any:
+    """Logs where the metrics and the dashboard are; starts the Wyoming front if asked for (and
+    returns it)."""
+    import embedded
+
+    if not args.address:
+        _LOGGER.info("metrics (Prometheus): %s", embedded.metrics_url())
+    if args.dashboard_port:
+        _LOGGER.info("Ray dashboard: http://%s:%d/ (token: ~/.ray/auth_token)", args.host, args.dashboard_port)
+    if not args.wyoming_port:
+        return None
+    from wyoming_front import WyomingThread
+
+    api_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    wyoming = WyomingThread(_wyoming_args(f"http://{api_host}:{port}", args.host, args.wyoming_port))
+    wyoming.start()
+    return wyoming
+
+
+def serve_wyoming(args: Any) -> int:
+    """The Wyoming front alone, until SIGTERM or SIGINT."""
+    import asyncio
+
+    from wyoming_front import serve_wyoming as serve
+
+    async def until_stopped() -> None:
+        serving = asyncio.create_task(serve(args))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, serving.cancel)
+        try:
+            await serving
+        except asyncio.CancelledError:
+            _LOGGER.info("stopped")
+
+    try:
+        asyncio.run(until_stopped())
+    except OSError as exc:
+        _LOGGER.error("could not start: %s", exc)
+        return 1
+    return 0
 
 
 # ----- status and reload, over the public API

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import random
 import shutil
@@ -17,6 +18,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+_LOGGER = logging.getLogger(__name__)
 PROXIES = ("classic", "haproxy")
 DEFAULT_PROXY = "haproxy"
 PROXY_VARIABLE = "ALLTALK_SERVE_PROXY"
@@ -154,7 +156,7 @@ FIXED_PORTS_FROM = 20000
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
-def free_ports(count: int, ephemeral_range: Path = EPHEMERAL_RANGE) -> list[int]:
+def free_ports(count: int, ephemeral_range: Path = EPHEMERAL_RANGE, lowest: int = FIXED_PORTS_FROM) -> list[int]:
     """`count` distinct ports that nothing has bound now, drawn below the kernel's ephemeral range.
     A port the kernel hands out for a bind to port 0 comes from that range, as does the local
     port of every outgoing connection, and Ray's processes make hundreds of both: a port picked
@@ -165,15 +167,18 @@ def free_ports(count: int, ephemeral_range: Path = EPHEMERAL_RANGE) -> list[int]
         high = int(ephemeral_range.read_text().split()[0]) - 1
     except (OSError, ValueError, IndexError):
         high = 32767
+    if high <= lowest:
+        _LOGGER.warning("the kernel's ephemeral ports start at %d: free ports come from that range, where a "
+                        "port picked can be taken before it is bound", high + 1)
     draw = random.SystemRandom()
     ports: list[int] = []
     for _ in range(100 * count):
-        bound = _bindable(draw.randint(FIXED_PORTS_FROM, high) if high > FIXED_PORTS_FROM else 0)
+        bound = _bindable(draw.randint(lowest, high) if high > lowest else 0)
         if bound and bound not in ports:
             ports.append(bound)
         if len(ports) == count:
             return ports
-    raise RuntimeError(f"found {len(ports)} of {count} free ports between {FIXED_PORTS_FROM} and {high}")
+    raise RuntimeError(f"found {len(ports)} of {count} free ports between {lowest} and {high}")
 
 
 def _bindable(port: int) -> int | None:

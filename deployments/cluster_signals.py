@@ -130,9 +130,9 @@ class ReplicaPlacement:
 
 
 class ReplicaReports:
-    """One report per engine replica, kept in the GCS key-value store under its application:
-    `{"options": <user_config it was given>, "error": <why it keeps serving something else> | None,
-    "placement": ReplicaPlacement's fields}`."""
+    """One report per engine or RVC replica (RVC's has no options), kept in the GCS key-value
+    store under its application: `{"options": <user_config it was given>, "error": <why it keeps
+    serving something else> | None, "placement": ReplicaPlacement's fields}`."""
 
     @staticmethod
     def _key(app: str, replica: str) -> bytes:

@@ -77,6 +77,21 @@ class ServingProbe:
         return serving
 
 
+class ServingChain:
+    """The deployments one call goes through (the RVC replica, then the engine whose stream it
+    converts): scaled to zero when any of them is (a replica starts for the call)."""
+
+    def __init__(self, *probes: ServingProbe):
+        self.probes = probes
+
+    async def check(self) -> Serving:
+        answers = await asyncio.gather(*(probe.check() for probe in self.probes))
+        for serving in (Serving.SCALED_TO_ZERO, Serving.UNAVAILABLE):
+            if serving in answers:
+                return serving
+        return Serving.REPLICAS
+
+
 @dataclass(frozen=True)
 class FirstChunk:
     chunk: PcmChunk | None
@@ -85,7 +100,7 @@ class FirstChunk:
     """From the call to this chunk, when the engine was scaled to zero (a replica started for it)."""
 
 
-async def first_chunk(stream: AsyncIterator[PcmChunk], app_name: str, serving: ServingProbe,
+async def first_chunk(stream: AsyncIterator[PcmChunk], app_name: str, serving: ServingProbe | ServingChain,
                       chunk_timeout_s: float | None, cold_start_timeout_s: float | None,
                       probe_after_s: float = COLD_START_PROBE_S) -> FirstChunk:
     """The stream's first chunk, waited for up to `chunk_timeout_s` (EngineTimeout), or, when the
@@ -122,7 +137,7 @@ async def first_chunk(stream: AsyncIterator[PcmChunk], app_name: str, serving: S
     return FirstChunk(chunk, loop.time() - started if cold else None)
 
 
-async def through_cold_start(stream: AsyncIterator[PcmChunk], app_name: str, serving: ServingProbe,
+async def through_cold_start(stream: AsyncIterator[PcmChunk], app_name: str, serving: ServingProbe | ServingChain,
                              chunk_timeout_s: float | None, cold_start_timeout_s: float | None,
                              cold_started: Callable[[float], None] | None = None) -> AsyncIterator[PcmChunk]:
     """The stream's chunks, the first waited for as first_chunk says (`app_name` and `serving`: the

@@ -18,7 +18,7 @@ from speechcore.engine_types import EngineError, EngineInfo, SynthesisRequest, U
 from speechcore.rvc_requests import ConversionRequest, RvcUnavailable
 
 from .cluster_signals import ReplicaReports
-from .cold_starts import Serving, ServingProbe, through_cold_start
+from .cold_starts import Serving, ServingChain, ServingProbe, through_cold_start
 from .engine_calls import RVC_DEPLOYMENT_NAME, EngineCalls, EngineRoute, as_core_errors, deployment_handle, relay
 from .rollout import RolloutBusy, RolloutFailed, ServeRollout
 
@@ -192,9 +192,9 @@ class HandleConversionClient:
     """The core's ConversionClient over the RVC application. Requests are routed by voice model
     (multiplexed); the converter pulls the engine's stream itself, routed as `engine_route(engine)`
     says (the engine application and its voice affinity). The first converted chunk is waited for
-    as the engine's own client waits for audio (an engine scaled to zero: up to
-    `cold_start_timeout_s`, and `cold_started(engine, seconds)` hears it), the next ones up to
-    `chunk_timeout_s` each."""
+    as the engine's own client waits for audio (the engine or the RVC deployment scaled to zero:
+    up to `cold_start_timeout_s`, and `cold_started(engine, seconds)` hears it), the next ones up
+    to `chunk_timeout_s` each."""
 
     def __init__(self, app_name: str, engine_route: Callable[[str], EngineRoute], chunk_timeout_s: float | None = None,
                  cold_start_timeout_s: float | None = None,
@@ -206,7 +206,7 @@ class HandleConversionClient:
         self.cold_started = cold_started
         self._handle: DeploymentHandle | None = None
         self._serving = ServingProbe(app_name, RVC_DEPLOYMENT_NAME)
-        self._engines_serving: dict[tuple[str, str], ServingProbe] = {}
+        self._chains: dict[tuple[str, str], ServingChain] = {}
 
     async def _get_handle(self) -> DeploymentHandle:
         if self._handle is None:
@@ -221,7 +221,8 @@ class HandleConversionClient:
         stream = relay(call.remote(route, request, conversion), self.app_name, self.chunk_timeout_s,
                        first_chunk_timeout_s=None)
         target = (route.app_name, route.deployment_name)
-        serving = self._engines_serving.get(target) or self._engines_serving.setdefault(target, ServingProbe(*target))
+        serving = self._chains.get(target) or self._chains.setdefault(
+            target, ServingChain(self._serving, ServingProbe(*target)))
         cold_started = functools.partial(self.cold_started, engine) if self.cold_started else None
         chunks = through_cold_start(stream, route.app_name, serving, self.chunk_timeout_s, self.cold_start_timeout_s,
                                     cold_started)

@@ -11,15 +11,21 @@ from fastapi import APIRouter, Query, Request, Response, WebSocket
 from fastapi.responses import StreamingResponse
 
 from ..audio.encode import encode_whole
+from ..audio.formats import AudioFormat
 from ..engine_client import EngineUnavailable
 from ..engine_types import EngineInfo
+from ..orders import SpeechOrder
+from ..pipeline import SpeechPipeline, SpeechPlan
 from ..service import SpeechService
 from ..streaming import encode_stream
 from .contract_error import ContractError
 from .deps import Pipeline, Service
-from .elevenlabs_socket import CLOSE_ERROR, CLOSE_POLICY, MAX_INACTIVITY_S, TextStream, end_stream, speak_text_stream
+from .elevenlabs_socket import CLOSE_ERROR, CLOSE_POLICY, TextStream, end_stream, speak_text_stream
 from .elevenlabs_wire import (
+    DEFAULT_INACTIVITY_S,
+    MAX_INACTIVITY_S,
     SpeechBody,
+    VoiceSettings,
     elevenlabs_error_body,
     engine_for,
     model_list,
@@ -29,6 +35,7 @@ from .elevenlabs_wire import (
     voice_list,
 )
 from .errors import error_shape, error_status
+from .generations import GenerationsInFlight
 from .route_policy import policy
 
 _LOGGER = logging.getLogger(__name__)
@@ -76,27 +83,40 @@ async def list_models(service: Service) -> list[dict[str, object]]:
     return model_list(list((await _live_infos(service)).values()))
 
 
-def _speech_route(path: str, *, stream: bool) -> None:
-    @router.post(path, response_model=None, openapi_extra={"requestBody": {
-        "required": True, "content": {"application/json": {"schema": SpeechBody.model_json_schema()}}}})
-    @error_shape(elevenlabs_shape)
-    @policy(speaks=True)
-    async def speak(voice_id: str, service: Service, pipeline: Pipeline, request: Request,
-                    output_format_name: str | None = Query(None, alias="output_format")) -> Response:
-        body = parse_speech_body(await request.body())
-        fmt = output_format(output_format_name)
-        engine, info = await _speech(service, voice_id, body.model_id)
-        plan = await pipeline.plan(speech_order(body.text, voice_id, engine, info, body.language_code,
-                                                body.voice_settings, _filtering(service)))
-        if not stream:
-            chunks = await pipeline.render(plan)
-            return Response(await asyncio.to_thread(encode_whole, fmt, chunks), media_type=fmt.content_type)
-        first, rest = await pipeline.stream(plan)
-        return StreamingResponse(encode_stream(first, rest, fmt), media_type=fmt.content_type)
+_BODY = {"requestBody": {"required": True,
+                         "content": {"application/json": {"schema": SpeechBody.model_json_schema()}}}}
 
 
-_speech_route("/v1/text-to-speech/{voice_id:path}/stream", stream=True)
-_speech_route("/v1/text-to-speech/{voice_id:path}", stream=False)
+async def _planned(service: SpeechService, pipeline: SpeechPipeline, voice_id: str, request: Request,
+                   output_format_name: str | None) -> tuple[SpeechPlan, AudioFormat]:
+    body = parse_speech_body(await request.body())
+    fmt = output_format(output_format_name)
+    engine, info = await _speech(service, voice_id, body.model_id)
+    order = speech_order(body.text, voice_id, engine, info, body.language_code, body.voice_settings,
+                         _filtering(service))
+    return await pipeline.plan(order), fmt
+
+
+@router.post("/v1/text-to-speech/{voice_id:path}/stream", response_model=None, openapi_extra=_BODY)
+@error_shape(elevenlabs_shape)
+@policy(speaks=True)
+async def stream_speech(voice_id: str, service: Service, pipeline: Pipeline, request: Request,
+                        output_format_name: str | None = Query(None, alias="output_format")) -> StreamingResponse:
+    """The speech of a whole text, streamed as it is made."""
+    plan, fmt = await _planned(service, pipeline, voice_id, request, output_format_name)
+    first, rest = await pipeline.stream(plan)
+    return StreamingResponse(encode_stream(first, rest, fmt), media_type=fmt.content_type)
+
+
+@router.post("/v1/text-to-speech/{voice_id:path}", response_model=None, openapi_extra=_BODY)
+@error_shape(elevenlabs_shape)
+@policy(speaks=True)
+async def speech(voice_id: str, service: Service, pipeline: Pipeline, request: Request,
+                 output_format_name: str | None = Query(None, alias="output_format")) -> Response:
+    """The speech of a whole text, as one file."""
+    plan, fmt = await _planned(service, pipeline, voice_id, request, output_format_name)
+    chunks = await pipeline.render(plan)
+    return Response(await asyncio.to_thread(encode_whole, fmt, chunks), media_type=fmt.content_type)
 
 
 def _filtering(service: SpeechService) -> str:
@@ -106,10 +126,12 @@ def _filtering(service: SpeechService) -> str:
 @router.websocket("/v1/text-to-speech/{voice_id:path}/stream-input")
 @policy(speaks=True)
 async def stream_input(socket: WebSocket, voice_id: str, model_id: str | None = None,
+                       language_code: str | None = Query(None, max_length=16),
                        output_format_name: str | None = Query(None, alias="output_format"),
-                       inactivity_timeout: float = Query(20.0, gt=0, le=MAX_INACTIVITY_S)) -> None:
+                       inactivity_timeout: float = Query(DEFAULT_INACTIVITY_S, gt=0, le=MAX_INACTIVITY_S)) -> None:
     """Text streamed in, speech streamed out (ElevenLabs' input streaming)."""
     service: SpeechService = socket.app.state.service
+    generations: GenerationsInFlight = socket.app.state.generations
     await socket.accept()
     try:
         fmt = output_format(output_format_name)
@@ -123,6 +145,9 @@ async def stream_input(socket: WebSocket, voice_id: str, model_id: str | None = 
         await end_stream(socket, CLOSE_POLICY if status < 500 else CLOSE_ERROR, "error", message)
         return
     filtering = _filtering(service)
-    stream = TextStream(fmt, lambda text, settings: speech_order(text, voice_id, engine, info, None, settings,
-                                                                 filtering), inactivity_timeout)
+
+    def order(text: str, settings: VoiceSettings | None, language: str | None) -> SpeechOrder:
+        return speech_order(text, voice_id, engine, info, language or language_code, settings, filtering)
+
+    stream = TextStream(fmt, order, inactivity_timeout, stopping=lambda: generations.stopping)
     await speak_text_stream(socket, socket.app.state.pipeline, stream)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -16,21 +17,35 @@ from ..engine_types import EngineInfo
 from ..orders import Role, SpeechOrder
 from ..wire import JsonBody
 from .contract_error import ContractError
+from .generate_form import LANGUAGES
 
 MAX_TEXT_CHARACTERS = 5000
 """The longest text of one request, or of one message of a text stream."""
+MAX_MESSAGE_BYTES = 64 * 1024
+"""The longest message of a text stream, refused before it is parsed (its text at most
+MAX_TEXT_CHARACTERS, each escaped in JSON as up to 6)."""
+MAX_SENTENCE_CHARACTERS = 300
+"""A text stream's run of text with no end mark is spoken at a space once it is this long."""
+MAX_QUEUED_SENTENCES = 32
+"""Sentences of a text stream waiting to be spoken; a client that sends faster waits for room."""
+DEFAULT_INACTIVITY_S, MAX_INACTIVITY_S = 20.0, 180.0
+"""ElevenLabs' `inactivity_timeout`: how long a text stream waits for text (once all it had is spoken)."""
 DEFAULT_OUTPUT_FORMAT = "mp3_44100_128"
 OUTPUT_FORMATS: dict[str, AudioFormat] = {
     **{f"pcm_{rate}": AudioFormat(f"pcm_{rate}", "s16le", "pcm_s16le", "pcm", f"audio/L16; rate={rate}; channels=1",
-                                  rate=rate) for rate in (16000, 22050, 24000, 44100)},
-    "mp3_44100_128": AudioFormat("mp3_44100_128", "mp3", "libmp3lame", "mp3", "audio/mpeg", rate=44100,
-                                 bit_rate=128_000),
+                                  rate=rate) for rate in (8000, 16000, 22050, 24000, 32000, 44100, 48000)},
+    **{f"mp3_{rate}_{kbps}": AudioFormat(f"mp3_{rate}_{kbps}", "mp3", "libmp3lame", "mp3", "audio/mpeg", rate=rate,
+                                         bit_rate=kbps * 1000) for rate, kbps in ((22050, 32), (44100, 128))},
     "ulaw_8000": AudioFormat("ulaw_8000", "mulaw", "pcm_mulaw", "ulaw", "audio/basic", rate=8000),
 }
+UNSUPPORTED_SUFFIXES = ("/with-timestamps", "/stream/with-timestamps")
+"""ElevenLabs' routes with character timings, which no engine here gives (not a voice's name)."""
 ELEVENLABS_MODEL_PREFIX = "eleven_"
+SPOKEN_LANGUAGES = tuple(code for code in LANGUAGES if code != "auto")
 
 
 def elevenlabs_error_body(status: str, message: str) -> dict[str, object]:
+    """ElevenLabs' error shape: `status` a machine-readable kind, `message` for people."""
     return {"detail": {"status": status, "message": message}}
 
 
@@ -62,6 +77,9 @@ class StreamMessage(JsonBody):
     text: str | None = Field(None, max_length=MAX_TEXT_CHARACTERS)
     flush: bool = False
     voice_settings: VoiceSettings | None = None
+    try_trigger_generation: bool | None = Field(None, description="Accepted: sentences decide when speech starts.")
+    generation_config: dict[str, Any] | None = Field(None, description="Accepted: sentences decide the chunks.")
+    xi_api_key: str | None = Field(None, description="Accepted: the key is checked at the handshake.")
 
 
 def parse_speech_body(raw: bytes) -> SpeechBody:
@@ -91,6 +109,7 @@ def _messages(exc: ValidationError) -> str:
 
 
 def output_format(name: str | None) -> AudioFormat:
+    """The format an `output_format` names (the default: mp3 at 44.1 kHz)."""
     fmt = OUTPUT_FORMATS.get(name or DEFAULT_OUTPUT_FORMAT)
     if fmt is None:
         raise elevenlabs_error(400, "invalid_output_format",
@@ -101,6 +120,9 @@ def output_format(name: str | None) -> AudioFormat:
 def engine_for(voice_id: str, model_id: str | None, current: str, voices_by_engine: Mapping[str, list[str]]) -> str:
     """The engine that speaks: the one `model_id` names, else the current engine when it has the
     voice, else the first live engine that has it."""
+    if voice_id.endswith(UNSUPPORTED_SUFFIXES):
+        raise elevenlabs_error(400, "unsupported", "timestamps are not available: no engine of this server gives "
+                               "character timings")
     if model_id and not model_id.startswith(ELEVENLABS_MODEL_PREFIX):
         if model_id not in voices_by_engine:
             raise elevenlabs_error(400, "model_not_found", f"model_id {model_id!r} is not an engine of this server; "
@@ -118,18 +140,24 @@ def engine_for(voice_id: str, model_id: str | None, current: str, voices_by_engi
 
 def speech_order(text: str, voice_id: str, engine: str, info: EngineInfo, language_code: str | None,
                  settings: VoiceSettings | None, filtering: str) -> SpeechOrder:
+    """The order for `text`: in `language_code`, else detected where the engine speaks several."""
     language = language_code or ("auto" if info.capabilities.languages else "en")
     return SpeechOrder(text=text, character=Role(voice_id), language=language, engine=engine, filtering=filtering,
                        speed=settings.speed if settings else None)
 
 
 def voice_list(voices_by_engine: Mapping[str, list[str]]) -> dict[str, object]:
+    """`GET /v1/voices`: a voice's id is its name; `labels.engine` says whose it is."""
     return {"voices": [{"voice_id": voice, "name": voice, "category": "premade", "labels": {"engine": engine},
                         "description": f"{voice} ({engine})"}
                        for engine, voices in voices_by_engine.items() for voice in voices]}
 
 
 def model_list(infos: list[EngineInfo]) -> list[dict[str, object]]:
+    """The engines as ElevenLabs' models; `languages`: what `language_code` may ask for (English
+    alone for an engine that speaks one language)."""
     return [{"model_id": info.engine, "name": info.manufacturer_name, "can_do_text_to_speech": True,
-             "can_use_speaker_boost": False, "description": f"{info.engine}: {info.current_model}"}
+             "can_use_speaker_boost": False, "description": f"{info.engine}: {info.current_model}",
+             "languages": [{"language_id": code, "name": code}
+                           for code in (SPOKEN_LANGUAGES if info.capabilities.languages else ("en",))]}
             for info in infos]

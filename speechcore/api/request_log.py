@@ -1,4 +1,5 @@
-"""RequestLog: one structured log line and one metrics report per HTTP request, with the request id.
+"""RequestLog: one structured log line and one metrics report per HTTP request or WebSocket session,
+with the request id.
 
 A pure ASGI middleware (streams pass through unbuffered). The id is the request's `x-request-id`:
 behind Serve the proxy sets it (the client's own, or a new one) and echoes it in the response; an
@@ -23,6 +24,9 @@ from ..telemetry import CURRENT_REQUEST, RequestRecord, Telemetry
 from .access import route_path
 
 REQUEST_ID_HEADER = "x-request-id"
+WEBSOCKET_STATUS = {"websocket.accept": 101, "websocket.http.response.start": 0, "websocket.close": 403}
+"""A WebSocket's status as its line says it: accepted, refused with an HTTP answer (its status), or
+closed before it was accepted."""
 MAX_LOGGED_TEXT = 2000
 
 
@@ -37,17 +41,20 @@ class RequestLog:
         self.templates = [(_template_pattern(t), t) for t in templates]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         request_id = Headers(scope=scope).get(REQUEST_ID_HEADER)
-        echo = request_id is None  # behind Serve the proxy echoes it
-        record = RequestRecord(request_id=request_id or uuid.uuid4().hex, method=scope["method"], path=scope["path"])
+        echo = request_id is None and scope["type"] == "http"  # behind Serve the proxy echoes it
+        record = RequestRecord(request_id=request_id or uuid.uuid4().hex, method=scope.get("method", "WEBSOCKET"),
+                               path=scope["path"])
         audio_body = False
 
         async def send_with_record(message: Message) -> None:
             nonlocal audio_body
-            if message["type"] == "http.response.start":
+            if message["type"] in WEBSOCKET_STATUS:  # a socket's line: its session, 101 once accepted
+                record.status = record.status or message.get("status") or WEBSOCKET_STATUS[message["type"]]
+            elif message["type"] == "http.response.start":
                 record.status = message["status"]
                 headers = MutableHeaders(scope=message)
                 audio_body = headers.get("content-type", "").startswith(("audio/", "text/event-stream"))

@@ -17,8 +17,11 @@ from elevenlabs.core.api_error import ApiError
 from websockets.sync.client import connect
 
 from speechcore.api.app import create_app
+from speechcore.config.paths import ServerPaths
+from speechcore.config.store import SettingsStore
+from speechcore.service import SpeechService
 from tests.conftest import BUNDLED_VOICE, SECOND_VOICE, build_asgi_service
-from tests.support import decode_audio, serve_over_http
+from tests.support import InProcessEngineClient, ToneEngine, decode_audio, serve_over_http, wait_until
 
 TEXT = "The lighthouse keeper climbed the stairs. The storm was coming in from the west."
 
@@ -119,6 +122,7 @@ def test_a_sentence_is_spoken_while_the_rest_of_the_text_is_still_coming(url):
 
 @pytest.mark.parametrize("send, status, code", [
     ("not json", "invalid_message", 1007),
+    (json.dumps({"text": "x" * 70_000}), "message_too_big", 1009),
     (json.dumps({"text": "x" * 5001}), "invalid_message", 1007),
     (json.dumps({"text": ["a list"]}), "invalid_message", 1007),
 ])
@@ -141,22 +145,53 @@ def test_an_unknown_voice_or_a_silent_client_ends_the_stream(url):
         assert error["error"] == "input_timeout_exceeded" and error["code"] == 1008
 
 
-def test_a_text_stream_and_a_whole_request_at_once_both_speak(url):
-    """A text stream holds one generation; others are served beside it."""
-    results: dict[str, float] = {}
+def test_a_whole_request_is_served_while_a_text_stream_is_open(url):
+    """A text stream holds one generation while its client is still writing; others are served
+    beside it, and the stream then ends as usual."""
+    spoke, audio = threading.Event(), []
 
-    def stream() -> None:
-        with _socket(url) as socket:
-            socket.send(json.dumps({"text": TEXT + " "}))
-            socket.send(json.dumps({"text": ""}))
-            audio = b""
-            while not (message := json.loads(socket.recv(timeout=60))).get("isFinal"):
-                audio += base64.b64decode(message["audio"])
-            results["stream"] = pcm_seconds(audio, 22050)
+    def stream(socket) -> None:
+        while not (message := json.loads(socket.recv(timeout=60))).get("isFinal"):
+            audio.append(base64.b64decode(message["audio"]))
+            spoke.set()
 
-    thread = threading.Thread(target=stream)
-    thread.start()
-    whole = b"".join(sdk(url).text_to_speech.convert(BUNDLED_VOICE, text=TEXT, output_format="pcm_22050"))
-    thread.join(120)
-    assert results["stream"] > 3.0 and pcm_seconds(whole, 22050) > 3.0
+    with _socket(url) as socket:
+        socket.send(json.dumps({"text": "The storm came in at dusk. "}))
+        reader = threading.Thread(target=stream, args=(socket,))
+        reader.start()
+        assert spoke.wait(60)
+        whole = b"".join(sdk(url).text_to_speech.convert(BUNDLED_VOICE, text=TEXT, output_format="pcm_22050"))
+        socket.send(json.dumps({"text": "The keeper lit the lamp. "}))
+        socket.send(json.dumps({"text": ""}))
+        reader.join(60)
+        assert not reader.is_alive()
+    assert pcm_seconds(whole, 22050) > 3.0 and pcm_seconds(b"".join(audio), 22050) > 2.0
 
+
+def test_a_client_that_goes_away_ends_its_synthesis_and_its_generation(tmp_path):
+    """A slow engine (ToneEngine, 0.3 s a sentence) and ten sentences: the client leaves after the
+    first audio, and the sentences after that are never synthesized."""
+    spoken: list[str] = []
+
+    def slow(text: str) -> float:
+        spoken.append(text)
+        return 0.3
+
+    service = SpeechService(SettingsStore(ServerPaths.at(tmp_path)),
+                            {"piper": InProcessEngineClient(ToneEngine(slow))}, ["piper"], "piper")
+    app = create_app(service)
+    with serve_over_http(app) as url:
+        socket_url = f"{url.replace('http://', 'ws://', 1)}/v1/text-to-speech/440hz@16000/stream-input"
+        with connect(socket_url) as socket:
+            socket.send(json.dumps({"text": " ".join(f"Sentence number {n} is here." for n in range(10)) + " "}))
+            assert json.loads(socket.recv(timeout=60))["audio"]
+        wait_until(lambda: app.state.generations.total == 0, "the stream's generation ended", 30)
+        assert len(spoken) < 10, spoken
+        assert json.loads(_tone_after(socket_url))["audio"]  # the server is free for the next client
+
+
+def _tone_after(socket_url: str) -> str:
+    with connect(socket_url) as socket:
+        socket.send(json.dumps({"text": "Next. "}))
+        socket.send(json.dumps({"text": ""}))
+        return socket.recv(timeout=60)

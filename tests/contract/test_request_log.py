@@ -3,6 +3,7 @@ reports, the request id, text only at DEBUG. Over real Serve and Prometheus: tes
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
@@ -115,3 +116,20 @@ def test_refused_requests_name_their_endpoint(tmp_path_factory):
         assert keyed.get("/audio/some.wav").status_code == 401
         assert keyed.get("/no/such/path").status_code == 401
     assert [(r.endpoint, r.status) for r in telemetry.requests] == [("/audio/{filename}", 401), ("unmatched", 401)]
+
+
+def test_a_text_stream_gets_one_line_for_its_session(client, caplog):
+    """A WebSocket session is one line: its voice, every sentence's characters and audio."""
+    caplog.set_level(logging.INFO, LOGGER)
+    sentences = ["The first sentence.", "And the second one."]
+    with client.websocket_connect(f"/v1/text-to-speech/{BUNDLED_VOICE}/stream-input?output_format=pcm_22050") as ws:
+        for sentence in sentences:
+            ws.send_json({"text": sentence + " "})
+        ws.send_json({"text": ""})
+        audio = 0
+        while not (message := ws.receive_json()).get("isFinal"):
+            audio += len(base64.b64decode(message["audio"]))
+    line = next(line for line in _lines(caplog) if line["method"] == "WEBSOCKET")
+    assert line["endpoint"] == "/v1/text-to-speech/{voice_id:path}/stream-input" and line["status"] == 101
+    assert line["voices"] == [BUNDLED_VOICE] and line["characters"] == sum(map(len, sentences))
+    assert line["audio_s"] == pytest.approx(audio / 2 / 22050, abs=0.05)

@@ -4,6 +4,7 @@ over HTTP, and Ctrl-C stops everything it started."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -16,7 +17,12 @@ import time
 import httpx
 import psutil
 import pytest
+from wyoming.audio import AudioChunk, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.error import Error
+from wyoming.tts import Synthesize
 
+from embedded_proxy import free_ports
 from tests.conftest import PROJECT_DIR, SERVE_PORT
 
 pytestmark = pytest.mark.serve
@@ -30,7 +36,7 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def test_help_lists_the_commands():
     result = cli("--help")
     assert result.returncode == 0
-    for command in ("run", "status", "reload"):
+    for command in ("run", "status", "reload", "wyoming"):
         assert command in result.stdout
     assert "--metrics-port" in cli("run", "--help").stdout
 
@@ -70,9 +76,10 @@ def test_run_shows_progress_serves_and_stops_cleanly(tmp_path):
     port = SERVE_PORT + 10
     # A cluster this machine knew once and that is gone: `run` starts its own local Ray regardless.
     gone = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_closed_port()}"}
+    [wyoming_port] = free_ports(1)
     process = subprocess.Popen([*CLI, "run", "--root", str(tmp_path), "--port", str(port), "--engines", "piper",
-                                "--rvc", "off"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               cwd=PROJECT_DIR, env=gone)
+                                "--rvc", "off", "--wyoming-port", str(wyoming_port)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, cwd=PROJECT_DIR, env=gone)
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 240
@@ -85,12 +92,44 @@ def test_run_shows_progress_serves_and_stops_cleanly(tmp_path):
         assert any("tts-piper 0/1" in line for line in progress), progress  # replicas seen starting
         assert "piper RUNNING (tts-piper 1/1)" in progress[-1]
         assert any("metrics (Prometheus): http://" in line for line in lines)
+        assert any(f"Wyoming (Home Assistant): tcp://127.0.0.1:{wyoming_port}" in line for line in lines)
+        assert asyncio.run(_wyoming_speech_seconds(wyoming_port)) > 0.5
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output[-3000:]
     _, alive = psutil.wait_procs(started, timeout=30)
     assert not alive, f"left behind: {[p.pid for p in alive]}"
+
+
+async def _wyoming_speech_seconds(port: int) -> float:
+    """What Home Assistant does: synthesize over Wyoming, and the seconds of audio it got."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Synthesize(text="Home Assistant speaks.").event())
+        audio = b""
+        while not AudioStop.is_type((event := await asyncio.wait_for(client.read_event(), 60)).type):
+            assert not Error.is_type(event.type), event.data
+            if AudioChunk.is_type(event.type):
+                chunk = AudioChunk.from_event(event)
+                audio += chunk.audio
+        return len(audio) / chunk.width / chunk.rate
+
+
+def test_wyoming_in_front_of_a_running_server_stops_on_sigterm(serve_server):
+    [port] = free_ports(1)
+    process = subprocess.Popen([*CLI, "wyoming", "--url", f"http://127.0.0.1:{SERVE_PORT}", "--host", "127.0.0.1",
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=PROJECT_DIR)
+    try:
+        lines = [process.stdout.readline()]
+        while "Wyoming (Home Assistant)" not in lines[-1]:
+            assert process.poll() is None, "".join(lines)
+            lines.append(process.stdout.readline())
+        assert asyncio.run(_wyoming_speech_seconds(port)) > 0.5
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output[-3000:]
 
 
 def _closed_port() -> int:

@@ -58,14 +58,25 @@ def test_free_ports_are_drawn_below_the_kernels_ephemeral_range_and_skip_bound_o
     low = int(EPHEMERAL_RANGE.read_text().split()[0])
     ports = free_ports(20)
     assert len(set(ports)) == 20 and all(FIXED_PORTS_FROM <= port < low for port in ports)
+    base = next(port for port in free_ports(50) if port + 3 < low and _all_free(range(port, port + 3)))
     narrow = tmp_path / "ip_local_port_range"
-    narrow.write_text(f"{FIXED_PORTS_FROM + 3}\t60999\n")
+    narrow.write_text(f"{base + 3}\t60999\n")
     with contextlib.ExitStack() as held:
-        taken = [held.enter_context(socket.create_server(("", port))) for port in free_ports(2, narrow)]
-        left = {FIXED_PORTS_FROM, FIXED_PORTS_FROM + 1, FIXED_PORTS_FROM + 2} - {s.getsockname()[1] for s in taken}
-        assert free_ports(1, narrow) == list(left)
+        taken = [held.enter_context(socket.create_server(("", port))) for port in free_ports(2, narrow, base)]
+        left = {base, base + 1, base + 2} - {s.getsockname()[1] for s in taken}
+        assert free_ports(1, narrow, base) == list(left)
         with pytest.raises(RuntimeError, match="found 1 of 2 free ports"):
-            free_ports(2, narrow)
+            free_ports(2, narrow, base)
+
+
+def _all_free(ports: range) -> bool:
+    with contextlib.ExitStack() as held:
+        try:
+            for port in ports:
+                held.enter_context(socket.create_server(("", port)))
+        except OSError:
+            return False
+    return True
 
 
 def test_the_shim_is_never_its_own_haproxy(tmp_path, monkeypatch):
