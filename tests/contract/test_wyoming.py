@@ -27,7 +27,7 @@ from wyoming.tts import (
 
 from embedded_proxy import free_ports
 from speechcore.api.app import create_app
-from tests.conftest import BUNDLED_VOICE, build_asgi_service
+from tests.conftest import BUNDLED_VOICE, SECOND_VOICE, build_asgi_service
 from tests.support import serve_over_http
 from wyoming_front import RATE, WyomingArgs, serve_wyoming
 
@@ -96,14 +96,17 @@ def test_describe_lists_the_servers_voices_with_their_languages(api_url):
     asyncio.run(check())
 
 
-def test_synthesize_answers_audio_start_chunks_and_stop(api_url):
+def test_synthesize_answers_audio_start_chunks_and_stop_in_the_named_voice(api_url):
     async def check() -> None:
         async with wyoming(api_url) as client:
             await client.write_event(Synthesize(text=TEXT, voice=VOICE).event())
             events, audio = await audio_until(client, AudioStop().event().type)
+            await client.write_event(Synthesize(text=TEXT, voice=SynthesizeVoice(name=SECOND_VOICE)).event())
+            _, second = await audio_until(client, AudioStop().event().type)
         start = AudioStart.from_event(events[0])
         assert (start.rate, start.width, start.channels) == (RATE, 2, 1)
         assert 3.0 < seconds(audio) < 9.0
+        assert seconds(second) > 1.4 * seconds(audio)  # the second voice speaks more slowly
 
     asyncio.run(check())
 
