@@ -76,10 +76,19 @@ class ServerSpeech:
 
     async def add(self, text: str) -> None:
         if text:
-            await self.socket.send(json.dumps({"text": text}))
+            await self._send({"text": text})
 
     async def end(self) -> None:
-        await self.socket.send(json.dumps({"text": ""}))
+        await self._send({"text": ""})
+
+    async def _send(self, message: dict[str, str]) -> None:
+        try:
+            await self.socket.send(json.dumps(message))
+        except ConnectionClosed:
+            # The server refused the stream (an unknown voice) and closed it: its reason was sent first.
+            async for _ in self.audio():
+                pass
+            raise SpeechFailed("the server closed the stream", "connection_closed") from None
 
     async def audio(self) -> AsyncIterator[bytes]:
         try:

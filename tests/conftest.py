@@ -140,6 +140,24 @@ def serve_server(tmp_path_factory) -> Iterator[Server]:
         assert not leftover, f"Ray processes left behind: {[p.cmdline()[:2] for p in leftover]}"
 
 
+@pytest.fixture(scope="session")
+def uvicorn_url(tmp_path_factory) -> Iterator[str]:
+    """The `asgi` server's app on real HTTP (uvicorn on 127.0.0.1, its own root): for clients that
+    need a socket (WebSockets, TCP fronts)."""
+    from tests.support import serve_over_http
+
+    with serve_over_http(create_app(build_asgi_service(tmp_path_factory, "http-root"))) as url:
+        yield url
+
+
+@pytest.fixture(params=["asgi", pytest.param("serve", marks=pytest.mark.serve)])
+def api_url(request) -> str:
+    """The API's base URL over real HTTP: in process (uvicorn) and behind real Serve."""
+    if request.param == "asgi":
+        return request.getfixturevalue("uvicorn_url")
+    return str(request.getfixturevalue("serve_server").client.base_url).rstrip("/")
+
+
 @pytest.fixture(params=["asgi", pytest.param("serve", marks=pytest.mark.serve)])
 def server(request) -> Iterator[Server]:
     """The API under test (see shared_roots_restored)."""

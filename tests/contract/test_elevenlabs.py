@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterator
 
 import pytest
 from elevenlabs.client import ElevenLabs
@@ -20,23 +19,15 @@ from speechcore.api.app import create_app
 from speechcore.config.paths import ServerPaths
 from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
-from tests.conftest import BUNDLED_VOICE, SECOND_VOICE, build_asgi_service
+from tests.conftest import BUNDLED_VOICE, SECOND_VOICE
 from tests.support import InProcessEngineClient, ToneEngine, decode_audio, serve_over_http, wait_until
 
 TEXT = "The lighthouse keeper climbed the stairs. The storm was coming in from the west."
 
 
-@pytest.fixture(scope="module")
-def uvicorn_url(tmp_path_factory) -> Iterator[str]:
-    with serve_over_http(create_app(build_asgi_service(tmp_path_factory, "elevenlabs-root"))) as url:
-        yield url
-
-
-@pytest.fixture(params=["asgi", pytest.param("serve", marks=pytest.mark.serve)])
-def url(request) -> str:
-    if request.param == "asgi":
-        return request.getfixturevalue("uvicorn_url")
-    return str(request.getfixturevalue("serve_server").client.base_url).rstrip("/")
+@pytest.fixture
+def url(api_url) -> str:
+    return api_url
 
 
 def sdk(url: str) -> ElevenLabs:

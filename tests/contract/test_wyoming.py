@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import pytest
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
@@ -26,26 +25,11 @@ from wyoming.tts import (
 )
 
 from embedded_proxy import free_ports
-from speechcore.api.app import create_app
-from tests.conftest import BUNDLED_VOICE, SECOND_VOICE, build_asgi_service
-from tests.support import serve_over_http
+from tests.conftest import BUNDLED_VOICE, SECOND_VOICE
 from wyoming_front import RATE, WyomingArgs, serve_wyoming
 
 TEXT = "The lighthouse keeper climbed the stairs. The storm was coming in from the west."
 VOICE = SynthesizeVoice(name=BUNDLED_VOICE)
-
-
-@pytest.fixture(scope="module")
-def uvicorn_url(tmp_path_factory) -> Iterator[str]:
-    with serve_over_http(create_app(build_asgi_service(tmp_path_factory, "wyoming-root"))) as url:
-        yield url
-
-
-@pytest.fixture(params=["asgi", pytest.param("serve", marks=pytest.mark.serve)])
-def api_url(request) -> str:
-    if request.param == "asgi":
-        return request.getfixturevalue("uvicorn_url")
-    return str(request.getfixturevalue("serve_server").client.base_url).rstrip("/")
 
 
 @contextlib.asynccontextmanager
