@@ -22,12 +22,12 @@ import re
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event
@@ -73,6 +73,7 @@ class ServerSpeech:
 
     def __init__(self, socket: ClientConnection):
         self.socket = socket
+        self._reading = False
 
     async def add(self, text: str) -> None:
         if text:
@@ -85,12 +86,13 @@ class ServerSpeech:
         try:
             await self.socket.send(json.dumps(message))
         except ConnectionClosed:
-            # The server refused the stream (an unknown voice) and closed it: its reason was sent first.
-            async for _ in self.audio():
-                pass
+            if not self._reading:  # the server refused the stream (an unknown voice): its reason came first
+                async for _ in self.audio():
+                    pass
             raise SpeechFailed("the server closed the stream", "connection_closed") from None
 
     async def audio(self) -> AsyncIterator[bytes]:
+        self._reading = True
         try:
             async for raw in self.socket:
                 message = json.loads(raw)
@@ -102,6 +104,8 @@ class ServerSpeech:
                     return
         except ConnectionClosed as closed:
             raise SpeechFailed(f"the server closed the stream ({closed})", "connection_closed") from None
+        finally:
+            self._reading = False
         raise SpeechFailed("the server closed the stream before its last audio", "connection_closed")
 
 
@@ -184,10 +188,10 @@ class WyomingSession(AsyncEventHandler):
             elif SynthesizeStart.is_type(event.type):
                 await self._start(SynthesizeStart.from_event(event))
             elif SynthesizeChunk.is_type(event.type) and self._speech is not None:
-                await self._speech.add(SynthesizeChunk.from_event(event).text)
+                await self._streamed(self._speech.add(SynthesizeChunk.from_event(event).text))
             elif SynthesizeStop.is_type(event.type) and self._speech is not None:
                 await self._finish()
-        except (SpeechFailed, OSError, ConnectionClosed) as exc:
+        except (SpeechFailed, OSError, WebSocketException) as exc:
             await self._close_stream()
             code = exc.code if isinstance(exc, SpeechFailed) else "server_unreachable"
             _LOGGER.info("Wyoming: synthesis failed: %s (%s)", exc, code)
@@ -207,9 +211,19 @@ class WyomingSession(AsyncEventHandler):
             self.api.speech(start.voice.name if start.voice else None))
         self._playing = asyncio.create_task(self._play(self._speech))
 
+    async def _streamed(self, step: Awaitable[None]) -> None:
+        """A step of a streaming synthesis; when the server has closed the stream, the reason it
+        gave (which the audio reader has) rather than the closed socket."""
+        try:
+            await step
+        except SpeechFailed:
+            if self._playing is not None:
+                await self._playing
+            raise
+
     async def _finish(self) -> None:
         assert self._speech is not None and self._playing is not None
-        await self._speech.end()
+        await self._streamed(self._speech.end())
         try:
             await self._playing
         finally:
@@ -241,9 +255,9 @@ class WyomingSession(AsyncEventHandler):
         """Ends the synthesis under way: closing its socket stops it on the server."""
         playing, streaming = self._playing, self._streaming
         self._playing, self._streaming, self._speech = None, None, None
-        if playing is not None and not playing.done():
+        if playing is not None:
             playing.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(BaseException):  # a failure it ended with was reported, or is moot
                 await playing
         if streaming is not None:
             with contextlib.suppress(Exception):

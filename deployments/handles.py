@@ -107,6 +107,11 @@ class HandleEngineClient:
     async def is_serving(self) -> bool:
         return await self._serving.check() is not Serving.UNAVAILABLE
 
+    @property
+    def serving(self) -> ServingProbe:
+        """Whether the engine has replicas (asked of Serve, answers reused briefly)."""
+        return self._serving
+
     def forget_description(self) -> None:
         self._forgotten = True  # the last one stays the fallback while replicas are slow
 
@@ -191,14 +196,16 @@ def _with_options(info: EngineInfo, options: dict[str, object]) -> EngineInfo:
 class HandleConversionClient:
     """The core's ConversionClient over the RVC application. Requests are routed by voice model
     (multiplexed); the converter pulls the engine's stream itself, routed as `engine_route(engine)`
-    says (the engine application and its voice affinity). The first converted chunk is waited for
+    says (the engine application and its voice affinity), and `engine_serving(engine)` is the
+    engine client's probe where there is one. The first converted chunk is waited for
     as the engine's own client waits for audio (the engine or the RVC deployment scaled to zero:
     up to `cold_start_timeout_s`, and `cold_started(engine, seconds)` hears it), the next ones up
     to `chunk_timeout_s` each."""
 
     def __init__(self, app_name: str, engine_route: Callable[[str], EngineRoute], chunk_timeout_s: float | None = None,
                  cold_start_timeout_s: float | None = None,
-                 cold_started: Callable[[str, float], None] | None = None):
+                 cold_started: Callable[[str, float], None] | None = None,
+                 engine_serving: Callable[[str], ServingProbe | None] = lambda _engine: None):
         self.app_name = app_name
         self.engine_route = engine_route
         self.chunk_timeout_s = chunk_timeout_s
@@ -206,7 +213,8 @@ class HandleConversionClient:
         self.cold_started = cold_started
         self._handle: DeploymentHandle | None = None
         self._serving = ServingProbe(app_name, RVC_DEPLOYMENT_NAME)
-        self._chains: dict[tuple[str, str], ServingChain] = {}
+        self.engine_serving = engine_serving
+        self._engine_probes: dict[tuple[str, str], ServingProbe] = {}
 
     async def _get_handle(self) -> DeploymentHandle:
         if self._handle is None:
@@ -220,15 +228,21 @@ class HandleConversionClient:
         call = handle.options(stream=True, multiplexed_model_id=conversion.model).convert_synthesis
         stream = relay(call.remote(route, request, conversion), self.app_name, self.chunk_timeout_s,
                        first_chunk_timeout_s=None)
-        target = (route.app_name, route.deployment_name)
-        serving = self._chains.get(target) or self._chains.setdefault(
-            target, ServingChain(self._serving, ServingProbe(*target)))
+        serving = ServingChain(self._serving, self._engine_probe(engine, route))
         cold_started = functools.partial(self.cold_started, engine) if self.cold_started else None
         chunks = through_cold_start(stream, route.app_name, serving, self.chunk_timeout_s, self.cold_start_timeout_s,
                                     cold_started)
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 yield chunk
+
+    def _engine_probe(self, engine: str, route: EngineRoute) -> ServingProbe:
+        """The engine client's own probe (which has asked Serve before, so a question that fails
+        keeps a known answer), else one of this client's."""
+        if (probe := self.engine_serving(engine)) is not None:
+            return probe
+        target = (route.app_name, route.deployment_name)
+        return self._engine_probes.get(target) or self._engine_probes.setdefault(target, ServingProbe(*target))
 
     async def convert_audio(self, audio: PcmChunk, conversion: ConversionRequest) -> PcmChunk:
         handle = await self._get_handle()

@@ -23,6 +23,7 @@ from speechcore.config.store import SettingsStore
 from speechcore.service import SpeechService
 
 from .cluster_signals import ClusterDrain, ClusterStopSignal
+from .cold_starts import ServingProbe
 from .engine_apps import engine_app_spec
 from .engine_calls import EngineRoute, engine_deployment_name
 from .handles import HandleConversionClient, HandleEngineClient
@@ -50,6 +51,7 @@ class IngressServer:
         converter = HandleConversionClient(
             self.args.rvc_app, self._engine_route, chunk_timeout_s=self.args.engine_chunk_timeout_s,
             cold_start_timeout_s=self.args.cold_start_timeout_s, cold_started=self.metrics.cold_started,
+            engine_serving=self._engine_serving,
         ) if self.args.rvc_app else None
         self.service = SpeechService(settings, engines, self.args.engines_supported or list(engines),
                                      self.args.default_engine, self.args.narrator_concurrency,
@@ -72,6 +74,10 @@ class IngressServer:
         if isinstance(client, HandleEngineClient):
             return client.route
         return EngineRoute(engine, engine_deployment_name(engine))
+
+    def _engine_serving(self, engine: str) -> ServingProbe | None:
+        client = self.service.engines.live.get(engine)
+        return client.serving if isinstance(client, HandleEngineClient) else None
 
     async def deploy_engine(self, engine: str) -> HandleEngineClient:
         """Deploys the application of an engine that is not live, as its entry in the server's

@@ -124,6 +124,13 @@ def test_an_unknown_voice_is_an_error_event_and_the_connection_stays(api_url):
             await client.write_event(Synthesize(text="Still here.", voice=VOICE).event())
             _, audio = await audio_until(client, AudioStop().event().type)
             assert seconds(audio) > 0.3
+            # The same in a streaming synthesis: the server's reason, whichever event meets the closed stream.
+            await client.write_event(SynthesizeStart(voice=SynthesizeVoice(name="nobody")).event())
+            for word in TEXT.split(" "):
+                await client.write_event(SynthesizeChunk(text=word + " ").event())
+            await client.write_event(SynthesizeStop().event())
+            events, _ = await audio_until(client, Error(text="").event().type)
+            assert Error.from_event(events[-1]).code == "voice_not_found"
 
     asyncio.run(check())
 
