@@ -16,6 +16,7 @@ really serves what was asked, and where each engine or RVC replica computes (its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -165,3 +166,12 @@ class OwnReport:
 
     def remove(self) -> None:
         self._reports.remove(*self._key)
+
+
+def release_replica(watching: asyncio.Task[None], report: OwnReport) -> None:
+    """What an engine or RVC replica leaves when it goes (its `__del__`): the stop-epoch watch
+    stopped and its report removed, each as far as it still can be."""
+    with contextlib.suppress(Exception):  # best effort: readers only look at running replicas
+        watching.get_loop().call_soon_threadsafe(watching.cancel)
+    with contextlib.suppress(Exception):
+        report.remove()

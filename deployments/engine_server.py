@@ -24,7 +24,7 @@ from speechcore.config.paths import ServerPaths
 from speechcore.engine_types import EngineInfo, SynthesisRequest
 from speechcore.safe_paths import resolve_inside
 
-from .cluster_signals import ClusterStopSignal, OwnReport, ReplicaPlacement, WatchedStopEpoch
+from .cluster_signals import ClusterStopSignal, OwnReport, ReplicaPlacement, WatchedStopEpoch, release_replica
 from .engine_host import EngineHost
 from .metrics import EngineMetrics
 from .placement import place_replica
@@ -79,10 +79,7 @@ class EngineServer:
                          result.info.current_model, result.seconds)
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # best effort: readers only look at running replicas
-            self._watching.get_loop().call_soon_threadsafe(self._watching.cancel)
-        with contextlib.suppress(Exception):
-            self._report.remove()
+        release_replica(self._watching, self._report)
 
     async def check_health(self) -> None:
         """Serve's periodic probe: a replica whose synthesis step never returns is replaced."""

@@ -5,7 +5,6 @@ model go to replicas that have it loaded). For generation it consumes the engine
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +23,7 @@ from speechcore.engine_types import SynthesisRequest
 from speechcore.rvc_requests import ConversionRequest
 from speechcore.safe_paths import resolve_inside
 
-from .cluster_signals import ClusterStopSignal, OwnReport, WatchedStopEpoch
+from .cluster_signals import ClusterStopSignal, OwnReport, WatchedStopEpoch, release_replica
 from .engine_calls import EngineCalls, EngineRoute
 from .placement import place_replica
 from .voice_cache import LoadedVoice, fresh_voice, load_held
@@ -50,10 +49,7 @@ class RvcServer:
         _LOGGER.info("RVC converter ready on %s with %d thread(s)", device, self.args.threads)
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # best effort: readers only look at running replicas
-            self._watching.get_loop().call_soon_threadsafe(self._watching.cancel)
-        with contextlib.suppress(Exception):
-            self._report.remove()
+        release_replica(self._watching, self._report)
 
     @serve.multiplexed(max_num_models_per_replica=MAX_VOICES_PER_REPLICA)
     async def _loaded(self, model: str) -> LoadedVoice:

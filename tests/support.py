@@ -213,6 +213,25 @@ class InProcessConverter:
         return True
 
 
+def assert_text_stream_needs_the_key(base_url: str, key: str, voice: str) -> None:
+    """ElevenLabs' input stream at `base_url`: refused at its handshake with a wrong key (401, as for
+    HTTP), spoken with `key` sent as `xi-api-key`."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url = f"{base_url.replace('http://', 'ws://', 1)}/v1/text-to-speech/{voice}/stream-input"
+    try:
+        connect(url, additional_headers={"xi-api-key": "wrong"}).close()
+    except InvalidStatus as refused:
+        assert refused.response.status_code == 401
+    else:
+        raise AssertionError("a text stream with a wrong key was accepted")
+    with connect(url, additional_headers={"xi-api-key": key}) as socket:
+        socket.send(json.dumps({"text": "Keys work. "}))
+        socket.send(json.dumps({"text": ""}))
+        assert json.loads(socket.recv(timeout=60))["audio"]
+
+
 @contextlib.contextmanager
 def serve_over_http(app) -> Iterator[str]:
     """The ASGI app on real HTTP (uvicorn on 127.0.0.1, a free port, in a thread); yields its base URL."""

@@ -18,9 +18,8 @@ from ..orders import SpeechOrder
 from ..pipeline import SpeechPipeline, SpeechPlan
 from ..service import SpeechService
 from ..streaming import encode_stream
-from .contract_error import ContractError
 from .deps import Pipeline, Service
-from .elevenlabs_socket import CLOSE_ERROR, CLOSE_POLICY, TextStream, end_stream, speak_text_stream
+from .elevenlabs_socket import TextStream, end_stream, speak_text_stream, stream_failure
 from .elevenlabs_wire import (
     DEFAULT_INACTIVITY_S,
     MAX_INACTIVITY_S,
@@ -34,7 +33,7 @@ from .elevenlabs_wire import (
     speech_order,
     voice_list,
 )
-from .errors import error_shape, error_status
+from .errors import error_shape
 from .generations import GenerationsInFlight
 from .route_policy import policy
 
@@ -136,13 +135,8 @@ async def stream_input(socket: WebSocket, voice_id: str, model_id: str | None = 
     try:
         fmt = output_format(output_format_name)
         engine, info = await _speech(service, voice_id, model_id)
-    except ContractError as refused:
-        detail = refused.body["detail"]
-        await end_stream(socket, CLOSE_POLICY, detail["status"], detail["message"])
-        return
     except Exception as exc:
-        status, message = error_status(exc)
-        await end_stream(socket, CLOSE_POLICY if status < 500 else CLOSE_ERROR, "error", message)
+        await end_stream(socket, *stream_failure(exc, "error"))
         return
     filtering = _filtering(service)
 

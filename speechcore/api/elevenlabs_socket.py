@@ -24,6 +24,7 @@ from ..orders import NothingToSpeak, SpeechOrder
 from ..pipeline import SpeechPipeline
 from ..text.language import LanguageNotDetected
 from ..text.sentence_stream import SentenceBuffer
+from .contract_error import ContractError
 from .elevenlabs_wire import (
     MAX_MESSAGE_BYTES,
     MAX_QUEUED_SENTENCES,
@@ -90,10 +91,7 @@ async def speak_text_stream(socket: WebSocket, pipeline: SpeechPipeline, stream:
         _LOGGER.info("the client of a text stream went away")
         return
     except Exception as exc:  # the engine's or the pipeline's, as the HTTP routes would answer it
-        status, message = error_status(exc)
-        if status >= 500:
-            _LOGGER.error("text stream failed: %s", message, exc_info=exc)
-        ending = (CLOSE_POLICY if status < 500 else CLOSE_ERROR, "speech_failed", message)
+        ending = stream_failure(exc, "speech_failed")
     finally:
         for task in (reading, speaking):
             task.cancel()
@@ -104,6 +102,18 @@ async def speak_text_stream(socket: WebSocket, pipeline: SpeechPipeline, stream:
     with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
         await socket.send_json({"isFinal": True})
         await socket.close(CLOSE_NORMAL)
+
+
+def stream_failure(exc: Exception, kind: str) -> tuple[int, str, str]:
+    """The close code, error kind and message that end a stream on `exc`: an ElevenLabs-shaped
+    refusal as it says, any other error as the HTTP routes would answer it (`kind`)."""
+    if isinstance(exc, ContractError):
+        detail = exc.body["detail"]
+        return CLOSE_POLICY, detail["status"], detail["message"]
+    status, message = error_status(exc)
+    if status >= 500:
+        _LOGGER.error("text stream failed: %s", message, exc_info=exc)
+    return (CLOSE_POLICY if status < 500 else CLOSE_ERROR), kind, message
 
 
 async def _read(socket: WebSocket, session: _Session, stream: TextStream) -> None:

@@ -88,19 +88,24 @@ def error_shape(shape: Shape) -> Callable[[F], F]:
     return declare
 
 
-def error_status(error: BaseException) -> tuple[int, str]:
-    """The status and message of a domain error (STATUSES); 500 for any other."""
+def _domain_status(error: BaseException) -> tuple[int, str] | None:
     for kinds, status, message in STATUSES:
         if isinstance(error, kinds):
             return status, message.format(error)
-    return 500, f"Internal server error: {type(error).__name__}"
+    return None
+
+
+def error_status(error: BaseException) -> tuple[int, str]:
+    """The status and message of a domain error (STATUSES); 500 for any other."""
+    return _domain_status(error) or (500, f"Internal server error: {type(error).__name__}")
 
 
 def answer(error: BaseException, shape: Shape = status_shape) -> JSONResponse:
     """The response for a domain error, in `shape`."""
-    if not any(isinstance(error, kinds) for kinds, _status, _message in STATUSES):
+    found = _domain_status(error)
+    if found is None:
         raise TypeError(f"{type(error).__name__} is not a domain error") from error
-    status, message = error_status(error)
+    status, message = found
     headers = {"Retry-After": RETRY_AFTER_S[status]} if status in RETRY_AFTER_S else None
     return JSONResponse(shape(status, message, error), status_code=status, headers=headers)
 
@@ -122,5 +127,4 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A clear JSON error instead of AllTalk's plain-text "Internal Server Error".
         _LOGGER.exception("unhandled error in %s %s", request.method, request.url.path)
-        return JSONResponse({"status": "error", "message": f"Internal server error: {type(exc).__name__}"},
-                            status_code=500)
+        return JSONResponse({"status": "error", "message": error_status(exc)[1]}, status_code=500)

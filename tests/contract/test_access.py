@@ -3,7 +3,6 @@ API keys, admin-only control endpoints, CORS, body size and per-client generatio
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import httpx
@@ -11,13 +10,11 @@ import openai
 import pytest
 from elevenlabs.client import ElevenLabs
 from elevenlabs.core.api_error import ApiError
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
 
 from speechcore.api import create_app
 from speechcore.config.access import AccessArgs
 from tests.conftest import BUNDLED_VOICE, build_asgi_service
-from tests.support import decode_audio, serve_over_http
+from tests.support import assert_text_stream_needs_the_key, decode_audio, serve_over_http
 
 USER, ADMIN = "user-key-123", "admin-key-456"
 SAMPLE_ARGS = {"/api/tts-generate": {"text_input": "Hello.", "character_voice_gen": BUNDLED_VOICE}}
@@ -100,14 +97,7 @@ def test_the_elevenlabs_sdk_and_its_websocket_with_xi_api_key(keyed):
     with pytest.raises(ApiError) as refused:
         b"".join(ElevenLabs(api_key="wrong", base_url=keyed).text_to_speech.convert(BUNDLED_VOICE, text="No."))
     assert refused.value.status_code == 401
-    socket_url = f"{keyed.replace('http://', 'ws://', 1)}/v1/text-to-speech/{BUNDLED_VOICE}/stream-input"
-    with pytest.raises(InvalidStatus) as handshake:
-        connect(socket_url, additional_headers={"xi-api-key": "wrong"})
-    assert handshake.value.response.status_code == 401
-    with connect(socket_url, additional_headers={"xi-api-key": USER}) as socket:
-        socket.send(json.dumps({"text": "Keys work. "}))
-        socket.send(json.dumps({"text": ""}))
-        assert json.loads(socket.recv(timeout=60))["audio"]
+    assert_text_stream_needs_the_key(keyed, USER, BUNDLED_VOICE)
 
 
 def test_cors_answers_only_the_configured_origin(keyed):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import wave
 from pathlib import Path
 
@@ -24,11 +23,10 @@ import httpx
 import numpy as np
 import pytest
 from ray import serve
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
 
 from deployments.rollout import ServeRollout
 from tests.conftest import BUNDLED_VOICE, SERVE_PORT
+from tests.support import assert_text_stream_needs_the_key
 
 pytestmark = [pytest.mark.serve, pytest.mark.both_fronts]
 USER, ADMIN = "serve-user-key", "serve-admin-key"
@@ -85,14 +83,7 @@ def test_keys_from_the_replicas_environment(prefixed):
 def test_a_text_stream_needs_a_key_at_its_handshake(prefixed):
     """ElevenLabs' input stream through the proxy: refused at the handshake without a key (401, as
     for HTTP), spoken with one sent as `xi-api-key`."""
-    url = f"{prefixed.replace('http://', 'ws://', 1)}/keyed/v1/text-to-speech/{BUNDLED_VOICE}/stream-input"
-    with pytest.raises(InvalidStatus) as refused:
-        connect(url, additional_headers={"xi-api-key": "wrong"})
-    assert refused.value.response.status_code == 401
-    with connect(url, additional_headers={"xi-api-key": USER}) as socket:
-        socket.send(json.dumps({"text": "Behind the proxy, with a key. "}))
-        socket.send(json.dumps({"text": ""}))
-        assert json.loads(socket.recv(timeout=60))["audio"]
+    assert_text_stream_needs_the_key(f"{prefixed}/keyed", USER, BUNDLED_VOICE)
 
 
 def test_clients_at_different_addresses_have_a_limit_each(prefixed):
